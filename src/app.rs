@@ -1,0 +1,122 @@
+//! What the server does, independent of HTTP: writes that commit, update the cache and
+//! publish; reads from the cache with read-your-writes; and the refresh an operator asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::{Bus, Message};
+use crate::cache::{Snapshot, TenantCache};
+use crate::policy::{Change, TenantName};
+use crate::stats::Stats;
+use crate::store::{Store, StoreError, WriteOutcome};
+
+/// How long /health waits for the store before calling it down.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One instance: its store, cache, bus and counters. Shared by every request and task.
+pub struct App {
+    /// This instance's name on the bus.
+    pub server_id: String,
+    pub store: Arc<dyn Store>,
+    pub cache: TenantCache,
+    pub bus: Bus,
+    pub stats: Arc<Stats>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read asked for a revision that the store has not reached.
+    #[error("tenant '{tenant}' is at revision {current}, older than the requested {requested}")]
+    RevisionNotReached {
+        tenant: TenantName,
+        requested: u64,
+        current: u64,
+    },
+}
+
+impl App {
+    /// Commits `change`, then brings this instance's cache up to date and tells the others.
+    /// The outcome is returned only after the commit; a failed publish never fails the write.
+    pub async fn write(
+        &self,
+        tenant: &TenantName,
+        change: Change,
+    ) -> Result<WriteOutcome, AppError> {
+        let outcome = self.store.write(tenant, &change, &self.server_id).await?;
+        if outcome.changed {
+            tracing::info!(%tenant, revision = outcome.revision, operation = change.operation(),
+                "write committed");
+            if let Err(e) = self.cache.record_write(tenant, &change, outcome).await {
+                tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
+                    "cache not updated after write; the next sweep will");
+            }
+            self.bus.publish(Message::new(
+                tenant,
+                change.operation(),
+                &self.server_id,
+                outcome.revision,
+            ));
+        } else if let Err(e) = self.cache.catch_up(tenant, outcome.revision).await {
+            // Nothing changed, but the store's answer shows the revision; a cache behind it
+            // (a lost message) catches up now rather than at the next sweep.
+            tracing::warn!(%tenant, error = %crate::error_chain(&e), "cache catch-up failed");
+        }
+        Ok(outcome)
+    }
+
+    /// The tenant's snapshot, at `min_revision` or newer when given: a cache behind it catches
+    /// up from the store first, and a store behind it is an error.
+    pub async fn read(
+        &self,
+        tenant: &TenantName,
+        min_revision: Option<u64>,
+    ) -> Result<Arc<Snapshot>, AppError> {
+        let snapshot = self.cache.get(tenant).await?;
+        let Some(requested) = min_revision else {
+            return Ok(snapshot);
+        };
+        if snapshot.revision() >= requested {
+            return Ok(snapshot);
+        }
+        // Ask for the revision alone first: a client asking for a revision that does not exist
+        // costs one small query, not a reload.
+        let current = self
+            .store
+            .revisions(std::slice::from_ref(tenant))
+            .await?
+            .get(tenant)
+            .copied()
+            .unwrap_or(0);
+        if current < requested {
+            return Err(AppError::RevisionNotReached {
+                tenant: tenant.clone(),
+                requested,
+                current,
+            });
+        }
+        self.cache.catch_up(tenant, requested).await?;
+        Ok(self.cache.get(tenant).await?)
+    }
+
+    /// Reloads the tenant from the store and tells the other instances to check theirs.
+    pub async fn refresh(&self, tenant: &TenantName) -> Result<u64, AppError> {
+        let snapshot = self.cache.reload(tenant).await?;
+        self.bus.publish(Message::new(
+            tenant,
+            "refresh-tenant",
+            &self.server_id,
+            snapshot.revision(),
+        ));
+        Ok(snapshot.revision())
+    }
+
+    /// Whether the store answers, within a short bound.
+    pub async fn database_ok(&self) -> bool {
+        matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+}

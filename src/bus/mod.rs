@@ -1,0 +1,207 @@
+//! The bus: how instances tell each other that a tenant changed.
+//!
+//! A message only says "tenant T reached revision R"; it is never trusted as policy. A
+//! receiver that holds T at an older revision reloads T from the store. [`Bus`] is the
+//! publishing handle the rest of the server uses; [`redis`] carries messages over Redis
+//! pub/sub, and without Redis the bus is disabled and publishing does nothing.
+
+pub mod redis;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::policy::{NameError, TenantName};
+use crate::stats::{Stats, bump};
+
+/// Messages larger than this are dropped unread: a real one is a few hundred bytes.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Messages waiting to be published. A write never waits for Redis: when this is full the
+/// message is dropped and counted, and the periodic sweep makes up for it.
+const OUTBOX_CAPACITY: usize = 4096;
+
+/// A `tenant-refresh` message as it travels on the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub tenant: String,
+    pub operation: String,
+    pub server_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub revision: u64,
+}
+
+/// A received message that made sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub tenant: TenantName,
+    pub server_id: String,
+    pub revision: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message of {0} bytes is larger than {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    #[error("message is not a tenant-refresh message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("message names an invalid tenant: {0}")]
+    Tenant(#[from] NameError),
+}
+
+impl Message {
+    pub fn new(tenant: &TenantName, operation: &str, server_id: &str, revision: u64) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            operation: operation.to_owned(),
+            server_id: server_id.to_owned(),
+            timestamp: OffsetDateTime::now_utc(),
+            revision,
+        }
+    }
+
+    /// Parses a payload from the channel, which anyone with access to Redis can write to.
+    pub fn parse(payload: &[u8]) -> Result<Notice, MessageError> {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge(payload.len()));
+        }
+        let message: Message = serde_json::from_slice(payload)?;
+        Ok(Notice {
+            tenant: TenantName::parse("tenant", &message.tenant)?,
+            server_id: message.server_id,
+            revision: message.revision,
+        })
+    }
+}
+
+/// What /health and /cache-stats say about the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BusState {
+    Disabled = 0,
+    Disconnected = 1,
+    Connected = 2,
+}
+
+impl BusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusState::Disabled => "disabled",
+            BusState::Disconnected => "disconnected",
+            BusState::Connected => "connected",
+        }
+    }
+}
+
+/// The publishing side of the bus, cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    outbox: Option<mpsc::Sender<Message>>,
+    state: Arc<AtomicU8>,
+    stats: Arc<Stats>,
+}
+
+/// The other ends of an enabled bus's handle, for the tasks that talk to Redis.
+pub struct BusLink {
+    pub outbox: mpsc::Receiver<Message>,
+    pub state: Arc<AtomicU8>,
+}
+
+impl Bus {
+    /// A bus that publishes nothing: one instance alone.
+    pub fn disabled(stats: Arc<Stats>) -> Self {
+        Self {
+            outbox: None,
+            state: Arc::new(AtomicU8::new(BusState::Disabled as u8)),
+            stats,
+        }
+    }
+
+    /// A bus whose messages go out through the returned link.
+    pub fn enabled(stats: Arc<Stats>) -> (Self, BusLink) {
+        let (sender, receiver) = mpsc::channel(OUTBOX_CAPACITY);
+        let state = Arc::new(AtomicU8::new(BusState::Disconnected as u8));
+        let bus = Self {
+            outbox: Some(sender),
+            state: state.clone(),
+            stats,
+        };
+        (
+            bus,
+            BusLink {
+                outbox: receiver,
+                state,
+            },
+        )
+    }
+
+    /// Queues a message; never waits and never fails the caller.
+    pub fn publish(&self, message: Message) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        if let Err(e) = outbox.try_send(message) {
+            bump(&self.stats.publish_failures);
+            tracing::warn!(error = %e, "bus outbox full; message dropped, the sweep will catch up");
+        }
+    }
+
+    pub fn state(&self) -> BusState {
+        load_state(&self.state)
+    }
+}
+
+fn load_state(state: &AtomicU8) -> BusState {
+    match state.load(Ordering::Relaxed) {
+        2 => BusState::Connected,
+        1 => BusState::Disconnected,
+        _ => BusState::Disabled,
+    }
+}
+
+fn store_state(state: &AtomicU8, value: BusState) {
+    state.store(value as u8, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_round_trips_through_json() {
+        let tenant = TenantName::parse("tenant", "acme 🦀").unwrap();
+        let message = Message::new(&tenant, "add-permission", "server-3000", 7);
+        let json = serde_json::to_vec(&message).unwrap();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.contains("\"serverId\":\"server-3000\""), "{text}");
+        assert_eq!(
+            Message::parse(&json).unwrap(),
+            Notice {
+                tenant,
+                server_id: "server-3000".into(),
+                revision: 7
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_rejected() {
+        let too_large = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        for payload in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"tenant":"t","operation":"x","serverId":"s","timestamp":"yesterday","revision":1}"#,
+            br#"{"tenant":"t","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":-1}"#,
+            br#"{"tenant":"","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":1}"#,
+            br#"{"tenant":"t*","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":1}"#,
+            &too_large,
+        ] {
+            assert!(Message::parse(payload).is_err(), "{:?}", String::from_utf8_lossy(payload));
+        }
+    }
+}

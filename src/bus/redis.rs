@@ -1,0 +1,197 @@
+//! Redis pub/sub: one task publishes the outbox, one task subscribes and hands every payload
+//! to [`crate::sync`].
+//!
+//! Neither task ever gives up. The subscriber reconnects with capped exponential backoff,
+//! pings to notice a connection that died without closing, and asks for a resync each time it
+//! (re)subscribes, since messages sent while it was away are gone for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManagerConfig, PubSub};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{BusLink, BusState, Message, store_state};
+use crate::app::App;
+use crate::stats::bump;
+use crate::sync;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A subscribed connection is silent when nobody writes; a ping this often tells a quiet
+/// connection from a dead one.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for queued messages to go out.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Starts the publisher and the subscriber.
+pub fn spawn(
+    app: Arc<App>,
+    link: BusLink,
+    url: &str,
+    channel: String,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(MAX_BACKOFF);
+    // Lazy: Redis being down at start-up must not stop the server.
+    let publisher = client.get_connection_manager_lazy(config)?;
+    Ok(vec![
+        tokio::spawn(publish(
+            app.clone(),
+            publisher,
+            channel.clone(),
+            link.outbox,
+            shutdown.clone(),
+        )),
+        tokio::spawn(subscribe(app, client, channel, link.state, shutdown)),
+    ])
+}
+
+async fn publish(
+    app: Arc<App>,
+    mut connection: redis::aio::ConnectionManager,
+    channel: String,
+    mut outbox: tokio::sync::mpsc::Receiver<Message>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            message = outbox.recv() => message,
+            _ = shutdown.cancelled() => break,
+        };
+        let Some(message) = message else { return };
+        send(&app, &mut connection, &channel, message).await;
+    }
+    // Let what is already queued go out, briefly: peers would otherwise wait for a sweep.
+    outbox.close();
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+        while let Some(message) = outbox.recv().await {
+            send(&app, &mut connection, &channel, message).await;
+        }
+    })
+    .await;
+}
+
+async fn send(
+    app: &App,
+    connection: &mut redis::aio::ConnectionManager,
+    channel: &str,
+    message: Message,
+) {
+    let payload = match serde_json::to_string(&message) {
+        Ok(payload) => payload,
+        Err(e) => {
+            bump(&app.stats.publish_failures);
+            tracing::error!(error = %e, "cannot encode bus message");
+            return;
+        }
+    };
+    let sent = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async::<i64>(connection)
+        .await;
+    match sent {
+        Ok(receivers) => {
+            bump(&app.stats.messages_published);
+            tracing::info!(tenant = %message.tenant, revision = message.revision,
+                operation = %message.operation, receivers, "published tenant-refresh");
+        }
+        Err(e) => {
+            bump(&app.stats.publish_failures);
+            tracing::warn!(tenant = %message.tenant, revision = message.revision, error = %e,
+                "publish failed; peers will catch up at their next sweep");
+        }
+    }
+}
+
+async fn subscribe(
+    app: Arc<App>,
+    client: redis::Client,
+    channel: String,
+    state: Arc<std::sync::atomic::AtomicU8>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut subscribed_before = false;
+    while !shutdown.is_cancelled() {
+        match connect(&client, &channel).await {
+            Ok(pubsub) => {
+                store_state(&state, BusState::Connected);
+                if subscribed_before {
+                    bump(&app.stats.reconnects);
+                    tracing::info!(%channel, "bus reconnected");
+                } else {
+                    tracing::info!(%channel, "bus subscribed");
+                }
+                subscribed_before = true;
+                backoff = MIN_BACKOFF;
+                // Subscribed first, resync second: a change committed in between is then
+                // either in the store's answer or in a message still to come.
+                tokio::spawn(sync::resync(app.clone(), "bus connected"));
+                let reason = listen(&app, pubsub, &shutdown).await;
+                store_state(&state, BusState::Disconnected);
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                tracing::warn!(%channel, reason, "bus connection lost");
+            }
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    "cannot subscribe to Redis");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    tracing::info!("bus subscriber stopped");
+}
+
+async fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<PubSub> {
+    let attempt = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out connecting to Redis",
+            )))
+        })
+}
+
+/// Hands every message to the sync logic until the connection fails; says why it stopped.
+async fn listen(app: &Arc<App>, pubsub: PubSub, shutdown: &CancellationToken) -> &'static str {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => sync::on_message(app, message.get_payload_bytes()),
+                None => return "connection closed",
+            },
+            _ = ping.tick() => {
+                let pong = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return "ping failed";
+                }
+            }
+            _ = shutdown.cancelled() => return "shutdown",
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Configuration: one struct, read once at start-up from flags or the environment.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::builder::NonEmptyStringValueParser;
+use clap::{Parser, ValueEnum};
+
+/// A multi-tenant RBAC policy server.
+///
+/// Every option is also read from the environment variable named beside it; a flag wins over
+/// the environment.
+#[derive(Clone, Parser)]
+#[command(name = "rbac-server", version, about)]
+pub struct Config {
+    /// TCP port to listen on. 0 picks a free port (the log line "listening" tells which).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// This instance's name on the bus and in /health; messages carrying it are its own and
+    /// are ignored. Default: server-$PORT.
+    #[arg(long, env = "SERVER_ID", value_parser = NonEmptyStringValueParser::new())]
+    server_id: Option<String>,
+
+    /// PostgreSQL URL (postgres://user:password@host:port/database); the source of truth.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
+    pub database_url: String,
+
+    /// Redis URL (redis://host:port). Unset: no bus, for a single instance.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
+    pub redis_url: Option<String>,
+
+    /// Redis pub/sub channel that carries tenant-refresh messages.
+    #[arg(long, env = "REDIS_CHANNEL", default_value = "tenant-refresh",
+          value_parser = NonEmptyStringValueParser::new())]
+    pub redis_channel: String,
+
+    /// When set, writes need `Authorization: Bearer <ADMIN_TOKEN>`.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
+    pub admin_token: Option<String>,
+
+    /// When set, reads need `Authorization: Bearer <CHECK_TOKEN>` (or the admin token).
+    #[arg(long, env = "CHECK_TOKEN", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
+    pub check_token: Option<String>,
+
+    /// Seconds between sweeps that compare every cached tenant's revision with the store's,
+    /// catching changes whose bus message was lost.
+    #[arg(long, env = "RESYNC_INTERVAL_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub resync_interval_secs: u64,
+
+    /// Seconds any one store operation may take before the request fails with 503.
+    #[arg(long, env = "STORE_TIMEOUT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub store_timeout_secs: u64,
+
+    /// Seconds that shutdown waits for in-flight requests.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Reads the configuration from the command line and the environment. On a bad value,
+    /// returns one line saying what is wrong; `--help` and `--version` are printed here.
+    pub fn load() -> Result<Self, String> {
+        let config = match Self::try_parse() {
+            Ok(config) => config,
+            Err(e) => match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    e.exit()
+                }
+                _ => return Err(first_line(&e.to_string())),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let scheme = self.database_url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("postgres" | "postgresql")) {
+            return Err(
+                "DATABASE_URL must be a PostgreSQL URL (postgres://user:password@host:port/database)"
+                    .into(),
+            );
+        }
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str())
+                .map_err(|e| format!("REDIS_URL is not a valid Redis URL: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn server_id(&self) -> String {
+        self.server_id
+            .clone()
+            .unwrap_or_else(|| format!("server-{}", self.port))
+    }
+
+    pub fn resync_interval(&self) -> Duration {
+        Duration::from_secs(self.resync_interval_secs)
+    }
+
+    pub fn store_timeout(&self) -> Duration {
+        Duration::from_secs(self.store_timeout_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// Secrets (URLs carry passwords, tokens are keys) never reach a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |set: bool| if set { "<redacted>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("host", &self.host)
+            .field("server_id", &self.server_id())
+            .field("database_url", &redacted(true))
+            .field("redis_url", &redacted(self.redis_url.is_some()))
+            .field("redis_channel", &self.redis_channel)
+            .field("admin_token", &redacted(self.admin_token.is_some()))
+            .field("check_token", &redacted(self.check_token.is_some()))
+            .field("resync_interval_secs", &self.resync_interval_secs)
+            .field("store_timeout_secs", &self.store_timeout_secs)
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let config =
+            Config::try_parse_from(std::iter::once("rbac-server").chain(args.iter().copied()))
+                .map_err(|e| first_line(&e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_follow_the_port() {
+        let config = parse(&[
+            "--database-url",
+            "postgres://localhost/db",
+            "--port",
+            "3001",
+        ])
+        .unwrap();
+        assert_eq!(config.server_id(), "server-3001");
+        assert_eq!(config.redis_channel, "tenant-refresh");
+        assert_eq!(config.resync_interval_secs, 30);
+    }
+
+    #[test]
+    fn a_bad_value_is_one_clear_line() {
+        let err = parse(&["--database-url", "postgres://x/y", "--port", "abc"]).unwrap_err();
+        assert!(!err.contains('\n'));
+        assert!(err.contains("--port"), "{err}");
+    }
+
+    #[test]
+    fn a_database_url_of_another_engine_is_rejected() {
+        let err = parse(&["--database-url", "mysql://x/y"]).unwrap_err();
+        assert!(err.starts_with("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_token_is_rejected_rather_than_disabling_auth() {
+        assert!(parse(&["--database-url", "postgres://x/y", "--admin-token", ""]).is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let config = parse(&[
+            "--database-url",
+            "postgres://user:hunter2@x/y",
+            "--admin-token",
+            "sekret",
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("sekret"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The API's errors and the one place they become responses.
+//!
+//! Every error is `{"error": {"code": "...", "message": "..."}}`. Internal causes are logged
+//! here, inside the request's span, and never sent to the client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::AppError;
+use crate::policy::NameError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 invalid_request: bad JSON, a missing, unknown or ill-typed field, a bad name.
+    InvalidRequest(String),
+    /// 401 unauthorized: the bearer token is missing or wrong.
+    Unauthorized,
+    /// 404 not_found: no such route, or the group a write adds to does not exist.
+    NotFound(String),
+    /// 405 method_not_allowed: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 409 revision_not_reached: min_revision is newer than the store.
+    RevisionNotReached(String),
+    /// 413 payload_too_large: the body is over 64 KiB.
+    PayloadTooLarge,
+    /// 415 unsupported_media_type: a body that is not `application/json`.
+    UnsupportedMediaType,
+    /// 503 unavailable: the store cannot be reached; retrying later is safe.
+    Unavailable,
+    /// 500 internal: a bug or a broken store; the cause is in the log.
+    Internal,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required".into(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method".into(),
+            ),
+            ApiError::RevisionNotReached(m) => {
+                (StatusCode::CONFLICT, "revision_not_reached", m.clone())
+            }
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than 64 KiB".into(),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON with `Content-Type: application/json`".into(),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the policy store is unreachable; retry later".into(),
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "something went wrong".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let body = json!({ "error": { "code": code, "message": message } });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        ApiError::InvalidRequest(e.to_string())
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Store(StoreError::GroupNotFound(group)) => {
+                ApiError::NotFound(format!("group '{group}' does not exist"))
+            }
+            AppError::Store(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %crate::error_chain(&e), "store unavailable");
+                ApiError::Unavailable
+            }
+            AppError::Store(e @ StoreError::Internal(_)) => {
+                tracing::error!(error = %crate::error_chain(&e), "store failed");
+                ApiError::Internal
+            }
+            e @ AppError::RevisionNotReached { .. } => ApiError::RevisionNotReached(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The HTTP API: routes, auth, extractors and the error format. See docs/API.md.
+
+mod auth;
+mod error;
+mod extract;
+mod ops;
+mod reads;
+mod writes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+pub use auth::Tokens;
+pub use error::ApiError;
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: Arc<App>,
+    pub tokens: Arc<Tokens>,
+}
+
+/// The whole API, ready to serve or to drive directly in a test.
+pub fn router(state: AppState) -> Router {
+    let writes = Router::new()
+        .route("/create-group", post(writes::create_group))
+        .route("/delete-group", post(writes::delete_group))
+        .route("/add-permission", post(writes::add_permission))
+        .route("/remove-permission", post(writes::remove_permission))
+        .route("/assign-user", post(writes::assign_user))
+        .route("/unassign-user", post(writes::unassign_user))
+        .route("/refresh-tenant", post(writes::refresh_tenant))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let reads = Router::new()
+        .route(
+            "/check-access",
+            get(reads::check_get).post(reads::check_post),
+        )
+        .route("/groups", get(reads::groups))
+        .route("/user-permissions", get(reads::user_permissions))
+        .route("/cache-stats", get(ops::cache_stats))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_reader));
+    Router::new()
+        .merge(writes)
+        .merge(reads)
+        .route("/health", get(ops::health))
+        .fallback(no_route)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            axum::response::IntoResponse::into_response(ApiError::Internal)
+        }))
+        .with_state(state)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}

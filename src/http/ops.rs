@@ -1,0 +1,92 @@
+//! What an operator watches: /health and /cache-stats.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::AppState;
+use crate::stats::Counts;
+
+#[derive(Serialize)]
+pub struct HealthResponse {
+    status: &'static str,
+    server_id: String,
+    database: &'static str,
+    redis: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct CacheStatsResponse {
+    server_id: String,
+    redis: &'static str,
+    tenants_cached: usize,
+    #[serde(flatten)]
+    counts: Counts,
+    tenants: BTreeMap<String, TenantStats>,
+}
+
+#[derive(Serialize)]
+pub struct TenantStats {
+    revision: u64,
+    groups: usize,
+    permissions: usize,
+    assignments: usize,
+    loaded_at: String,
+    refreshed_at: String,
+    refreshed_by: &'static str,
+}
+
+/// Liveness: answers 200 while the process serves HTTP, and says what it can reach.
+pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
+    let database = if state.app.database_ok().await {
+        "ok"
+    } else {
+        "down"
+    };
+    Json(HealthResponse {
+        status: "ok",
+        server_id: state.app.server_id.clone(),
+        database,
+        redis: state.app.bus.state().as_str(),
+    })
+}
+
+pub async fn cache_stats(State(state): State<AppState>) -> Json<CacheStatsResponse> {
+    let app = &state.app;
+    let tenants: BTreeMap<String, TenantStats> = app
+        .cache
+        .held()
+        .into_iter()
+        .map(|(tenant, snapshot)| {
+            let policy = &snapshot.policy;
+            let stats = TenantStats {
+                revision: policy.revision(),
+                groups: policy.group_count(),
+                permissions: policy.permission_count(),
+                assignments: policy.assignment_count(),
+                loaded_at: rfc3339(snapshot.loaded_at),
+                refreshed_at: rfc3339(snapshot.refreshed_at),
+                refreshed_by: snapshot.origin.as_str(),
+            };
+            (tenant.to_string(), stats)
+        })
+        .collect();
+    Json(CacheStatsResponse {
+        server_id: app.server_id.clone(),
+        redis: app.bus.state().as_str(),
+        tenants_cached: tenants.len(),
+        counts: app.stats.counts(),
+        tenants,
+    })
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    OffsetDateTime::from(at)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("unknown"))
+}

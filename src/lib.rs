@@ -1,0 +1,47 @@
+//! rbac-server: a multi-tenant RBAC policy server.
+//!
+//! Applications ask one question all day: may this user do this action on this resource, in
+//! this tenant? Every instance answers from memory; PostgreSQL is the source of truth, and
+//! Redis pub/sub tells the other instances when a tenant changed.
+//!
+//! # Layout
+//!
+//! - [`policy`]: the model. Names, changes, and a tenant's policy with the check algorithm.
+//!   Pure: no I/O, no async.
+//! - [`store`]: the source of truth behind the [`store::Store`] trait; [`store::postgres`] is
+//!   the PostgreSQL backend. All SQL lives there.
+//! - [`cache`]: per-tenant snapshots, swapped atomically, loaded on first use.
+//! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub.
+//! - [`sync`]: what a message or a periodic sweep does to the cache.
+//! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).
+//! - [`http`]: the REST API, its auth and its error format.
+//! - [`server`]: start-up, serving and shutdown; [`config`] and [`telemetry`] feed it.
+//!
+//! A write travels: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction)
+//! -> [`cache::TenantCache::record_write`] -> [`bus::Bus::publish`]. On another instance the
+//! message lands in [`sync::on_message`], which reloads the tenant from the store if it holds
+//! an older revision.
+
+pub mod app;
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod http;
+pub mod policy;
+pub mod server;
+pub mod stats;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+
+/// An error and its sources on one line, for logs: "outer: inner: root".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

@@ -1,0 +1,73 @@
+//! The six ways a tenant's policy can change. The store records them, the cache applies them,
+//! and the bus only ever says that one happened.
+
+use super::name::{Action, GroupName, Resource, UserName};
+
+/// A permission as a group holds it: a resource pattern and an action pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Permission {
+    pub resource: Resource,
+    pub action: Action,
+}
+
+/// One write to a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    CreateGroup {
+        group: GroupName,
+    },
+    /// Deleting a group takes its permissions and memberships with it.
+    DeleteGroup {
+        group: GroupName,
+    },
+    AddPermission {
+        group: GroupName,
+        permission: Permission,
+    },
+    RemovePermission {
+        group: GroupName,
+        permission: Permission,
+    },
+    AssignUser {
+        group: GroupName,
+        user: UserName,
+    },
+    UnassignUser {
+        group: GroupName,
+        user: UserName,
+    },
+}
+
+impl Change {
+    /// The name used in the changelog, the bus message and the logs.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Change::CreateGroup { .. } => "create-group",
+            Change::DeleteGroup { .. } => "delete-group",
+            Change::AddPermission { .. } => "add-permission",
+            Change::RemovePermission { .. } => "remove-permission",
+            Change::AssignUser { .. } => "assign-user",
+            Change::UnassignUser { .. } => "unassign-user",
+        }
+    }
+
+    pub fn group(&self) -> &GroupName {
+        match self {
+            Change::CreateGroup { group }
+            | Change::DeleteGroup { group }
+            | Change::AddPermission { group, .. }
+            | Change::RemovePermission { group, .. }
+            | Change::AssignUser { group, .. }
+            | Change::UnassignUser { group, .. } => group,
+        }
+    }
+
+    /// Whether the change needs its group to exist already. Adding to a group that is not
+    /// there is an error; removing from it is simply no change.
+    pub fn requires_group(&self) -> bool {
+        matches!(
+            self,
+            Change::AddPermission { .. } | Change::AssignUser { .. }
+        )
+    }
+}

@@ -1,0 +1,13 @@
+//! The policy model: names, changes, and a tenant's policy with the check algorithm.
+//!
+//! Pure code: no I/O, no async, no clock. Everything else in the crate is an edge around it.
+
+mod change;
+mod name;
+mod tenant;
+
+pub use change::{Change, Permission};
+pub use name::{
+    Action, GroupName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName, UserName,
+};
+pub use tenant::{AdvanceError, GroupView, TenantPolicy, UserView};

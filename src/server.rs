@@ -1,0 +1,154 @@
+//! Start-up and shutdown: connect the store, start the bus and the sweep, serve HTTP until a
+//! signal, then drain.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::bus::{self, Bus};
+use crate::cache::TenantCache;
+use crate::config::Config;
+use crate::http::{self, AppState, Tokens};
+use crate::stats::Stats;
+use crate::store::postgres::PgStore;
+use crate::store::{Store, StoreError};
+use crate::sync;
+
+/// How long shutdown waits for the bus tasks once HTTP has drained.
+const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use the database: {}", crate::error_chain(.0))]
+    Database(StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot use REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Runs the server until `shutdown` resolves (a signal, in the binary).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let server_id = config.server_id();
+    let stats = Arc::new(Stats::default());
+    let store: Arc<dyn Store> = Arc::new(
+        PgStore::connect(&config.database_url, config.store_timeout())
+            .await
+            .map_err(StartError::Database)?,
+    );
+    let stopping = CancellationToken::new();
+    let (bus, link) = match &config.redis_url {
+        Some(_) => {
+            let (bus, link) = Bus::enabled(stats.clone());
+            (bus, Some(link))
+        }
+        None => {
+            tracing::info!("REDIS_URL is not set: no bus, this instance runs alone");
+            (Bus::disabled(stats.clone()), None)
+        }
+    };
+    let app = Arc::new(App {
+        server_id: server_id.clone(),
+        cache: TenantCache::new(store.clone(), stats.clone()),
+        store,
+        bus,
+        stats,
+    });
+
+    let address = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+
+    let mut tasks = Vec::new();
+    if let (Some(link), Some(url)) = (link, &config.redis_url) {
+        tasks.extend(bus::redis::spawn(
+            app.clone(),
+            link,
+            url,
+            config.redis_channel.clone(),
+            stopping.clone(),
+        )?);
+    }
+    tasks.push(tokio::spawn(sync::sweep(
+        app.clone(),
+        config.resync_interval(),
+        stopping.clone(),
+    )));
+
+    let state = AppState {
+        app,
+        tokens: Arc::new(Tokens {
+            admin: config.admin_token.clone(),
+            check: config.check_token.clone(),
+        }),
+    };
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        address: address.clone(),
+        source,
+    })?;
+    tracing::info!(addr = %local, server_id, "listening");
+
+    let draining = CancellationToken::new();
+    let signalled = draining.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        signalled.cancel();
+    });
+    let serve = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(draining.clone().cancelled_owned());
+    let drain_timeout = config.shutdown_timeout();
+    tokio::select! {
+        result = serve => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "server error");
+            }
+        }
+        _ = async { draining.cancelled().await; tokio::time::sleep(drain_timeout).await } => {
+            tracing::warn!(timeout_secs = drain_timeout.as_secs(), "drain timed out; closing remaining connections");
+        }
+    }
+
+    stopping.cancel();
+    for task in tasks {
+        let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, task).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,354 @@
+//! The PostgreSQL backend. Schema and the reasons behind it: `migrations/postgres/`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use super::{BoxError, Store, StoreError, WriteOutcome};
+use crate::policy::{
+    Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
+};
+
+/// Connections per instance. Checks never touch the database, so this only bounds concurrent
+/// writes and tenant loads.
+const MAX_CONNECTIONS: u32 = 16;
+
+pub struct PgStore {
+    pool: PgPool,
+    /// How long any one store operation may take, connection included, before it fails as
+    /// unavailable: a PostgreSQL outage must turn into a quick 503, never a hung request.
+    timeout: Duration,
+}
+
+impl PgStore {
+    /// Connects to `url` and brings the schema up to date.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        // Instances starting together all run this; sqlx serializes them with an advisory lock.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        Ok(Self { pool, timeout })
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
+    }
+
+    async fn write_in_transaction(
+        &self,
+        tenant: &TenantName,
+        change: &Change,
+        server_id: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The upsert takes the tenant row's lock: every write of this tenant, on every
+        // instance, queues here until the previous one commits, so the revision read below is
+        // the latest and the next one is exactly one more.
+        let held: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name) VALUES ($1)
+             ON CONFLICT (name) DO UPDATE SET revision = tenants.revision
+             RETURNING revision",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+
+        let changed = apply(&mut tx, tenant, change).await?;
+        if !changed {
+            // Nothing to record; rolling back also leaves no row behind for a tenant that a
+            // no-op write named for the first time.
+            tx.rollback().await.map_err(classify)?;
+            return Ok(WriteOutcome {
+                changed: false,
+                revision: to_revision(held),
+            });
+        }
+
+        let (user, resource, action) = details(change);
+        let revision: i64 = sqlx::query_scalar(
+            "WITH bumped AS (
+                 UPDATE tenants SET revision = revision + 1 WHERE name = $1 RETURNING revision
+             )
+             INSERT INTO changelog
+                 (tenant, revision, operation, group_name, user_name, resource, action, server_id)
+             SELECT $1, revision, $2, $3, $4, $5, $6, $7 FROM bumped
+             RETURNING revision",
+        )
+        .bind(tenant.as_str())
+        .bind(change.operation())
+        .bind(change.group().as_str())
+        .bind(user)
+        .bind(resource)
+        .bind(action)
+        .bind(server_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(WriteOutcome {
+            changed: true,
+            revision: to_revision(revision),
+        })
+    }
+
+    async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
+        // One snapshot for all four reads, so the revision matches the rows exactly.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(classify)?;
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+        let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let permissions: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT group_name, resource, action FROM permissions WHERE tenant = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let assignments: Vec<(String, String)> =
+            sqlx::query_as("SELECT group_name, user_name FROM assignments WHERE tenant = $1")
+                .bind(tenant.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+        tx.rollback().await.map_err(classify)?;
+
+        let mut policy = TenantPolicy::at_revision(revision.map_or(0, to_revision));
+        for group in groups {
+            policy.apply(&Change::CreateGroup {
+                group: stored(GroupName::parse("group", &group))?,
+            });
+        }
+        for (group, resource, action) in permissions {
+            policy.apply(&Change::AddPermission {
+                group: stored(GroupName::parse("group", &group))?,
+                permission: Permission {
+                    resource: stored(Resource::parse("resource", &resource))?,
+                    action: stored(Action::parse("action", &action))?,
+                },
+            });
+        }
+        for (group, user) in assignments {
+            policy.apply(&Change::AssignUser {
+                group: stored(GroupName::parse("group", &group))?,
+                user: stored(UserName::parse("user", &user))?,
+            });
+        }
+        Ok(policy)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = change.operation()))]
+    async fn write(
+        &self,
+        tenant: &TenantName,
+        change: &Change,
+        server_id: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.bounded(self.write_in_transaction(tenant, change, server_id))
+            .await
+    }
+
+    async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
+        self.bounded(self.load_in_transaction(tenant)).await
+    }
+
+    async fn revisions(
+        &self,
+        tenants: &[TenantName],
+    ) -> Result<HashMap<TenantName, u64>, StoreError> {
+        let names: Vec<&str> = tenants.iter().map(TenantName::as_str).collect();
+        let rows: Vec<(String, i64)> = self
+            .bounded(async {
+                sqlx::query_as("SELECT name, revision FROM tenants WHERE name = ANY($1)")
+                    .bind(&names)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(classify)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(name, revision)| {
+                Ok((
+                    stored(TenantName::parse("tenant", &name))?,
+                    to_revision(revision),
+                ))
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(classify)
+        })
+        .await
+    }
+}
+
+/// Applies the change's rows; returns whether any row changed.
+async fn apply(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantName,
+    change: &Change,
+) -> Result<bool, StoreError> {
+    let t = tenant.as_str();
+    let result = match change {
+        Change::CreateGroup { group } => {
+            sqlx::query("INSERT INTO groups (tenant, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(t)
+                .bind(group.as_str())
+                .execute(&mut **tx)
+                .await
+        }
+        Change::DeleteGroup { group } => {
+            sqlx::query("DELETE FROM groups WHERE tenant = $1 AND name = $2")
+                .bind(t)
+                .bind(group.as_str())
+                .execute(&mut **tx)
+                .await
+        }
+        Change::AddPermission { group, permission } => {
+            sqlx::query(
+                "INSERT INTO permissions (tenant, group_name, resource, action)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(permission.resource.as_str())
+            .bind(permission.action.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+        Change::RemovePermission { group, permission } => {
+            sqlx::query(
+                "DELETE FROM permissions
+             WHERE tenant = $1 AND group_name = $2 AND resource = $3 AND action = $4",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(permission.resource.as_str())
+            .bind(permission.action.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+        Change::AssignUser { group, user } => {
+            sqlx::query(
+                "INSERT INTO assignments (tenant, group_name, user_name)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+        Change::UnassignUser { group, user } => {
+            sqlx::query(
+                "DELETE FROM assignments WHERE tenant = $1 AND group_name = $2 AND user_name = $3",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+    };
+    match result {
+        Ok(done) => Ok(done.rows_affected() > 0),
+        // The group is checked by its foreign key inside the same locked transaction, so it
+        // cannot be deleted between the check and the insert.
+        Err(sqlx::Error::Database(e))
+            if change.requires_group()
+                && e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+        {
+            Err(StoreError::GroupNotFound(change.group().clone()))
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// The changelog columns beside the group: (user, resource, action).
+fn details(change: &Change) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match change {
+        Change::CreateGroup { .. } | Change::DeleteGroup { .. } => (None, None, None),
+        Change::AddPermission { permission, .. } | Change::RemovePermission { permission, .. } => (
+            None,
+            Some(permission.resource.as_str()),
+            Some(permission.action.as_str()),
+        ),
+        Change::AssignUser { user, .. } | Change::UnassignUser { user, .. } => {
+            (Some(user.as_str()), None, None)
+        }
+    }
+}
+
+fn to_revision(stored: i64) -> u64 {
+    // The schema's CHECK constraint keeps revisions non-negative.
+    u64::try_from(stored).unwrap_or(0)
+}
+
+/// Names come back from the store as they went in, already validated; one that no longer
+/// parses means the data was changed behind the server's back.
+fn stored<T>(parsed: Result<T, crate::policy::NameError>) -> Result<T, StoreError> {
+    parsed.map_err(|e| StoreError::Internal(format!("the store holds an invalid name: {e}").into()))
+}
+
+/// Sorts a database error into "the store is not there" and everything else.
+fn classify(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57
+        // (operator intervention: shutdown, restart) are outages, not bugs.
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57")),
+        _ => false,
+    };
+    let source: BoxError = Box::new(error);
+    if unavailable {
+        StoreError::Unavailable(source)
+    } else {
+        StoreError::Internal(source)
+    }
+}

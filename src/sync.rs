@@ -1,0 +1,97 @@
+//! Keeping every instance's cache in step with the store: reactions to bus messages, and the
+//! resync that catches whatever messages never arrived.
+//!
+//! A message is only a hint. An instance that holds the tenant at an older revision reloads it
+//! from the store; nothing in a message is ever applied as policy, so a forged, duplicated or
+//! reordered message can cost a reload but never change an answer away from the store's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::bus::Message;
+use crate::policy::TenantName;
+use crate::stats::bump;
+
+/// Handles one payload from the channel. Never blocks the subscriber: a needed reload runs in
+/// its own task.
+pub fn on_message(app: &Arc<App>, payload: &[u8]) {
+    bump(&app.stats.messages_received);
+    let notice = match Message::parse(payload) {
+        Ok(notice) => notice,
+        Err(e) => {
+            bump(&app.stats.malformed_messages);
+            tracing::warn!(error = %e, bytes = payload.len(), "dropping malformed bus message");
+            return;
+        }
+    };
+    if notice.server_id == app.server_id {
+        bump(&app.stats.own_messages_ignored);
+        tracing::debug!(tenant = %notice.tenant, revision = notice.revision, "ignoring own message");
+        return;
+    }
+    match app.cache.cached(notice.tenant.as_str()) {
+        Some(held) if held.revision() < notice.revision => {
+            tracing::debug!(tenant = %notice.tenant, held = held.revision(), revision = notice.revision,
+                from = %notice.server_id, "tenant behind; refreshing");
+            let app = app.clone();
+            tokio::spawn(async move {
+                catch_up(&app, &notice.tenant, notice.revision, "bus message").await;
+            });
+        }
+        _ => bump(&app.stats.stale_messages_ignored),
+    }
+}
+
+/// Compares every cached tenant's revision with the store's in one query and refreshes those
+/// behind.
+pub async fn resync(app: Arc<App>, reason: &'static str) {
+    let held = app.cache.held();
+    if held.is_empty() {
+        return;
+    }
+    let tenants: Vec<TenantName> = held.iter().map(|(tenant, _)| tenant.clone()).collect();
+    let current = match app.store.revisions(&tenants).await {
+        Ok(current) => current,
+        Err(e) => {
+            tracing::warn!(reason, error = %crate::error_chain(&e), "resync could not read revisions");
+            return;
+        }
+    };
+    for (tenant, snapshot) in held {
+        let revision = current.get(&tenant).copied().unwrap_or(0);
+        if revision > snapshot.revision() {
+            tracing::info!(%tenant, held = snapshot.revision(), revision, reason, "tenant behind the store");
+            catch_up(&app, &tenant, revision, reason).await;
+        }
+    }
+}
+
+/// Runs [`resync`] every `interval` until shutdown: the bound on staleness when messages are
+/// lost while the bus looks healthy, or when there is no bus at all.
+pub async fn sweep(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        bump(&app.stats.sweeps);
+        resync(app.clone(), "sweep").await;
+    }
+}
+
+async fn catch_up(app: &App, tenant: &TenantName, revision: u64, reason: &'static str) {
+    match app.cache.catch_up(tenant, revision).await {
+        Ok(true) => bump(&app.stats.refreshes_applied),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(%tenant, revision, reason, error = %crate::error_chain(&e),
+                "refresh failed; the next sweep retries");
+        }
+    }
+}

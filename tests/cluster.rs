@@ -1,0 +1,320 @@
+//! Several real instances on one PostgreSQL and one Redis: propagation of grants and
+//! revocations, own messages, read-your-writes across instances, and restarts.
+
+mod common;
+
+use common::{Cluster, PROPAGATION, assert_everywhere, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_seed_scenario_is_allowed_on_all_three_instances() {
+    let cluster = Cluster::start(3).await;
+    // Every instance caches the tenant before the writes, so the grants must arrive by bus.
+    for instance in &cluster.instances {
+        assert!(!instance.check("acme", "alice", "doc1", "read").await);
+    }
+    cluster[0].create_group("acme", "editors").await;
+    cluster[1]
+        .add_permission("acme", "editors", "doc1", "read")
+        .await;
+    cluster[2].assign_user("acme", "alice", "editors").await;
+    assert_everywhere(&cluster, ("acme", "alice", "doc1", "read"), true).await;
+    for instance in &cluster.instances {
+        assert!(!instance.check("acme", "alice", "doc1", "write").await);
+        assert!(!instance.check("acme", "bob", "doc1", "read").await);
+        assert!(!instance.check("other", "alice", "doc1", "read").await);
+    }
+}
+
+#[tokio::test]
+async fn every_revocation_stops_access_on_the_other_instances() {
+    let cluster = Cluster::start(3).await;
+    let access = ("acme", "alice", "reports/q3", "read");
+    let setup = |i: usize| {
+        let instance = &cluster[i];
+        async move {
+            instance.create_group("acme", "analysts").await;
+            instance
+                .add_permission("acme", "analysts", "reports/*", "read")
+                .await;
+            instance.assign_user("acme", "alice", "analysts").await;
+        }
+    };
+
+    // Revocation 1: remove the permission.
+    setup(0).await;
+    assert_everywhere(&cluster, access, true).await;
+    let body = cluster[0]
+        .remove_permission("acme", "analysts", "reports/*", "read")
+        .await;
+    assert_eq!(body["changed"], true);
+    assert_everywhere(&cluster, access, false).await;
+
+    // Revocation 2: unassign the user, written on another instance.
+    setup(1).await;
+    assert_everywhere(&cluster, access, true).await;
+    cluster[1].unassign_user("acme", "alice", "analysts").await;
+    assert_everywhere(&cluster, access, false).await;
+
+    // Revocation 3: delete the group.
+    setup(2).await;
+    assert_everywhere(&cluster, access, true).await;
+    cluster[2].delete_group("acme", "analysts").await;
+    assert_everywhere(&cluster, access, false).await;
+    for instance in &cluster.instances {
+        assert_eq!(instance.groups("acme").await["groups"], json!([]));
+    }
+}
+
+#[tokio::test]
+async fn own_messages_are_ignored_and_counted() {
+    let cluster = Cluster::start(2).await;
+    cluster[0].check("acme", "alice", "doc", "read").await;
+    cluster[1].check("acme", "alice", "doc", "read").await;
+    cluster[0].create_group("acme", "g").await;
+    cluster[0].add_permission("acme", "g", "doc", "read").await;
+    cluster[0].assign_user("acme", "alice", "g").await;
+    assert_everywhere(&cluster, ("acme", "alice", "doc", "read"), true).await;
+
+    let writer = &cluster[0];
+    let took = eventually(PROPAGATION, || async {
+        writer.cache_stats().await["own_messages_ignored"] == 3
+    })
+    .await;
+    let stats = writer.cache_stats().await;
+    assert!(
+        took.is_some(),
+        "writer did not see its own 3 messages: {stats}"
+    );
+    assert_eq!(stats["messages_published"], 3, "{stats}");
+    // Its own messages never made it reload: its cache followed its writes directly.
+    assert_eq!(stats["reloads"], 0, "{stats}");
+    assert_eq!(stats["writes_applied"], 3, "{stats}");
+    assert_eq!(stats["tenants"]["acme"]["revision"], 3, "{stats}");
+
+    let peer = cluster[1].cache_stats().await;
+    assert_eq!(peer["own_messages_ignored"], 0, "{peer}");
+    assert!(peer["messages_received"].as_u64().unwrap() >= 3, "{peer}");
+    assert_eq!(peer["tenants"]["acme"]["revision"], 3, "{peer}");
+}
+
+#[tokio::test]
+async fn min_revision_gives_read_your_writes_across_instances() {
+    // No Redis: the only way instance 1 can know about the write is min_revision.
+    let cluster = Cluster::without_bus(2).await;
+    let reader = &cluster[1];
+    assert!(!reader.check("acme", "alice", "doc", "read").await);
+
+    cluster[0].create_group("acme", "g").await;
+    cluster[0].add_permission("acme", "g", "doc", "read").await;
+    let body = cluster[0].assign_user("acme", "alice", "g").await;
+    let revision = body["revision"].as_u64().unwrap();
+    assert_eq!(revision, 3);
+
+    // Without min_revision the reader may answer from its cache, at revision 0.
+    let stale = reader.check_body("acme", "alice", "doc", "read").await;
+    assert_eq!(stale, json!({"allowed": false, "revision": 0}));
+
+    let (status, body) = reader
+        .post(
+            "/check-access",
+            json!({"tenant": "acme", "user": "alice", "resource": "doc", "action": "read",
+                   "min_revision": revision}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"allowed": true, "revision": 3}));
+
+    let rev = revision.to_string();
+    let (status, body) = reader
+        .get(
+            "/check-access",
+            &[
+                ("tenant", "acme"),
+                ("user", "alice"),
+                ("resource", "doc"),
+                ("action", "read"),
+                ("min_revision", rev.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"allowed": true, "revision": 3}))
+    );
+
+    // A revision the store has not reached is a conflict, not a wait.
+    let (status, body) = reader
+        .post(
+            "/check-access",
+            json!({"tenant": "acme", "user": "alice", "resource": "doc", "action": "read",
+                   "min_revision": 4}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "revision_not_reached");
+
+    let (status, body) = reader
+        .get("/groups", &[("tenant", "acme"), ("min_revision", "3")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revision"], 3);
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_of_all_instances() {
+    let mut cluster = Cluster::start(3).await;
+    cluster[0].create_group("acme", "g").await;
+    cluster[1].add_permission("acme", "g", "docs/*", "*").await;
+    cluster[2].assign_user("acme", "alice", "g").await;
+    cluster[0].create_group("globex", "h").await;
+    let before = cluster[0].groups("acme").await;
+
+    cluster.restart_all().await;
+    for instance in &cluster.instances {
+        assert!(instance.check("acme", "alice", "docs/a", "delete").await);
+        assert!(!instance.check("acme", "alice", "doc", "read").await);
+        assert_eq!(instance.groups("acme").await, before);
+        assert_eq!(instance.groups("globex").await["revision"], 1);
+    }
+    // Revisions continue from where they were.
+    let body = cluster[1].create_group("acme", "g2").await;
+    assert_eq!(body["revision"], 4);
+}
+
+#[tokio::test]
+async fn revisions_count_changing_writes_only() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster[0];
+    let (status, body) = node
+        .post("/create-group", json!({"tenant": "t", "group": "g"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body,
+        json!({"success": true, "created": true, "revision": 1, "message": "Group 'g' is ready to use"})
+    );
+    let (status, body) = node
+        .post("/create-group", json!({"tenant": "t", "group": "g"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["created"], false);
+    assert_eq!(body["revision"], 1);
+
+    let added = node.add_permission("t", "g", "r", "a").await;
+    assert_eq!(
+        added,
+        json!({"success": true, "changed": true, "revision": 2})
+    );
+    let again = node.add_permission("t", "g", "r", "a").await;
+    assert_eq!(
+        again,
+        json!({"success": true, "changed": false, "revision": 2})
+    );
+    let missing = node.remove_permission("t", "g", "r", "other").await;
+    assert_eq!(
+        missing,
+        json!({"success": true, "changed": false, "revision": 2})
+    );
+    let nobody = node.unassign_user("t", "nobody", "g").await;
+    assert_eq!(nobody["changed"], false);
+    let no_group = node.delete_group("t", "nope").await;
+    assert_eq!(no_group["changed"], false);
+    // A tenant never written is at revision 0, and a no-op write does not create it.
+    let untouched = node.unassign_user("fresh", "u", "g").await;
+    assert_eq!(
+        untouched,
+        json!({"success": true, "changed": false, "revision": 0})
+    );
+    assert_eq!(node.groups("fresh").await["revision"], 0);
+
+    let (status, body) = node.post("/refresh-tenant", json!({"tenant": "t"})).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"success": true, "revision": 2}))
+    );
+}
+
+#[tokio::test]
+async fn listings_show_groups_permissions_and_members_sorted() {
+    let cluster = Cluster::start(2).await;
+    let node = &cluster[0];
+    node.create_group("t", "writers").await;
+    node.create_group("t", "readers").await;
+    node.add_permission("t", "readers", "docs/*", "read").await;
+    node.add_permission("t", "writers", "docs/*", "write").await;
+    node.add_permission("t", "writers", "docs/*", "read").await;
+    node.assign_user("t", "zoe", "readers").await;
+    node.assign_user("t", "adam", "readers").await;
+    node.assign_user("t", "adam", "writers").await;
+    let expected = json!({
+        "tenant": "t",
+        "revision": 8,
+        "groups": [
+            {"name": "readers", "permissions": [{"resource": "docs/*", "action": "read"}],
+             "members": ["adam", "zoe"]},
+            {"name": "writers", "permissions": [{"resource": "docs/*", "action": "read"},
+                                                 {"resource": "docs/*", "action": "write"}],
+             "members": ["adam"]},
+        ]
+    });
+    assert_eq!(node.groups("t").await, expected);
+    // The other instance loads the same from the store.
+    assert_eq!(cluster[1].groups("t").await, expected);
+
+    let (status, body) = cluster[1]
+        .get("/user-permissions", &[("tenant", "t"), ("user", "adam")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({
+            "tenant": "t", "user": "adam", "revision": 8,
+            "groups": ["readers", "writers"],
+            "permissions": [
+                {"resource": "docs/*", "action": "read", "group": "readers"},
+                {"resource": "docs/*", "action": "read", "group": "writers"},
+                {"resource": "docs/*", "action": "write", "group": "writers"},
+            ]
+        })
+    );
+}
+
+#[tokio::test]
+async fn health_and_cache_stats_describe_the_instance() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster[0];
+    let health = node.health().await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["server_id"], node.server_id.as_str());
+    assert_eq!(health["database"], "ok");
+    let connected = eventually(PROPAGATION, || async {
+        node.health().await["redis"] == "connected"
+    })
+    .await;
+    assert!(connected.is_some(), "{}", node.health().await);
+
+    node.create_group("t", "g").await;
+    node.add_permission("t", "g", "a", "b").await;
+    node.assign_user("t", "u", "g").await;
+    // The first read loads the tenant (a miss), the second is a hit.
+    assert!(node.check("t", "u", "a", "b").await);
+    assert!(!node.check("t", "u", "a", "c").await);
+    let stats = node.cache_stats().await;
+    assert_eq!(stats["server_id"], node.server_id.as_str());
+    assert_eq!(stats["redis"], "connected");
+    assert_eq!(stats["tenants_cached"], 1);
+    assert_eq!(stats["misses"], 1, "{stats}");
+    assert_eq!(stats["hits"], 1, "{stats}");
+    assert_eq!(stats["loads"], 1, "{stats}");
+    let tenant = &stats["tenants"]["t"];
+    assert_eq!(tenant["revision"], 3);
+    assert_eq!(tenant["groups"], 1);
+    assert_eq!(tenant["permissions"], 1);
+    assert_eq!(tenant["assignments"], 1);
+    assert!(
+        tenant["loaded_at"].as_str().unwrap().contains('T'),
+        "{tenant}"
+    );
+}

@@ -1,0 +1,436 @@
+//! The integration-test harness: real rbac-server processes against the real PostgreSQL and
+//! Redis that `scripts/test.sh` starts (it exports TEST_DATABASE_URL and TEST_REDIS_URL).
+//!
+//! Each [`Cluster`] gets a fresh database named by a UUID and its own Redis channel, so tests
+//! run in parallel without seeing each other. Instances listen on port 0 and report the port
+//! they got in their "listening" log line, so nothing sleeps waiting for start-up. Set
+//! TEST_LOG=1 to see the servers' logs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// How long a propagation may take before a test calls it lost.
+pub const PROPAGATION: Duration = Duration::from_secs(2);
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which starts PostgreSQL and Redis")
+    })
+}
+
+pub fn redis_url() -> String {
+    required_env("TEST_REDIS_URL")
+}
+
+/// Creates an empty database on the test server and returns its URL.
+pub async fn fresh_database() -> String {
+    let admin_url = required_env("TEST_DATABASE_URL");
+    let name = format!("rbac_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+/// Several instances sharing one database and one Redis channel.
+pub struct Cluster {
+    pub database_url: String,
+    pub channel: String,
+    pub instances: Vec<Instance>,
+    /// Extra environment given to every instance started by this cluster.
+    env: Vec<(String, String)>,
+    /// Whether instances get REDIS_URL.
+    with_bus: bool,
+    next_id: usize,
+}
+
+impl Cluster {
+    /// `count` instances with Redis.
+    pub async fn start(count: usize) -> Self {
+        Self::start_with(count, &[]).await
+    }
+
+    /// `count` instances without Redis: each stands alone and only the store connects them.
+    pub async fn without_bus(count: usize) -> Self {
+        Self::build(count, false, &[]).await
+    }
+
+    pub async fn start_with(count: usize, env: &[(&str, &str)]) -> Self {
+        Self::build(count, true, env).await
+    }
+
+    async fn build(count: usize, with_bus: bool, env: &[(&str, &str)]) -> Self {
+        let mut cluster = Self {
+            with_bus,
+            database_url: fresh_database().await,
+            channel: format!("tenant-refresh-{}", uuid::Uuid::new_v4().simple()),
+            instances: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            next_id: 1,
+        };
+        for _ in 0..count {
+            cluster.add_instance().await;
+        }
+        cluster
+    }
+
+    /// Starts one more instance and returns its index.
+    pub async fn add_instance(&mut self) -> usize {
+        let server_id = format!("test-{}", self.next_id);
+        self.next_id += 1;
+        let mut env = vec![
+            ("DATABASE_URL".to_string(), self.database_url.clone()),
+            ("REDIS_CHANNEL".to_string(), self.channel.clone()),
+            ("SERVER_ID".to_string(), server_id.clone()),
+        ];
+        if self.with_bus {
+            env.push(("REDIS_URL".to_string(), redis_url()));
+        }
+        env.extend(self.env.iter().cloned());
+        let instance = Instance::spawn(&env).await;
+        self.instances.push(instance);
+        self.instances.len() - 1
+    }
+
+    /// Stops every instance gracefully and starts as many new ones on the same database.
+    pub async fn restart_all(&mut self) {
+        let count = self.instances.len();
+        for instance in self.instances.drain(..) {
+            instance.stop();
+        }
+        for _ in 0..count {
+            self.add_instance().await;
+        }
+    }
+
+    pub fn get(&self, index: usize) -> &Instance {
+        &self.instances[index]
+    }
+}
+
+impl std::ops::Index<usize> for Cluster {
+    type Output = Instance;
+    fn index(&self, index: usize) -> &Instance {
+        &self.instances[index]
+    }
+}
+
+/// One running rbac-server process.
+pub struct Instance {
+    child: Child,
+    pub base: String,
+    pub server_id: String,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Instance {
+    /// Starts the binary with `env` (on top of PORT=0, HOST=127.0.0.1, LOG_FORMAT=json) and
+    /// waits for its "listening" line.
+    pub async fn spawn(env: &[(String, String)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rbac-server"));
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("ADMIN_TOKEN")
+            .env_remove("CHECK_TOKEN")
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,rbac_server=debug,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let server_id = env
+            .iter()
+            .find(|(k, _)| k == "SERVER_ID")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut child = command.spawn().expect("start rbac-server");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = mpsc::channel();
+        let echo = std::env::var_os("TEST_LOG").is_some();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        {
+            let logs = logs.clone();
+            let server_id = server_id.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if echo {
+                        eprintln!("[{server_id}] {line}");
+                    }
+                    if let Ok(event) = serde_json::from_str::<Value>(&line)
+                        && event["message"] == "listening"
+                        && let Some(addr) = event["addr"].as_str()
+                    {
+                        let _ = address_tx.send(addr.to_string());
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let stderr = child.stderr.take().expect("stderr is piped");
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[stderr] {line}");
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let address =
+            tokio::task::spawn_blocking(move || address_rx.recv_timeout(Duration::from_secs(60)))
+                .await
+                .unwrap();
+        let address = match address {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "rbac-server did not start:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let token = env
+            .iter()
+            .find(|(k, _)| k == "ADMIN_TOKEN")
+            .map(|(_, v)| v.clone());
+        Self {
+            child,
+            base: format!("http://{address}"),
+            server_id,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            token,
+            logs,
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for rbac-server")
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// POSTs `body` as JSON; returns the status and the parsed body.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .authorize(self.client.post(self.url(path)).json(&body))
+            .send()
+            .await
+            .expect("request reaches the server");
+        read(response).await
+    }
+
+    /// GETs `path` with query parameters; returns the status and the parsed body.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (StatusCode, Value) {
+        let response = self
+            .authorize(self.client.get(self.url(path)).query(query))
+            .send()
+            .await
+            .expect("request reaches the server");
+        read(response).await
+    }
+
+    /// A write that must succeed; returns its body.
+    async fn write_ok(&self, path: &str, body: Value) -> Value {
+        let (status, response) = self.post(path, body.clone()).await;
+        assert!(
+            status.is_success(),
+            "{path} {body} on {}: {status} {response}",
+            self.server_id
+        );
+        response
+    }
+
+    pub async fn create_group(&self, tenant: &str, group: &str) -> Value {
+        self.write_ok("/create-group", json!({"tenant": tenant, "group": group}))
+            .await
+    }
+
+    pub async fn delete_group(&self, tenant: &str, group: &str) -> Value {
+        self.write_ok("/delete-group", json!({"tenant": tenant, "group": group}))
+            .await
+    }
+
+    pub async fn add_permission(
+        &self,
+        tenant: &str,
+        group: &str,
+        resource: &str,
+        action: &str,
+    ) -> Value {
+        self.write_ok(
+            "/add-permission",
+            json!({"tenant": tenant, "group": group, "resource": resource, "action": action}),
+        )
+        .await
+    }
+
+    pub async fn remove_permission(
+        &self,
+        tenant: &str,
+        group: &str,
+        resource: &str,
+        action: &str,
+    ) -> Value {
+        self.write_ok(
+            "/remove-permission",
+            json!({"tenant": tenant, "group": group, "resource": resource, "action": action}),
+        )
+        .await
+    }
+
+    pub async fn assign_user(&self, tenant: &str, user: &str, group: &str) -> Value {
+        self.write_ok(
+            "/assign-user",
+            json!({"tenant": tenant, "user": user, "group": group}),
+        )
+        .await
+    }
+
+    pub async fn unassign_user(&self, tenant: &str, user: &str, group: &str) -> Value {
+        self.write_ok(
+            "/unassign-user",
+            json!({"tenant": tenant, "user": user, "group": group}),
+        )
+        .await
+    }
+
+    /// POST /check-access; the whole response body.
+    pub async fn check_body(
+        &self,
+        tenant: &str,
+        user: &str,
+        resource: &str,
+        action: &str,
+    ) -> Value {
+        let (status, body) = self
+            .post(
+                "/check-access",
+                json!({"tenant": tenant, "user": user, "resource": resource, "action": action}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn check(&self, tenant: &str, user: &str, resource: &str, action: &str) -> bool {
+        self.check_body(tenant, user, resource, action).await["allowed"]
+            .as_bool()
+            .expect("allowed is a boolean")
+    }
+
+    pub async fn groups(&self, tenant: &str) -> Value {
+        let (status, body) = self.get("/groups", &[("tenant", tenant)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn cache_stats(&self) -> Value {
+        let (status, body) = self.get("/cache-stats", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn health(&self) -> Value {
+        let (status, body) = self.get("/health", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("read the response body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("response is not JSON: {status} {text:?}"));
+    (status, body)
+}
+
+/// Polls `check` until it returns true or `within` passes; returns how long it took, or None.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Asserts that every instance answers `expected` for the check within [`PROPAGATION`].
+pub async fn assert_everywhere(
+    cluster: &Cluster,
+    (tenant, user, resource, action): (&str, &str, &str, &str),
+    expected: bool,
+) {
+    for instance in &cluster.instances {
+        let took = eventually(PROPAGATION, || async {
+            instance.check(tenant, user, resource, action).await == expected
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "{} still answers allowed={} for {tenant}/{user}/{resource}/{action} after {PROPAGATION:?}",
+            instance.server_id,
+            !expected
+        );
+    }
+}
