@@ -6,11 +6,11 @@
 //! same or a newer revision, so nothing rolls back, whatever order messages arrive in.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::Mutex;
 
 use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::stats::{Stats, bump};
@@ -56,10 +56,13 @@ impl Snapshot {
 
 #[derive(Default)]
 struct Slot {
-    /// Set once by the first load; concurrent first uses wait for that one load.
-    current: OnceCell<ArcSwap<Snapshot>>,
-    /// Held while the snapshot is replaced, so replacements never race and a burst of
-    /// refresh requests for one tenant turns into one reload.
+    /// Set once, by the first load.
+    current: OnceLock<ArcSwap<Snapshot>>,
+    /// Held while the first load runs and while the snapshot is replaced. Concurrent first
+    /// uses wait for the one load; replacements never race; a burst of refresh requests for
+    /// one tenant turns into one reload; and a write or message that arrives while the first
+    /// load is in flight waits for it and then checks the revision it got, since that load's
+    /// read of the store may predate the write.
     update: Mutex<()>,
 }
 
@@ -88,37 +91,44 @@ impl TenantCache {
             return Ok(current.load_full());
         }
         bump(&self.stats.misses);
-        let current = slot
-            .current
-            .get_or_try_init(|| async {
-                let policy = self.store.load(tenant).await?;
-                bump(&self.stats.loads);
-                tracing::info!(%tenant, revision = policy.revision(), "tenant loaded");
-                let now = SystemTime::now();
-                Ok::<_, StoreError>(ArcSwap::from_pointee(Snapshot {
-                    policy,
-                    loaded_at: now,
-                    refreshed_at: now,
-                    origin: Origin::Load,
-                }))
-            })
-            .await?;
-        Ok(current.load_full())
+        let _update = slot.update.lock().await;
+        if let Some(current) = slot.current.get() {
+            // Loaded by the caller we waited for.
+            return Ok(current.load_full());
+        }
+        let policy = self.store.load(tenant).await?;
+        bump(&self.stats.loads);
+        tracing::info!(%tenant, revision = policy.revision(), "tenant loaded");
+        let now = SystemTime::now();
+        let snapshot = Arc::new(Snapshot {
+            policy,
+            loaded_at: now,
+            refreshed_at: now,
+            origin: Origin::Load,
+        });
+        // Under the update lock, nobody else can have set it.
+        let _ = slot.current.set(ArcSwap::new(snapshot.clone()));
+        Ok(snapshot)
     }
 
-    /// The snapshot if the tenant is cached; never loads.
-    pub fn cached(&self, tenant: &str) -> Option<Arc<Snapshot>> {
-        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
-        slots.get(tenant)?.current.get().map(ArcSwap::load_full)
+    /// Whether the tenant is held (or being loaded) at a revision older than `revision`.
+    /// Tenants not held are never behind: their first use loads them fresh.
+    pub fn is_behind(&self, tenant: &str, revision: u64) -> bool {
+        self.existing_slot(tenant).is_some_and(|slot| {
+            slot.current
+                .get()
+                .is_none_or(|current| current.load().revision() < revision)
+        })
     }
 
     /// Reloads the tenant from the store, loading it if it was not cached.
     pub async fn reload(&self, tenant: &TenantName) -> Result<Arc<Snapshot>, StoreError> {
         let slot = self.slot(tenant);
+        let update = slot.update.lock().await;
         let Some(current) = slot.current.get() else {
+            drop(update);
             return self.get(tenant).await;
         };
-        let _update = slot.update.lock().await;
         self.reload_locked(tenant, current).await
     }
 
@@ -129,13 +139,18 @@ impl TenantCache {
         let Some(slot) = self.existing_slot(tenant.as_str()) else {
             return Ok(false);
         };
-        let Some(current) = slot.current.get() else {
-            return Ok(false);
-        };
-        if current.load().revision() >= revision {
+        if slot
+            .current
+            .get()
+            .is_some_and(|current| current.load().revision() >= revision)
+        {
             return Ok(false);
         }
         let _update = slot.update.lock().await;
+        let Some(current) = slot.current.get() else {
+            // The first load failed; the next use loads afresh.
+            return Ok(false);
+        };
         // Whoever held the lock before may have brought the tenant far enough already.
         let before = current.load().revision();
         if before >= revision {
@@ -157,10 +172,11 @@ impl TenantCache {
         let Some(slot) = self.existing_slot(tenant.as_str()) else {
             return Ok(());
         };
+        let _update = slot.update.lock().await;
         let Some(current) = slot.current.get() else {
+            // Not loaded, or its load failed: the next use loads a store that has the write.
             return Ok(());
         };
-        let _update = slot.update.lock().await;
         let held = current.load_full();
         if held.revision() >= outcome.revision {
             return Ok(());

@@ -32,17 +32,16 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
         tracing::debug!(tenant = %notice.tenant, revision = notice.revision, "ignoring own message");
         return;
     }
-    match app.cache.cached(notice.tenant.as_str()) {
-        Some(held) if held.revision() < notice.revision => {
-            tracing::debug!(tenant = %notice.tenant, held = held.revision(), revision = notice.revision,
-                from = %notice.server_id, "tenant behind; refreshing");
-            let app = app.clone();
-            tokio::spawn(async move {
-                catch_up(&app, &notice.tenant, notice.revision, "bus message").await;
-            });
-        }
-        _ => bump(&app.stats.stale_messages_ignored),
+    if !app.cache.is_behind(notice.tenant.as_str(), notice.revision) {
+        bump(&app.stats.stale_messages_ignored);
+        return;
     }
+    tracing::debug!(tenant = %notice.tenant, revision = notice.revision, from = %notice.server_id,
+        "tenant behind; refreshing");
+    let app = app.clone();
+    tokio::spawn(async move {
+        catch_up(&app, &notice.tenant, notice.revision, "bus message").await;
+    });
 }
 
 /// Compares every cached tenant's revision with the store's in one query and refreshes those
