@@ -1,13 +1,18 @@
 //! The per-tenant cache: an immutable snapshot per tenant, swapped whole.
 //!
 //! A check loads the current snapshot with one atomic read and never waits on a writer, a
-//! reload or any I/O. Updates of one tenant (its first load, reloads, own writes) are
+//! refresh or any I/O. Updates of one tenant (its first load, refreshes, own writes) are
 //! serialized by that tenant's update lock, and a snapshot is only ever replaced by one at the
 //! same or a newer revision, so nothing rolls back, whatever order messages arrive in.
+//!
+//! A tenant a few revisions behind is refreshed incrementally: the store's changelog entries
+//! since the revision held are applied to a copy of the snapshot, which then replaces it. A
+//! tenant further behind, or whose changelog no longer reaches back, is reloaded whole.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
@@ -16,6 +21,10 @@ use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::stats::{Stats, bump};
 use crate::store::{Store, StoreError, WriteOutcome};
 
+/// The most changes replayed in one incremental refresh; beyond that a full reload is cheaper
+/// than fetching and applying them one by one.
+pub const MAX_INCREMENTAL_CHANGES: usize = 1000;
+
 /// How a snapshot came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -23,7 +32,9 @@ pub enum Origin {
     Load,
     /// Reloaded whole from the store.
     Reload,
-    /// One of this instance's own writes applied to the previous snapshot.
+    /// The previous snapshot plus the store's changelog entries since.
+    Incremental,
+    /// The previous snapshot plus one of this instance's own writes.
     Write,
 }
 
@@ -32,6 +43,7 @@ impl Origin {
         match self {
             Origin::Load => "load",
             Origin::Reload => "reload",
+            Origin::Incremental => "incremental",
             Origin::Write => "write",
         }
     }
@@ -52,6 +64,15 @@ impl Snapshot {
     pub fn revision(&self) -> u64 {
         self.policy.revision()
     }
+
+    fn next(&self, policy: TenantPolicy, origin: Origin) -> Self {
+        Self {
+            policy,
+            loaded_at: self.loaded_at,
+            refreshed_at: SystemTime::now(),
+            origin,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -59,26 +80,34 @@ struct Slot {
     /// Set once, by the first load.
     current: OnceLock<ArcSwap<Snapshot>>,
     /// Held while the first load runs and while the snapshot is replaced. Concurrent first
-    /// uses wait for the one load; replacements never race; a burst of refresh requests for
-    /// one tenant turns into one reload; and a write or message that arrives while the first
-    /// load is in flight waits for it and then checks the revision it got, since that load's
-    /// read of the store may predate the write.
+    /// uses wait for the one load; replacements never race; and a write or message that
+    /// arrives while the first load is in flight waits for it and then checks the revision it
+    /// got, since that load's read of the store may predate the write.
     update: Mutex<()>,
+    /// The newest revision that messages said exists, for [`TenantCache::schedule`].
+    wanted: AtomicU64,
+    /// Whether a scheduled refresh is waiting for the update lock. With the one holding the
+    /// lock, a flood of messages costs at most one refresh in flight plus one queued.
+    queued: AtomicBool,
 }
 
 pub struct TenantCache {
     store: Arc<dyn Store>,
     stats: Arc<Stats>,
+    /// Bounds a first load, lock wait included: a read that needs the store while it is down
+    /// fails after this long rather than queueing behind other failing loads.
+    timeout: Duration,
     /// A std lock, not tokio's: it is held only to find or insert a slot, never across an
     /// `.await`, and a check must not yield to take it.
     slots: RwLock<HashMap<TenantName, Arc<Slot>>>,
 }
 
 impl TenantCache {
-    pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>) -> Self {
+    pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>, timeout: Duration) -> Self {
         Self {
             store,
             stats,
+            timeout,
             slots: RwLock::default(),
         }
     }
@@ -91,6 +120,20 @@ impl TenantCache {
             return Ok(current.load_full());
         }
         bump(&self.stats.misses);
+        tokio::time::timeout(self.timeout, self.first_load(tenant, &slot))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "timed out loading the tenant".into(),
+                ))
+            })
+    }
+
+    async fn first_load(
+        &self,
+        tenant: &TenantName,
+        slot: &Slot,
+    ) -> Result<Arc<Snapshot>, StoreError> {
         let _update = slot.update.lock().await;
         if let Some(current) = slot.current.get() {
             // Loaded by the caller we waited for.
@@ -121,20 +164,31 @@ impl TenantCache {
         })
     }
 
-    /// Reloads the tenant from the store, loading it if it was not cached.
-    pub async fn reload(&self, tenant: &TenantName) -> Result<Arc<Snapshot>, StoreError> {
-        let slot = self.slot(tenant);
-        let update = slot.update.lock().await;
-        let Some(current) = slot.current.get() else {
-            drop(update);
-            return self.get(tenant).await;
+    /// Records that `revision` of a held tenant exists. Returns true when the caller should
+    /// run [`TenantCache::run_scheduled`] for it; false when a refresh is already queued,
+    /// which will catch up to this revision too.
+    pub fn schedule(&self, tenant: &str, revision: u64) -> bool {
+        let Some(slot) = self.existing_slot(tenant) else {
+            return false;
         };
-        self.reload_locked(tenant, current).await
+        slot.wanted.fetch_max(revision, Ordering::SeqCst);
+        !slot.queued.swap(true, Ordering::SeqCst)
     }
 
-    /// Brings a cached tenant up to at least `revision` if it is behind; tenants not cached
-    /// are left alone, since their first use loads them fresh. Returns whether the snapshot
-    /// moved forward.
+    /// Catches a tenant up to the newest revision scheduled for it.
+    pub async fn run_scheduled(&self, tenant: &TenantName) -> Result<bool, StoreError> {
+        let Some(slot) = self.existing_slot(tenant.as_str()) else {
+            return Ok(false);
+        };
+        let _update = slot.update.lock().await;
+        // From here on this refresh is in flight; a newer message may queue one more.
+        slot.queued.store(false, Ordering::SeqCst);
+        let wanted = slot.wanted.load(Ordering::SeqCst);
+        self.catch_up_locked(tenant, &slot, wanted).await
+    }
+
+    /// Brings a held tenant up to at least `revision` if it is behind, incrementally where it
+    /// can. Returns whether the snapshot moved forward.
     pub async fn catch_up(&self, tenant: &TenantName, revision: u64) -> Result<bool, StoreError> {
         let Some(slot) = self.existing_slot(tenant.as_str()) else {
             return Ok(false);
@@ -147,22 +201,67 @@ impl TenantCache {
             return Ok(false);
         }
         let _update = slot.update.lock().await;
+        self.catch_up_locked(tenant, &slot, revision).await
+    }
+
+    async fn catch_up_locked(
+        &self,
+        tenant: &TenantName,
+        slot: &Slot,
+        revision: u64,
+    ) -> Result<bool, StoreError> {
         let Some(current) = slot.current.get() else {
             // The first load failed; the next use loads afresh.
             return Ok(false);
         };
         // Whoever held the lock before may have brought the tenant far enough already.
-        let before = current.load().revision();
-        if before >= revision {
+        let held = current.load_full();
+        if held.revision() >= revision {
             return Ok(false);
         }
-        let after = self.reload_locked(tenant, current).await?.revision();
-        Ok(after > before)
+        if let Some(changes) = self
+            .store
+            .changes_since(tenant, held.revision(), MAX_INCREMENTAL_CHANGES)
+            .await?
+        {
+            let mut policy = held.policy.clone();
+            let applied = changes
+                .iter()
+                .try_for_each(|(revision, change)| policy.advance(*revision, change));
+            match applied {
+                Ok(()) if policy.revision() > held.revision() => {
+                    bump(&self.stats.incremental_refreshes);
+                    tracing::info!(%tenant, from = held.revision(), revision = policy.revision(),
+                        changes = changes.len(), "tenant refreshed incrementally");
+                    current.store(Arc::new(held.next(policy, Origin::Incremental)));
+                    return Ok(true);
+                }
+                // The store is not past what is held: a message promised a revision that does
+                // not exist (yet). Nothing to do.
+                Ok(()) => return Ok(false),
+                Err(reason) => {
+                    tracing::warn!(%tenant, %reason, "changelog does not apply; reloading whole");
+                }
+            }
+        }
+        let after = self.reload_locked(tenant, current).await?;
+        Ok(after.revision() > held.revision())
+    }
+
+    /// Reloads the tenant whole from the store, loading it if it was not cached.
+    pub async fn reload(&self, tenant: &TenantName) -> Result<Arc<Snapshot>, StoreError> {
+        let slot = self.slot(tenant);
+        let update = slot.update.lock().await;
+        let Some(current) = slot.current.get() else {
+            drop(update);
+            return self.get(tenant).await;
+        };
+        self.reload_locked(tenant, current).await
     }
 
     /// Brings the cache up to date with one of this instance's own committed writes: applies
-    /// it to the snapshot when it is the very next revision, reloads when revisions are
-    /// missing in between.
+    /// it to the snapshot when it is the very next revision, catches up from the store when
+    /// revisions are missing in between.
     pub async fn record_write(
         &self,
         tenant: &TenantName,
@@ -185,22 +284,19 @@ impl TenantCache {
         match policy.advance(outcome.revision, change) {
             Ok(()) => {
                 bump(&self.stats.writes_applied);
-                current.store(Arc::new(Snapshot {
-                    policy,
-                    loaded_at: held.loaded_at,
-                    refreshed_at: SystemTime::now(),
-                    origin: Origin::Write,
-                }));
+                current.store(Arc::new(held.next(policy, Origin::Write)));
                 Ok(())
             }
             Err(reason) => {
-                tracing::debug!(%tenant, %reason, "reloading instead of applying own write");
-                self.reload_locked(tenant, current).await.map(drop)
+                tracing::debug!(%tenant, %reason, "catching up instead of applying own write");
+                self.catch_up_locked(tenant, &slot, outcome.revision)
+                    .await
+                    .map(drop)
             }
         }
     }
 
-    /// Every cached tenant with the revision held.
+    /// Every cached tenant with its snapshot.
     pub fn held(&self) -> Vec<(TenantName, Arc<Snapshot>)> {
         let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
         slots
@@ -226,14 +322,9 @@ impl TenantCache {
                 "store is behind the cache; keeping the cached snapshot");
             return Ok(held);
         }
-        bump(&self.stats.reloads);
+        bump(&self.stats.full_reloads);
         tracing::info!(%tenant, from = held.revision(), revision = policy.revision(), "tenant reloaded");
-        let snapshot = Arc::new(Snapshot {
-            policy,
-            loaded_at: held.loaded_at,
-            refreshed_at: SystemTime::now(),
-            origin: Origin::Reload,
-        });
+        let snapshot = Arc::new(held.next(policy, Origin::Reload));
         current.store(snapshot.clone());
         Ok(snapshot)
     }

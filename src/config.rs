@@ -54,6 +54,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub resync_interval_secs: u64,
 
+    /// Hours of changelog kept, for incremental refreshes and for reading who changed what.
+    /// Older entries are deleted by the sweep; an instance further behind reloads whole.
+    #[arg(long, env = "CHANGELOG_RETENTION_HOURS", default_value_t = 720,
+          value_parser = clap::value_parser!(u64).range(1..=876_000))]
+    pub changelog_retention_hours: u64,
+
     /// Seconds any one store operation may take before the request fails with 503.
     #[arg(long, env = "STORE_TIMEOUT_SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -117,6 +123,10 @@ impl Config {
         Duration::from_secs(self.resync_interval_secs)
     }
 
+    pub fn changelog_retention(&self) -> Duration {
+        Duration::from_secs(self.changelog_retention_hours * 3600)
+    }
+
     pub fn store_timeout(&self) -> Duration {
         Duration::from_secs(self.store_timeout_secs)
     }
@@ -145,6 +155,7 @@ impl fmt::Debug for Config {
             .field("admin_token", &redacted(self.admin_token.is_some()))
             .field("check_token", &redacted(self.check_token.is_some()))
             .field("resync_interval_secs", &self.resync_interval_secs)
+            .field("changelog_retention_hours", &self.changelog_retention_hours)
             .field("store_timeout_secs", &self.store_timeout_secs)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("log_format", &self.log_format)

@@ -59,7 +59,7 @@ pub async fn run(
     };
     let app = Arc::new(App {
         server_id: server_id.clone(),
-        cache: TenantCache::new(store.clone(), stats.clone()),
+        cache: TenantCache::new(store.clone(), stats.clone(), config.store_timeout()),
         store,
         bus,
         stats,
@@ -86,6 +86,7 @@ pub async fn run(
     tasks.push(tokio::spawn(sync::sweep(
         app.clone(),
         config.resync_interval(),
+        config.changelog_retention(),
         stopping.clone(),
     )));
 

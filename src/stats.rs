@@ -33,8 +33,10 @@ counters! {
     misses,
     /// Tenants loaded from the store on first use.
     loads,
-    /// Full reloads of a cached tenant (bus message, sweep, min_revision, refresh-tenant).
-    reloads,
+    /// Cached tenants brought forward by replaying the store's changelog.
+    incremental_refreshes,
+    /// Cached tenants reloaded whole (too far behind, changelog pruned, refresh-tenant).
+    full_reloads,
     /// Own writes applied to the cached tenant without a reload.
     writes_applied,
     /// Messages handed to Redis.
@@ -47,6 +49,8 @@ counters! {
     own_messages_ignored,
     /// Messages about a revision this instance already holds, or a tenant it does not hold.
     stale_messages_ignored,
+    /// Messages for a tenant whose refresh was already queued, folded into that refresh.
+    coalesced_messages,
     /// Messages that could not be parsed.
     malformed_messages,
     /// Refreshes, by message or sweep, that moved a tenant to a newer revision.
@@ -55,6 +59,10 @@ counters! {
     reconnects,
     /// Periodic comparisons of cached revisions with the store's.
     sweeps,
+    /// Sweeps that could not reach the store.
+    sweep_failures,
+    /// Changelog entries deleted by retention.
+    changelog_pruned,
 }
 
 /// Adds one to a counter.

@@ -6,7 +6,7 @@
 //! reordered message can cost a reload but never change an answer away from the store's.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,9 @@ use crate::app::App;
 use crate::bus::Message;
 use crate::policy::TenantName;
 use crate::stats::bump;
+
+/// How often the sweep applies changelog retention.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Handles one payload from the channel. Never blocks the subscriber: a needed reload runs in
 /// its own task.
@@ -36,11 +39,23 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
         bump(&app.stats.stale_messages_ignored);
         return;
     }
+    if !app.cache.schedule(notice.tenant.as_str(), notice.revision) {
+        bump(&app.stats.coalesced_messages);
+        return;
+    }
     tracing::debug!(tenant = %notice.tenant, revision = notice.revision, from = %notice.server_id,
         "tenant behind; refreshing");
     let app = app.clone();
     tokio::spawn(async move {
-        catch_up(&app, &notice.tenant, notice.revision, "bus message").await;
+        let tenant = notice.tenant;
+        match app.cache.run_scheduled(&tenant).await {
+            Ok(true) => bump(&app.stats.refreshes_applied),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(%tenant, error = %crate::error_chain(&e),
+                    "refresh failed; the next sweep retries");
+            }
+        }
     });
 }
 
@@ -55,6 +70,7 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
     let current = match app.store.revisions(&tenants).await {
         Ok(current) => current,
         Err(e) => {
+            bump(&app.stats.sweep_failures);
             tracing::warn!(reason, error = %crate::error_chain(&e), "resync could not read revisions");
             return;
         }
@@ -69,11 +85,18 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
 }
 
 /// Runs [`resync`] every `interval` until shutdown: the bound on staleness when messages are
-/// lost while the bus looks healthy, or when there is no bus at all.
-pub async fn sweep(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
+/// lost while the bus looks healthy, or when there is no bus at all. Also applies changelog
+/// retention, at most once per [`PRUNE_EVERY`].
+pub async fn sweep(
+    app: Arc<App>,
+    interval: Duration,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    let mut pruned_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -81,6 +104,21 @@ pub async fn sweep(app: Arc<App>, interval: Duration, shutdown: CancellationToke
         }
         bump(&app.stats.sweeps);
         resync(app.clone(), "sweep").await;
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(Instant::now());
+            match app.store.prune_changelog(retention).await {
+                Ok(0) => {}
+                Ok(count) => {
+                    app.stats
+                        .changelog_pruned
+                        .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(count, "changelog entries past retention deleted");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "changelog retention failed")
+                }
+            }
+        }
     }
 }
 

@@ -89,7 +89,8 @@ async fn own_messages_are_ignored_and_counted() {
     );
     assert_eq!(stats["messages_published"], 3, "{stats}");
     // Its own messages never made it reload: its cache followed its writes directly.
-    assert_eq!(stats["reloads"], 0, "{stats}");
+    assert_eq!(stats["full_reloads"], 0, "{stats}");
+    assert_eq!(stats["incremental_refreshes"], 0, "{stats}");
     assert_eq!(stats["writes_applied"], 3, "{stats}");
     assert_eq!(stats["tenants"]["acme"]["revision"], 3, "{stats}");
 

@@ -6,10 +6,13 @@
 pub mod postgres;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::policy::{Change, GroupName, TenantName, TenantPolicy};
+use crate::policy::{
+    Action, Change, GroupName, NameError, Permission, Resource, TenantName, TenantPolicy, UserName,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -71,6 +74,162 @@ pub trait Store: Send + Sync + 'static {
         tenants: &[TenantName],
     ) -> Result<HashMap<TenantName, u64>, StoreError>;
 
+    /// The changes that took `tenant` from revision `after` to its current revision, oldest
+    /// first, each with the revision it made; empty when the tenant is not past `after`.
+    ///
+    /// Returns `None` when replaying is not possible or not worth it: the changelog no longer
+    /// reaches back to revision `after + 1` (see [`Store::prune_changelog`]), or there are
+    /// more than `limit` changes. The caller then loads the tenant whole.
+    async fn changes_since(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<(u64, Change)>>, StoreError>;
+
+    /// Deletes changelog entries older than `age`, across all tenants; returns how many went.
+    /// Tenants' current state is never affected: only the history used for incremental
+    /// refreshes and auditing.
+    async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError>;
+
     /// Succeeds if the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A change as the changelog stores it: the operation's name and the entities it touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRow<'a> {
+    pub operation: &'a str,
+    pub group: &'a str,
+    pub user: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub action: Option<&'a str>,
+}
+
+impl<'a> ChangeRow<'a> {
+    pub fn of(change: &'a Change) -> Self {
+        let (user, resource, action) = match change {
+            Change::CreateGroup { .. } | Change::DeleteGroup { .. } => (None, None, None),
+            Change::AddPermission { permission, .. }
+            | Change::RemovePermission { permission, .. } => (
+                None,
+                Some(permission.resource.as_str()),
+                Some(permission.action.as_str()),
+            ),
+            Change::AssignUser { user, .. } | Change::UnassignUser { user, .. } => {
+                (Some(user.as_str()), None, None)
+            }
+        };
+        Self {
+            operation: change.operation(),
+            group: change.group().as_str(),
+            user,
+            resource,
+            action,
+        }
+    }
+
+    /// The change this row records.
+    pub fn to_change(&self) -> Result<Change, StoreError> {
+        let group = stored(GroupName::parse("group", self.group))?;
+        let user = || stored(UserName::parse("user", self.user.unwrap_or_default()));
+        let permission = || {
+            Ok::<_, StoreError>(Permission {
+                resource: stored(Resource::parse(
+                    "resource",
+                    self.resource.unwrap_or_default(),
+                ))?,
+                action: stored(Action::parse("action", self.action.unwrap_or_default()))?,
+            })
+        };
+        Ok(match self.operation {
+            "create-group" => Change::CreateGroup { group },
+            "delete-group" => Change::DeleteGroup { group },
+            "add-permission" => Change::AddPermission {
+                group,
+                permission: permission()?,
+            },
+            "remove-permission" => Change::RemovePermission {
+                group,
+                permission: permission()?,
+            },
+            "assign-user" => Change::AssignUser {
+                group,
+                user: user()?,
+            },
+            "unassign-user" => Change::UnassignUser {
+                group,
+                user: user()?,
+            },
+            other => {
+                return Err(StoreError::Internal(
+                    format!("the changelog holds an unknown operation {other:?}").into(),
+                ));
+            }
+        })
+    }
+}
+
+/// Names come back from the store as they went in, already validated; one that no longer
+/// parses means the data was changed behind the server's back.
+pub(crate) fn stored<T>(parsed: Result<T, NameError>) -> Result<T, StoreError> {
+    parsed.map_err(|e| StoreError::Internal(format!("the store holds an invalid name: {e}").into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_survives_the_changelog_row_round_trip() {
+        let group = GroupName::parse("group", "g").unwrap();
+        let user = UserName::parse("user", "u").unwrap();
+        let permission = Permission {
+            resource: Resource::parse("resource", "docs/*").unwrap(),
+            action: Action::parse("action", "*").unwrap(),
+        };
+        for change in [
+            Change::CreateGroup {
+                group: group.clone(),
+            },
+            Change::DeleteGroup {
+                group: group.clone(),
+            },
+            Change::AddPermission {
+                group: group.clone(),
+                permission: permission.clone(),
+            },
+            Change::RemovePermission {
+                group: group.clone(),
+                permission,
+            },
+            Change::AssignUser {
+                group: group.clone(),
+                user: user.clone(),
+            },
+            Change::UnassignUser { group, user },
+        ] {
+            assert_eq!(ChangeRow::of(&change).to_change().unwrap(), change);
+        }
+    }
+
+    #[test]
+    fn a_row_with_an_unknown_operation_or_a_missing_entity_is_an_error() {
+        let row = ChangeRow {
+            operation: "grant-everything",
+            group: "g",
+            user: None,
+            resource: None,
+            action: None,
+        };
+        assert!(row.to_change().is_err());
+        let row = ChangeRow {
+            operation: "assign-user",
+            group: "g",
+            user: None,
+            resource: None,
+            action: None,
+        };
+        assert!(row.to_change().is_err());
+    }
 }

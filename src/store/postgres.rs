@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::{BoxError, Store, StoreError, WriteOutcome};
+use super::{BoxError, ChangeRow, Store, StoreError, WriteOutcome, stored};
 use crate::policy::{
     Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
 };
@@ -84,7 +84,7 @@ impl PgStore {
             });
         }
 
-        let (user, resource, action) = details(change);
+        let row = ChangeRow::of(change);
         let revision: i64 = sqlx::query_scalar(
             "WITH bumped AS (
                  UPDATE tenants SET revision = revision + 1 WHERE name = $1 RETURNING revision
@@ -95,11 +95,11 @@ impl PgStore {
              RETURNING revision",
         )
         .bind(tenant.as_str())
-        .bind(change.operation())
-        .bind(change.group().as_str())
-        .bind(user)
-        .bind(resource)
-        .bind(action)
+        .bind(row.operation)
+        .bind(row.group)
+        .bind(row.user)
+        .bind(row.resource)
+        .bind(row.action)
         .bind(server_id)
         .fetch_one(&mut *tx)
         .await
@@ -169,6 +169,76 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn changes_in_transaction(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+        // One snapshot for both reads: the changes then end exactly at the revision read.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(classify)?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+        let current = current.map_or(0, to_revision);
+        if current <= after {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(Some(Vec::new()));
+        }
+        if current - after > limit as u64 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(None);
+        }
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i64,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT revision, operation, group_name, user_name, resource, action
+                 FROM changelog WHERE tenant = $1 AND revision > $2 ORDER BY revision",
+        )
+        .bind(tenant.as_str())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.rollback().await.map_err(classify)?;
+        // Retention may have removed the oldest of them: replay only a complete sequence.
+        let complete = rows.len() as u64 == current - after
+            && rows
+                .first()
+                .is_some_and(|row| to_revision(row.0) == after + 1);
+        if !complete {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|(revision, operation, group, user, resource, action)| {
+                let row = ChangeRow {
+                    operation,
+                    group,
+                    user: user.as_deref(),
+                    resource: resource.as_deref(),
+                    action: action.as_deref(),
+                };
+                Ok((to_revision(*revision), row.to_change()?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = change.operation()))]
@@ -208,6 +278,31 @@ impl Store for PgStore {
                 ))
             })
             .collect()
+    }
+
+    async fn changes_since(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+        self.bounded(self.changes_in_transaction(tenant, after, limit))
+            .await
+    }
+
+    async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError> {
+        let seconds = age.as_secs_f64();
+        self.bounded(async {
+            sqlx::query(
+                "DELETE FROM changelog WHERE created_at < now() - make_interval(secs => $1)",
+            )
+            .bind(seconds)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(classify)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -304,30 +399,9 @@ async fn apply(
     }
 }
 
-/// The changelog columns beside the group: (user, resource, action).
-fn details(change: &Change) -> (Option<&str>, Option<&str>, Option<&str>) {
-    match change {
-        Change::CreateGroup { .. } | Change::DeleteGroup { .. } => (None, None, None),
-        Change::AddPermission { permission, .. } | Change::RemovePermission { permission, .. } => (
-            None,
-            Some(permission.resource.as_str()),
-            Some(permission.action.as_str()),
-        ),
-        Change::AssignUser { user, .. } | Change::UnassignUser { user, .. } => {
-            (Some(user.as_str()), None, None)
-        }
-    }
-}
-
 fn to_revision(stored: i64) -> u64 {
     // The schema's CHECK constraint keeps revisions non-negative.
     u64::try_from(stored).unwrap_or(0)
-}
-
-/// Names come back from the store as they went in, already validated; one that no longer
-/// parses means the data was changed behind the server's back.
-fn stored<T>(parsed: Result<T, crate::policy::NameError>) -> Result<T, StoreError> {
-    parsed.map_err(|e| StoreError::Internal(format!("the store holds an invalid name: {e}").into()))
 }
 
 /// Sorts a database error into "the store is not there" and everything else.
