@@ -109,8 +109,8 @@ start_postgres() {
         -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >/dev/null || { cat "$work/pg/server.log" >&2; die "PostgreSQL did not start"; }
     export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-    # For the fault-injection tests, which stop and start this server.
-    export TEST_PG_CTL="$bin/pg_ctl" TEST_PG_DATA="$pg_data" TEST_PG_AS_POSTGRES=$(is_root && echo 1 || echo 0)
+    # The fault-injection tests start private servers from the same binaries.
+    export TEST_PG_BIN="$bin"
     log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 }
 

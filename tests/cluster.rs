@@ -103,7 +103,7 @@ async fn own_messages_are_ignored_and_counted() {
 #[tokio::test]
 async fn min_revision_gives_read_your_writes_across_instances() {
     // No Redis: the only way instance 1 can know about the write is min_revision.
-    let cluster = Cluster::without_bus(2).await;
+    let cluster = Cluster::without_bus(2, &[]).await;
     let reader = &cluster[1];
     assert!(!reader.check("acme", "alice", "doc", "read").await);
 

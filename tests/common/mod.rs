@@ -7,6 +7,8 @@
 //! TEST_LOG=1 to see the servers' logs.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -51,8 +53,8 @@ pub struct Cluster {
     pub instances: Vec<Instance>,
     /// Extra environment given to every instance started by this cluster.
     env: Vec<(String, String)>,
-    /// Whether instances get REDIS_URL.
-    with_bus: bool,
+    /// The Redis every instance uses; none: no bus.
+    pub redis_url: Option<String>,
     next_id: usize,
 }
 
@@ -63,18 +65,24 @@ impl Cluster {
     }
 
     /// `count` instances without Redis: each stands alone and only the store connects them.
-    pub async fn without_bus(count: usize) -> Self {
-        Self::build(count, false, &[]).await
+    pub async fn without_bus(count: usize, env: &[(&str, &str)]) -> Self {
+        Self::on(count, fresh_database().await, None, env).await
     }
 
     pub async fn start_with(count: usize, env: &[(&str, &str)]) -> Self {
-        Self::build(count, true, env).await
+        Self::on(count, fresh_database().await, Some(redis_url()), env).await
     }
 
-    async fn build(count: usize, with_bus: bool, env: &[(&str, &str)]) -> Self {
+    /// `count` instances on the given database and Redis.
+    pub async fn on(
+        count: usize,
+        database_url: String,
+        redis_url: Option<String>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cluster = Self {
-            with_bus,
-            database_url: fresh_database().await,
+            redis_url,
+            database_url,
             channel: format!("tenant-refresh-{}", uuid::Uuid::new_v4().simple()),
             instances: Vec::new(),
             env: env
@@ -98,8 +106,8 @@ impl Cluster {
             ("REDIS_CHANNEL".to_string(), self.channel.clone()),
             ("SERVER_ID".to_string(), server_id.clone()),
         ];
-        if self.with_bus {
-            env.push(("REDIS_URL".to_string(), redis_url()));
+        if let Some(url) = &self.redis_url {
+            env.push(("REDIS_URL".to_string(), url.clone()));
         }
         env.extend(self.env.iter().cloned());
         let instance = Instance::spawn(&env).await;
@@ -241,6 +249,11 @@ impl Instance {
 
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The log lines as they keep arriving, readable after the instance is gone.
+    pub fn logs_handle(&self) -> Arc<Mutex<Vec<String>>> {
+        self.logs.clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,475 @@
+//! Fault injection against real processes: Redis and PostgreSQL stopped and restarted under
+//! running instances, concurrent writers on several instances, forged and reordered bus
+//! messages, and instances killed mid-write. The store is the truth every instance must
+//! converge to.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::servers::{PrivatePostgres, PrivateRedis};
+use common::{Cluster, Instance, PROPAGATION, assert_everywhere, eventually, fresh_database};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The tenant as the store has it: what a newly started instance loads.
+async fn store_truth(cluster: &mut Cluster, tenant: &str) -> Value {
+    let index = cluster.add_instance().await;
+    let truth = cluster[index].groups(tenant).await;
+    cluster.instances.pop();
+    truth
+}
+
+/// Waits until every instance lists `tenant` exactly as `expected`.
+async fn assert_converged(cluster: &Cluster, tenant: &str, expected: &Value, within: Duration) {
+    for instance in &cluster.instances {
+        let took = eventually(within, || async {
+            &instance.groups(tenant).await == expected
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "{} did not converge within {within:?}:\n  has  {}\n  want {expected}",
+            instance.server_id,
+            instance.groups(tenant).await
+        );
+    }
+}
+
+async fn grant(instance: &Instance, tenant: &str, group: &str, user: &str, resource: &str) {
+    instance.create_group(tenant, group).await;
+    instance
+        .add_permission(tenant, group, resource, "read")
+        .await;
+    instance.assign_user(tenant, user, group).await;
+}
+
+#[tokio::test]
+async fn while_redis_is_down_writes_succeed_and_peers_converge_by_the_sweep() {
+    let mut redis = PrivateRedis::start();
+    let mut cluster = Cluster::on(
+        3,
+        fresh_database().await,
+        Some(redis.url()),
+        &[("RESYNC_INTERVAL_SECS", "2")],
+    )
+    .await;
+    grant(&cluster[0], "t", "g", "alice", "doc").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), true).await;
+
+    redis.stop();
+    for instance in &cluster.instances {
+        let down = eventually(Duration::from_secs(10), || async {
+            instance.health().await["redis"] == "disconnected"
+        })
+        .await;
+        assert!(
+            down.is_some(),
+            "{} still reports Redis connected",
+            instance.server_id
+        );
+    }
+
+    // Writes keep succeeding on every instance, and revocations reach the others through
+    // the sweep alone.
+    let revoked = cluster[1].remove_permission("t", "g", "doc", "read").await;
+    assert_eq!(revoked["changed"], true);
+    cluster[2].assign_user("t", "bob", "g").await;
+    let bound = Duration::from_secs(2 + 5);
+    for instance in &cluster.instances {
+        let took = eventually(bound, || async {
+            !instance.check("t", "alice", "doc", "read").await
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "{} still allows a revoked permission",
+            instance.server_id
+        );
+    }
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_converged(&cluster, "t", &truth, bound).await;
+    let stats = cluster[1].cache_stats().await;
+    assert!(stats["publish_failures"].as_u64().unwrap() >= 1, "{stats}");
+
+    // Redis back on the same port: the bus reconnects and carries changes again.
+    redis.resume();
+    for instance in &cluster.instances {
+        let up = eventually(Duration::from_secs(10), || async {
+            instance.health().await["redis"] == "connected"
+        })
+        .await;
+        assert!(up.is_some(), "{} did not reconnect", instance.server_id);
+        assert!(instance.cache_stats().await["reconnects"].as_u64().unwrap() >= 1);
+    }
+    cluster[0].add_permission("t", "g", "doc", "read").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), true).await;
+}
+
+#[tokio::test]
+async fn instances_catch_up_at_once_when_redis_returns() {
+    let mut redis = PrivateRedis::start();
+    // No sweep within the test's time: only the resync on reconnect can bring peers up.
+    let mut cluster = Cluster::on(
+        3,
+        fresh_database().await,
+        Some(redis.url()),
+        &[("RESYNC_INTERVAL_SECS", "3600")],
+    )
+    .await;
+    grant(&cluster[0], "t", "g", "alice", "doc").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), true).await;
+
+    redis.stop();
+    // Writes go on while Redis is away, on several instances at once.
+    let writers = (0..3).map(|i| {
+        let instance = &cluster[i];
+        async move {
+            for n in 0..10 {
+                let group = format!("g{i}-{n}");
+                instance.create_group("t", &group).await;
+                instance.assign_user("t", "alice", &group).await;
+            }
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    cluster[0].unassign_user("t", "alice", "g").await;
+    // Nothing can tell the peers yet.
+    assert!(cluster[1].check("t", "alice", "doc", "read").await);
+
+    let restarted = Instant::now();
+    redis.resume();
+    let truth = store_truth(&mut cluster, "t").await;
+    // Reconnect backoff is capped at 5 s; resync follows the subscription at once.
+    assert_converged(&cluster, "t", &truth, Duration::from_secs(8)).await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), false).await;
+    eprintln!("converged {:?} after Redis returned", restarted.elapsed());
+    for instance in &cluster.instances {
+        let stats = instance.cache_stats().await;
+        assert_eq!(stats["sweeps"], 0, "{stats}");
+        assert!(stats["reconnects"].as_u64().unwrap() >= 1, "{stats}");
+    }
+}
+
+#[tokio::test]
+async fn while_postgres_is_down_cached_checks_answer_and_writes_fail_fast() {
+    let mut pg = PrivatePostgres::start();
+    let mut cluster = Cluster::on(
+        3,
+        pg.url(),
+        Some(common::redis_url()),
+        &[("STORE_TIMEOUT_SECS", "2"), ("RESYNC_INTERVAL_SECS", "1")],
+    )
+    .await;
+    grant(&cluster[0], "t", "g", "alice", "docs/*").await;
+    assert_everywhere(&cluster, ("t", "alice", "docs/a", "read"), true).await;
+
+    pg.stop();
+    for instance in &cluster.instances {
+        // Cached tenants keep answering, correctly, from memory.
+        assert!(instance.check("t", "alice", "docs/a", "read").await);
+        assert!(!instance.check("t", "alice", "docs/a", "write").await);
+        assert!(!instance.check("t", "bob", "docs/a", "read").await);
+        assert_eq!(instance.health().await["database"], "down");
+
+        // A tenant that needs a load, and every write, fail with 503 in bounded time.
+        let started = Instant::now();
+        let (status, body) = instance
+            .post(
+                "/check-access",
+                json!({"tenant": "uncached", "user": "u", "resource": "r", "action": "a"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+        let (status, body) = instance
+            .post(
+                "/remove-permission",
+                json!({"tenant": "t", "group": "g", "resource": "docs/*", "action": "read"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    pg.resume();
+    let writer = &cluster[1];
+    let recovered = eventually(Duration::from_secs(15), || async {
+        let (status, _) = writer
+            .post(
+                "/remove-permission",
+                json!({"tenant": "t", "group": "g", "resource": "docs/*", "action": "read"}),
+            )
+            .await;
+        status == StatusCode::OK
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "writes did not recover after PostgreSQL returned"
+    );
+    assert_everywhere(&cluster, ("t", "alice", "docs/a", "read"), false).await;
+    for instance in &cluster.instances {
+        assert_eq!(instance.health().await["database"], "ok");
+    }
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_converged(&cluster, "t", &truth, PROPAGATION).await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_three_instances_converge_to_the_store() {
+    const TASKS: usize = 8;
+    const WRITES: usize = 50;
+    let mut cluster = Cluster::start(3).await;
+    let groups = ["a", "b", "c"];
+    for group in groups {
+        cluster[0].create_group("t", group).await;
+    }
+    let base = cluster[0].groups("t").await["revision"].as_u64().unwrap();
+
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        for task in 0..TASKS {
+            let base = cluster[i].base.clone();
+            let client = cluster[i].client.clone();
+            workers.push(tokio::spawn(async move {
+                let mut changed = 0u64;
+                for n in 0..WRITES {
+                    // A deterministic mix of every write, over few enough names to collide.
+                    let k = i * 7919 + task * 104_729 + n * 31;
+                    let group = ["a", "b", "c"][k % 3];
+                    let user = format!("u{}", k % 5);
+                    let resource = format!("r{}", k % 4);
+                    let (path, body) = match k % 6 {
+                        0 | 1 => ("/assign-user", json!({"tenant": "t", "user": user, "group": group})),
+                        2 => ("/unassign-user", json!({"tenant": "t", "user": user, "group": group})),
+                        3 | 4 => ("/add-permission", json!({"tenant": "t", "group": group, "resource": resource, "action": "read"})),
+                        _ => ("/remove-permission", json!({"tenant": "t", "group": group, "resource": resource, "action": "read"})),
+                    };
+                    let response = client.post(format!("{base}{path}")).json(&body).send().await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    let body: Value = response.json().await.unwrap();
+                    if body["changed"] == true {
+                        changed += 1;
+                    }
+                }
+                changed
+            }));
+        }
+    }
+    let mut changed = 0;
+    for worker in workers {
+        changed += worker.await.unwrap();
+    }
+    assert!(changed > 0);
+
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_eq!(
+        truth["revision"].as_u64().unwrap(),
+        base + changed,
+        "revisions are gapless"
+    );
+    assert_converged(&cluster, "t", &truth, PROPAGATION).await;
+}
+
+#[tokio::test]
+async fn forged_reordered_and_malformed_messages_never_change_an_answer() {
+    let mut cluster = Cluster::start(2).await;
+    grant(&cluster[0], "t", "g", "alice", "doc").await;
+    cluster[0].create_group("t", "h").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), true).await;
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_converged(&cluster, "t", &truth, PROPAGATION).await;
+
+    let client = redis::Client::open(cluster.redis_url.clone().unwrap()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let message = |tenant: &str, server: &str, revision: i64| {
+        json!({"tenant": tenant, "operation": "add-permission", "serverId": server,
+               "timestamp": "2026-01-01T00:00:00Z", "revision": revision})
+        .to_string()
+    };
+    let huge = format!("{{\"tenant\":\"t\",\"pad\":\"{}\"}}", "x".repeat(1 << 20));
+    let payloads = vec![
+        message("t", "intruder", 1_000_000), // another server, from the future
+        message("t", "intruder", 1),         // out of order
+        message("t", "intruder", 1),         // duplicated
+        message("t", "test-2", 2),           // a peer's own ID, stale
+        message("unknown-tenant", "x", 5),   // a tenant nobody holds
+        message("t*", "x", 5),               // an invalid tenant name
+        message("t", "x", -1),               // a negative revision
+        "not json".to_string(),
+        "{}".to_string(),
+        "[1,2,3]".to_string(),
+        huge,
+    ];
+    // Let the four real messages land first, so the counts below are the forgeries' alone.
+    for instance in &cluster.instances {
+        let settled = eventually(PROPAGATION, || async {
+            instance.cache_stats().await["messages_received"] == 4
+        })
+        .await;
+        assert!(settled.is_some(), "{}", instance.cache_stats().await);
+    }
+    let mut before = Vec::new();
+    for instance in &cluster.instances {
+        before.push(instance.cache_stats().await);
+    }
+    let count = payloads.len() as u64;
+    for payload in payloads {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&cluster.channel)
+            .arg(payload)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let counter = |stats: &Value, name: &str| stats[name].as_u64().unwrap();
+    for (instance, before) in cluster.instances.iter().zip(&before) {
+        let received = eventually(PROPAGATION, || async {
+            counter(&instance.cache_stats().await, "messages_received")
+                >= counter(before, "messages_received") + count
+        })
+        .await;
+        assert!(received.is_some(), "{}", instance.cache_stats().await);
+        let stats = instance.cache_stats().await;
+        assert_eq!(
+            counter(&stats, "malformed_messages") - counter(before, "malformed_messages"),
+            6,
+            "{stats}"
+        );
+        assert_eq!(instance.health().await["status"], "ok");
+        assert!(instance.check("t", "alice", "doc", "read").await);
+        assert_eq!(instance.groups("t").await, truth);
+    }
+
+    // The store's truth still flows after the forgeries: a real revocation propagates, and
+    // the forged future revision did not make anyone skip it.
+    cluster[1].remove_permission("t", "g", "doc", "read").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), false).await;
+}
+
+#[tokio::test]
+async fn an_instance_a_few_revisions_behind_refreshes_incrementally() {
+    let mut cluster = Cluster::without_bus(2, &[("RESYNC_INTERVAL_SECS", "1")]).await;
+    cluster[0].create_group("t", "g").await;
+    cluster[0].assign_user("t", "alice", "g").await;
+    // Instance 1 holds the tenant at revision 2.
+    assert_eq!(cluster[1].groups("t").await["revision"], 2);
+
+    cluster[0].add_permission("t", "g", "docs/*", "read").await;
+    cluster[0].assign_user("t", "bob", "g").await;
+    cluster[0].unassign_user("t", "alice", "g").await;
+
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_eq!(truth["revision"], 5);
+    assert_converged(&cluster, "t", &truth, Duration::from_secs(5)).await;
+    let stats = cluster[1].cache_stats().await;
+    assert!(
+        stats["incremental_refreshes"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert_eq!(stats["full_reloads"], 0, "{stats}");
+    assert_eq!(
+        stats["tenants"]["t"]["refreshed_by"], "incremental",
+        "{stats}"
+    );
+    assert!(cluster[1].check("t", "bob", "docs/x", "read").await);
+    assert!(!cluster[1].check("t", "alice", "docs/x", "read").await);
+}
+
+#[tokio::test]
+async fn an_instance_killed_mid_write_leaves_no_half_written_change() {
+    let mut cluster = Cluster::start(2).await;
+    cluster[0].create_group("t", "g").await;
+    let target = cluster[0].base.clone();
+    let client = cluster[0].client.clone();
+    // A stream of writes, cut short by SIGKILL.
+    let flood = tokio::spawn(async move {
+        for n in 0..10_000 {
+            let body = json!({"tenant": "t", "user": format!("u{n}"), "group": "g"});
+            if client
+                .post(format!("{target}/assign-user"))
+                .json(&body)
+                .send()
+                .await
+                .is_err()
+            {
+                return n;
+            }
+        }
+        10_000
+    });
+    eventually(Duration::from_secs(10), || async {
+        cluster[1].groups("t").await["revision"].as_u64().unwrap() >= 20
+    })
+    .await
+    .expect("writes are flowing");
+    let victim = cluster.instances.remove(0);
+    drop(victim); // SIGKILL
+    let sent = flood.await.unwrap();
+    assert!(sent < 10_000, "the kill did not interrupt the writes");
+
+    // Every committed change is whole: the revision counts the changelog, the changelog
+    // counts the memberships, and every instance agrees with the store.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.database_url)
+        .await
+        .unwrap();
+    let (revision, logged, members): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT revision FROM tenants WHERE name = 't'),
+                (SELECT count(*) FROM changelog WHERE tenant = 't'),
+                (SELECT count(*) FROM assignments WHERE tenant = 't')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(revision, logged);
+    assert_eq!(
+        members,
+        revision - 1,
+        "one create-group, then one assignment per revision"
+    );
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_eq!(truth["revision"].as_i64().unwrap(), revision);
+    assert_eq!(
+        truth["groups"][0]["members"].as_array().unwrap().len() as i64,
+        members
+    );
+    assert_converged(&cluster, "t", &truth, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_an_instance_cleanly() {
+    let mut cluster = Cluster::start(1).await;
+    cluster[0].create_group("t", "g").await;
+    let instance = cluster.instances.remove(0);
+    let started = Instant::now();
+    let logs = {
+        let status = instance_stop(instance);
+        assert!(status.0.success(), "exit status {:?}", status.0);
+        status.1
+    };
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        logs.iter()
+            .any(|line| line.contains("bus subscriber stopped")),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter().any(|line| line.contains("\"stopped\"")),
+        "{logs:#?}"
+    );
+}
+
+fn instance_stop(instance: Instance) -> (std::process::ExitStatus, Vec<String>) {
+    let logs = instance.logs_handle();
+    let status = instance.stop();
+    // The reader thread may still be draining the last lines.
+    std::thread::sleep(Duration::from_millis(100));
+    let lines = logs.lock().unwrap().clone();
+    (status, lines)
+}
