@@ -136,9 +136,16 @@ impl Config {
     }
 }
 
+/// Clap's message on one line: the error and its details, without the usage and help hints.
 fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message);
-    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    message
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Secrets (URLs carry passwords, tokens are keys) never reach a log line.
@@ -194,6 +201,13 @@ mod tests {
         let err = parse(&["--database-url", "postgres://x/y", "--port", "abc"]).unwrap_err();
         assert!(!err.contains('\n'));
         assert!(err.contains("--port"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_required_value_is_named_on_the_one_line() {
+        let err = parse(&[]).unwrap_err();
+        assert!(!err.contains('\n'));
+        assert!(err.contains("--database-url"), "{err}");
     }
 
     #[test]
