@@ -473,3 +473,29 @@ fn instance_stop(instance: Instance) -> (std::process::ExitStatus, Vec<String>) 
     let lines = logs.lock().unwrap().clone();
     (status, lines)
 }
+
+#[tokio::test]
+async fn redis_down_at_start_up_is_not_fatal() {
+    let mut redis = PrivateRedis::start();
+    redis.stop();
+    let cluster = Cluster::on(2, fresh_database().await, Some(redis.url()), &[]).await;
+    for instance in &cluster.instances {
+        let health = instance.health().await;
+        assert_eq!(health["redis"], "disconnected", "{health}");
+        assert_eq!(health["database"], "ok", "{health}");
+    }
+    // Writes work without the bus.
+    grant(&cluster[0], "t", "g", "alice", "doc").await;
+    assert!(cluster[1].check("t", "alice", "doc", "read").await);
+
+    redis.resume();
+    for instance in &cluster.instances {
+        let up = eventually(Duration::from_secs(10), || async {
+            instance.health().await["redis"] == "connected"
+        })
+        .await;
+        assert!(up.is_some(), "{} never connected", instance.server_id);
+    }
+    cluster[0].remove_permission("t", "g", "doc", "read").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), false).await;
+}
