@@ -53,6 +53,14 @@ impl PgStore {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
     }
 
+    /// A read-only transaction that sees one consistent snapshot of the store.
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(classify)
+    }
+
     async fn write_in_transaction(
         &self,
         tenant: &TenantName,
@@ -113,17 +121,8 @@ impl PgStore {
 
     async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
         // One snapshot for all four reads, so the revision matches the rows exactly.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(classify)?;
-        let revision: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
+        let mut tx = self.begin_snapshot().await?;
+        let revision = revision_in(&mut tx, tenant).await?;
         let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE tenant = $1")
             .bind(tenant.as_str())
             .fetch_all(&mut *tx)
@@ -144,7 +143,7 @@ impl PgStore {
                 .map_err(classify)?;
         tx.rollback().await.map_err(classify)?;
 
-        let mut policy = TenantPolicy::at_revision(revision.map_or(0, to_revision));
+        let mut policy = TenantPolicy::at_revision(revision);
         for group in groups {
             policy.apply(&Change::CreateGroup {
                 group: stored(GroupName::parse("group", &group))?,
@@ -177,18 +176,8 @@ impl PgStore {
         limit: usize,
     ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
         // One snapshot for both reads: the changes then end exactly at the revision read.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(classify)?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-        let current = current.map_or(0, to_revision);
+        let mut tx = self.begin_snapshot().await?;
+        let current = revision_in(&mut tx, tenant).await?;
         if current <= after {
             tx.rollback().await.map_err(classify)?;
             return Ok(Some(Vec::new()));
@@ -315,6 +304,19 @@ impl Store for PgStore {
         })
         .await
     }
+}
+
+/// The tenant's revision as `tx` sees it; 0 for a tenant never written.
+async fn revision_in(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantName,
+) -> Result<u64, StoreError> {
+    let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(classify)?;
+    Ok(revision.map_or(0, to_revision))
 }
 
 /// Applies the change's rows; returns whether any row changed.
