@@ -35,7 +35,8 @@ counters! {
     loads,
     /// Cached tenants brought forward by replaying the store's changelog.
     incremental_refreshes,
-    /// Cached tenants reloaded whole (too far behind, changelog pruned, refresh-tenant).
+    /// Cached tenants reloaded whole: too far behind, changelog pruned or not applying, or
+    /// /refresh-tenant.
     full_reloads,
     /// Own writes applied to the cached tenant without a reload.
     writes_applied,
@@ -53,13 +54,14 @@ counters! {
     coalesced_messages,
     /// Messages that could not be parsed.
     malformed_messages,
-    /// Refreshes, by message or sweep, that moved a tenant to a newer revision.
+    /// Refreshes, by bus message or resync (sweep or reconnect), that moved a tenant to a
+    /// newer revision.
     refreshes_applied,
     /// Times the subscriber connected again after losing Redis.
     reconnects,
     /// Periodic comparisons of cached revisions with the store's.
     sweeps,
-    /// Sweeps that could not reach the store.
+    /// Resyncs (sweep or reconnect) that could not read the store's revisions.
     sweep_failures,
     /// Changelog entries deleted by retention.
     changelog_pruned,

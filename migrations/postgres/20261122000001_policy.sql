@@ -3,7 +3,7 @@
 
 -- One row per tenant ever written. `revision` counts the writes that changed something, so
 -- it is also the number of the newest changelog entry. Every write locks this row first
--- (SELECT ... FOR UPDATE through an upsert), which serializes the writes of one tenant across
+-- (INSERT ... ON CONFLICT DO UPDATE takes the row lock), which serializes the writes of one tenant across
 -- every instance and makes revisions a gapless sequence; writes to different tenants never
 -- wait on each other.
 CREATE TABLE tenants (

@@ -1,0 +1,21 @@
+# Build stage: the release binary. The SQL migrations are embedded at compile time
+# (sqlx::migrate!), so migrations/ is needed here and not at run time.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked
+
+# Runtime stage: the binary alone, run by an unprivileged user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 rbac \
+    && useradd --system --uid 10001 --gid rbac --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin rbac
+COPY --from=build /src/target/release/rbac-server /usr/local/bin/rbac-server
+USER 10001:10001
+EXPOSE 3000
+ENTRYPOINT ["/usr/local/bin/rbac-server"]
