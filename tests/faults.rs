@@ -499,3 +499,41 @@ async fn redis_down_at_start_up_is_not_fatal() {
     cluster[0].remove_permission("t", "g", "doc", "read").await;
     assert_everywhere(&cluster, ("t", "alice", "doc", "read"), false).await;
 }
+
+#[tokio::test]
+async fn sigterm_waits_for_in_flight_requests_to_finish() {
+    let mut pg = PrivatePostgres::start();
+    let mut cluster = Cluster::on(
+        1,
+        pg.url(),
+        None,
+        &[("STORE_TIMEOUT_SECS", "3"), ("SHUTDOWN_TIMEOUT_SECS", "10")],
+    )
+    .await;
+    // With the store down, a check that needs a load stays in flight for the store timeout.
+    pg.stop();
+    let instance = cluster.instances.remove(0);
+    let request = instance
+        .client
+        .post(instance.url("/check-access"))
+        .json(&json!({"tenant": "t", "user": "u", "resource": "r", "action": "a"}))
+        .send();
+    let in_flight = tokio::spawn(async move {
+        let response = request.await.expect("the in-flight request gets an answer");
+        response.status()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || instance.stop())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(in_flight.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    // It waited for the request (about 2.5 s more), not for the whole drain timeout.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "stopped after {waited:?} without draining"
+    );
+    assert!(waited < Duration::from_secs(9), "stopped after {waited:?}");
+}
