@@ -19,6 +19,8 @@ die() { log "$*"; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rbac-test.XXXXXX")
 chmod 755 "$work"
+# Everything the tests create in the temp dir (SQLite files, private servers) goes with it.
+mkdir -m 1777 "$work/tmp"
 pg_ctl_bin=""
 pg_data=""
 redis_pid=""
@@ -165,5 +167,6 @@ else
     fi
 fi
 
+export TMPDIR="$work/tmp"
 log "cargo test"
 cargo test --locked --all-targets "$@"

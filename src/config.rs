@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::NonEmptyStringValueParser;
@@ -27,9 +28,15 @@ pub struct Config {
     #[arg(long, env = "SERVER_ID", value_parser = NonEmptyStringValueParser::new())]
     server_id: Option<String>,
 
-    /// PostgreSQL URL (postgres://user:password@host:port/database); the source of truth.
+    /// The source of truth: postgres://user:password@host:port/database for PostgreSQL, or
+    /// sqlite:path for an SQLite file. Unset: an embedded SQLite database in DATA_DIR.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
-    pub database_url: String,
+    database_url: Option<String>,
+
+    /// Folder of the embedded SQLite database (rbac.db) used when DATABASE_URL is unset;
+    /// created on first start.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
 
     /// Redis URL (redis://host:port). Unset: no bus, for a single instance.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
@@ -75,6 +82,28 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Where the policies are stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A PostgreSQL URL: the setup for several instances on several machines.
+    Postgres(String),
+    /// A `sqlite:` URL.
+    Sqlite(String),
+    /// No DATABASE_URL: the file `rbac.db` in this folder.
+    Embedded(PathBuf),
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // A PostgreSQL URL may carry a password.
+            Database::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+            Database::Sqlite(url) => write!(f, "Sqlite({url:?})"),
+            Database::Embedded(dir) => write!(f, "Embedded({dir:?})"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -99,18 +128,28 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let scheme = self.database_url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("postgres" | "postgresql")) {
-            return Err(
-                "DATABASE_URL must be a PostgreSQL URL (postgres://user:password@host:port/database)"
-                    .into(),
-            );
+        if let Some(url) = &self.database_url {
+            let scheme = url.split_once(':').map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("postgres" | "postgresql" | "sqlite")) {
+                return Err(format!(
+                    "DATABASE_URL has an unknown scheme {:?}: use postgres://user:password@host:port/database or sqlite:path",
+                    scheme.unwrap_or(url)
+                ));
+            }
         }
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.as_str())
                 .map_err(|e| format!("REDIS_URL is not a valid Redis URL: {e}"))?;
         }
         Ok(())
+    }
+
+    pub fn database(&self) -> Database {
+        match &self.database_url {
+            Some(url) if url.starts_with("sqlite:") => Database::Sqlite(url.clone()),
+            Some(url) => Database::Postgres(url.clone()),
+            None => Database::Embedded(self.data_dir.clone()),
+        }
     }
 
     pub fn server_id(&self) -> String {
@@ -156,7 +195,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("host", &self.host)
             .field("server_id", &self.server_id())
-            .field("database_url", &redacted(true))
+            .field("database", &self.database())
             .field("redis_url", &redacted(self.redis_url.is_some()))
             .field("redis_channel", &self.redis_channel)
             .field("admin_token", &redacted(self.admin_token.is_some()))
@@ -204,16 +243,36 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_required_value_is_named_on_the_one_line() {
-        let err = parse(&[]).unwrap_err();
-        assert!(!err.contains('\n'));
-        assert!(err.contains("--database-url"), "{err}");
+    fn without_a_database_url_the_store_is_the_embedded_file() {
+        assert_eq!(
+            parse(&[]).unwrap().database(),
+            Database::Embedded(PathBuf::from("./data"))
+        );
+        assert_eq!(
+            parse(&["--data-dir", "/var/lib/rbac"]).unwrap().database(),
+            Database::Embedded(PathBuf::from("/var/lib/rbac"))
+        );
+        assert_eq!(
+            parse(&["--database-url", "sqlite:x.db"])
+                .unwrap()
+                .database(),
+            Database::Sqlite("sqlite:x.db".into())
+        );
+        assert_eq!(
+            parse(&["--database-url", "postgresql://h/db"])
+                .unwrap()
+                .database(),
+            Database::Postgres("postgresql://h/db".into())
+        );
     }
 
     #[test]
     fn a_database_url_of_another_engine_is_rejected() {
         let err = parse(&["--database-url", "mysql://x/y"]).unwrap_err();
-        assert!(err.starts_with("DATABASE_URL"), "{err}");
+        assert!(
+            err.starts_with("DATABASE_URL has an unknown scheme \"mysql\""),
+            "{err}"
+        );
     }
 
     #[test]

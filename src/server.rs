@@ -2,6 +2,7 @@
 //! signal, then drain.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,20 +12,29 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::bus::{self, Bus};
 use crate::cache::TenantCache;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::http::{self, AppState, Tokens};
 use crate::stats::Stats;
 use crate::store::postgres::PgStore;
-use crate::store::{Store, StoreError};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{OpenError, Store};
 use crate::sync;
 
 /// How long shutdown waits for the bus tasks once HTTP has drained.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The embedded database's file name inside DATA_DIR.
+pub const EMBEDDED_DATABASE_FILE: &str = "rbac.db";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot use the database: {}", crate::error_chain(.0))]
-    Database(StoreError),
+    #[error("cannot use the database: {0}")]
+    Database(#[from] OpenError),
+    #[error("cannot use DATA_DIR {path:?}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -41,11 +51,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let server_id = config.server_id();
     let stats = Arc::new(Stats::default());
-    let store: Arc<dyn Store> = Arc::new(
-        PgStore::connect(&config.database_url, config.store_timeout())
-            .await
-            .map_err(StartError::Database)?,
-    );
+    let store = open_store(&config).await?;
     let stopping = CancellationToken::new();
     let (bus, link) = match &config.redis_url {
         Some(_) => {
@@ -130,6 +136,39 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let timeout = config.store_timeout();
+    Ok(match config.database() {
+        Database::Postgres(url) => {
+            let store = PgStore::connect(&url, timeout).await?;
+            tracing::info!("store: PostgreSQL");
+            Arc::new(store)
+        }
+        Database::Sqlite(url) => {
+            let store = SqliteStore::open_url(&url, timeout).await?;
+            tracing::info!(url, "store: SQLite");
+            Arc::new(store)
+        }
+        Database::Embedded(dir) => {
+            let path = dir.join(EMBEDDED_DATABASE_FILE);
+            // Say which folder is wrong, rather than SQLite's "unable to open database file".
+            let data_dir_error = |source| StartError::DataDir {
+                path: dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(data_dir_error)?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(data_dir_error)?;
+            let store = SqliteStore::open_file(&path, timeout).await?;
+            tracing::info!(path = %path.display(), "store: embedded SQLite (set DATABASE_URL for PostgreSQL)");
+            Arc::new(store)
+        }
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,11 +1,15 @@
 //! The source of truth: where writes commit and where the cache loads tenants from.
 //!
 //! The [`Store`] trait is the whole contract between the server and a storage engine; the
-//! HTTP layer never sees SQL. [`postgres::PgStore`] is the production backend.
+//! HTTP layer never sees SQL. [`postgres::PgStore`] is the backend for several instances on
+//! several machines; [`sqlite::SqliteStore`] is the embedded default, one file on one machine.
+//! Both pass the same conformance suite (`tests/store_conformance.rs`).
 
 pub mod postgres;
+pub mod sqlite;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +42,30 @@ pub enum StoreError {
     /// Anything else (500 internal).
     #[error("the store failed")]
     Internal(#[source] BoxError),
+}
+
+/// Why a store could not be opened at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Unreachable(String),
+    /// The database was migrated by a newer release: running this one against it could
+    /// misread the data.
+    #[error(
+        "the database schema is newer than this rbac-server (it has migration {0}, unknown to this release); run a newer release"
+    )]
+    NewerSchema(i64),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl OpenError {
+    fn from_migration(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::VersionMissing(version) => OpenError::NewerSchema(version),
+            other => OpenError::Invalid(format!("cannot migrate the database: {other}")),
+        }
+    }
 }
 
 /// A storage engine for tenants' policies.
@@ -94,6 +122,89 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds if the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Runs one store operation, failing it as unavailable after `timeout`.
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
+}
+
+/// Builds a tenant's policy from the rows of one consistent read.
+pub(crate) fn build_policy(
+    revision: u64,
+    groups: Vec<String>,
+    permissions: Vec<(String, String, String)>,
+    assignments: Vec<(String, String)>,
+) -> Result<TenantPolicy, StoreError> {
+    let mut policy = TenantPolicy::at_revision(revision);
+    for group in groups {
+        policy.apply(&Change::CreateGroup {
+            group: stored(GroupName::parse("group", &group))?,
+        });
+    }
+    for (group, resource, action) in permissions {
+        policy.apply(&Change::AddPermission {
+            group: stored(GroupName::parse("group", &group))?,
+            permission: Permission {
+                resource: stored(Resource::parse("resource", &resource))?,
+                action: stored(Action::parse("action", &action))?,
+            },
+        });
+    }
+    for (group, user) in assignments {
+        policy.apply(&Change::AssignUser {
+            group: stored(GroupName::parse("group", &group))?,
+            user: stored(UserName::parse("user", &user))?,
+        });
+    }
+    Ok(policy)
+}
+
+/// A changelog row as both backends read it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ChangelogRow {
+    pub revision: i64,
+    pub operation: String,
+    pub group_name: String,
+    pub user_name: Option<String>,
+    pub resource: Option<String>,
+    pub action: Option<String>,
+}
+
+/// The changes after `after` up to `current`, from the changelog rows read in the same
+/// snapshot; `None` when retention removed some of them.
+pub(crate) fn replay(
+    after: u64,
+    current: u64,
+    rows: Vec<ChangelogRow>,
+) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+    let complete = rows.len() as u64 == current.saturating_sub(after)
+        && rows
+            .iter()
+            .zip(after + 1..)
+            .all(|(row, expected)| u64::try_from(row.revision) == Ok(expected));
+    if !complete {
+        return Ok(None);
+    }
+    rows.iter()
+        .map(|row| {
+            let change = ChangeRow {
+                operation: &row.operation,
+                group: &row.group_name,
+                user: row.user_name.as_deref(),
+                resource: row.resource.as_deref(),
+                action: row.action.as_deref(),
+            }
+            .to_change()?;
+            Ok((u64::try_from(row.revision).unwrap_or_default(), change))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .map(Some)
 }
 
 /// A change as the changelog stores it: the operation's name and the entities it touched.

@@ -1,7 +1,6 @@
 //! The PostgreSQL backend. Schema and the reasons behind it: `migrations/postgres/`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,10 +8,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::{BoxError, ChangeRow, Store, StoreError, WriteOutcome, stored};
-use crate::policy::{
-    Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
+use super::{
+    BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, build_policy,
+    replay, stored, within,
 };
+use crate::policy::{Change, TenantName, TenantPolicy};
 
 /// Connections per instance. Checks never touch the database, so this only bounds concurrent
 /// writes and tenant loads.
@@ -27,30 +27,21 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects to `url` and brings the schema up to date.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let options =
-            PgConnectOptions::from_str(url).map_err(|e| StoreError::Internal(Box::new(e)))?;
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, OpenError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| OpenError::Invalid(format!("DATABASE_URL is not usable: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(timeout)
             .connect_with(options)
             .await
-            .map_err(classify)?;
+            .map_err(|e| OpenError::Unreachable(format!("cannot connect to PostgreSQL: {e}")))?;
         // Instances starting together all run this; sqlx serializes them with an advisory lock.
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+            .map_err(OpenError::from_migration)?;
         Ok(Self { pool, timeout })
-    }
-
-    async fn bounded<T>(
-        &self,
-        work: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
     }
 
     /// A read-only transaction that sees one consistent snapshot of the store.
@@ -143,28 +134,7 @@ impl PgStore {
                 .map_err(classify)?;
         tx.rollback().await.map_err(classify)?;
 
-        let mut policy = TenantPolicy::at_revision(revision);
-        for group in groups {
-            policy.apply(&Change::CreateGroup {
-                group: stored(GroupName::parse("group", &group))?,
-            });
-        }
-        for (group, resource, action) in permissions {
-            policy.apply(&Change::AddPermission {
-                group: stored(GroupName::parse("group", &group))?,
-                permission: Permission {
-                    resource: stored(Resource::parse("resource", &resource))?,
-                    action: stored(Action::parse("action", &action))?,
-                },
-            });
-        }
-        for (group, user) in assignments {
-            policy.apply(&Change::AssignUser {
-                group: stored(GroupName::parse("group", &group))?,
-                user: stored(UserName::parse("user", &user))?,
-            });
-        }
-        Ok(policy)
+        build_policy(revision, groups, permissions, assignments)
     }
 }
 
@@ -186,17 +156,9 @@ impl PgStore {
             tx.rollback().await.map_err(classify)?;
             return Ok(None);
         }
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(
-            i64,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<ChangelogRow> = sqlx::query_as(
             "SELECT revision, operation, group_name, user_name, resource, action
-                 FROM changelog WHERE tenant = $1 AND revision > $2 ORDER BY revision",
+             FROM changelog WHERE tenant = $1 AND revision > $2 ORDER BY revision",
         )
         .bind(tenant.as_str())
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
@@ -204,27 +166,7 @@ impl PgStore {
         .await
         .map_err(classify)?;
         tx.rollback().await.map_err(classify)?;
-        // Retention may have removed the oldest of them: replay only a complete sequence.
-        let complete = rows.len() as u64 == current - after
-            && rows
-                .first()
-                .is_some_and(|row| to_revision(row.0) == after + 1);
-        if !complete {
-            return Ok(None);
-        }
-        rows.iter()
-            .map(|(revision, operation, group, user, resource, action)| {
-                let row = ChangeRow {
-                    operation,
-                    group,
-                    user: user.as_deref(),
-                    resource: resource.as_deref(),
-                    action: action.as_deref(),
-                };
-                Ok((to_revision(*revision), row.to_change()?))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()
-            .map(Some)
+        replay(after, current, rows)
     }
 }
 
@@ -237,12 +179,15 @@ impl Store for PgStore {
         change: &Change,
         server_id: &str,
     ) -> Result<WriteOutcome, StoreError> {
-        self.bounded(self.write_in_transaction(tenant, change, server_id))
-            .await
+        within(
+            self.timeout,
+            self.write_in_transaction(tenant, change, server_id),
+        )
+        .await
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
-        self.bounded(self.load_in_transaction(tenant)).await
+        within(self.timeout, self.load_in_transaction(tenant)).await
     }
 
     async fn revisions(
@@ -250,15 +195,14 @@ impl Store for PgStore {
         tenants: &[TenantName],
     ) -> Result<HashMap<TenantName, u64>, StoreError> {
         let names: Vec<&str> = tenants.iter().map(TenantName::as_str).collect();
-        let rows: Vec<(String, i64)> = self
-            .bounded(async {
-                sqlx::query_as("SELECT name, revision FROM tenants WHERE name = ANY($1)")
-                    .bind(&names)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(classify)
-            })
-            .await?;
+        let rows: Vec<(String, i64)> = within(self.timeout, async {
+            sqlx::query_as("SELECT name, revision FROM tenants WHERE name = ANY($1)")
+                .bind(&names)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)
+        })
+        .await?;
         rows.into_iter()
             .map(|(name, revision)| {
                 Ok((
@@ -275,13 +219,16 @@ impl Store for PgStore {
         after: u64,
         limit: usize,
     ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-        self.bounded(self.changes_in_transaction(tenant, after, limit))
-            .await
+        within(
+            self.timeout,
+            self.changes_in_transaction(tenant, after, limit),
+        )
+        .await
     }
 
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError> {
         let seconds = age.as_secs_f64();
-        self.bounded(async {
+        within(self.timeout, async {
             sqlx::query(
                 "DELETE FROM changelog WHERE created_at < now() - make_interval(secs => $1)",
             )
@@ -295,7 +242,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(async {
+        within(self.timeout, async {
             sqlx::query("SELECT 1")
                 .execute(&self.pool)
                 .await

@@ -1,0 +1,415 @@
+//! The embedded backend: one SQLite file, the default when no DATABASE_URL is given.
+//! Schema and the reasons behind it: `migrations/sqlite/`.
+//!
+//! Several instances on one machine may share the file. WAL mode lets reads go on while one
+//! write commits; writes take the write lock when they begin (BEGIN IMMEDIATE), and wait for
+//! it up to the store timeout (busy_timeout) instead of failing with "database is locked".
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use super::{
+    BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, build_policy,
+    replay, stored, within,
+};
+use crate::policy::{Change, TenantName, TenantPolicy};
+
+/// Connections per instance: reads run side by side in WAL mode; writes queue for the one
+/// write lock whatever this is.
+const MAX_CONNECTIONS: u32 = 8;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// How long any one store operation may take, waiting for the write lock included.
+    timeout: Duration,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`.
+    pub async fn open_file(path: &Path, timeout: Duration) -> Result<Self, OpenError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::open(options, timeout).await
+    }
+
+    /// Opens the database a `sqlite:` URL names, creating the file if missing.
+    pub async fn open_url(url: &str, timeout: Duration) -> Result<Self, OpenError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| OpenError::Invalid(format!("DATABASE_URL is not usable: {e}")))?
+            .create_if_missing(true);
+        Self::open(options, timeout).await
+    }
+
+    async fn open(options: SqliteConnectOptions, timeout: Duration) -> Result<Self, OpenError> {
+        let in_memory = options.get_filename() == Path::new(":memory:");
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable across process crashes in WAL mode; only a power loss can
+            // take back the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(timeout);
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives and dies with its one connection.
+            .max_connections(if in_memory { 1 } else { MAX_CONNECTIONS })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| OpenError::Unreachable(format!("cannot open the SQLite database: {e}")))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(OpenError::from_migration)?;
+        Ok(Self { pool, timeout })
+    }
+
+    async fn write_in_transaction(
+        &self,
+        tenant: &TenantName,
+        change: &Change,
+        server_id: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        // The write lock now, not at the first write: a deferred transaction that has read
+        // cannot wait for the lock and would fail with "database is locked".
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        let held: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name) VALUES (?1)
+             ON CONFLICT (name) DO UPDATE SET revision = revision
+             RETURNING revision",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+
+        let changed = apply(&mut tx, tenant, change).await?;
+        if !changed {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(WriteOutcome {
+                changed: false,
+                revision: to_revision(held),
+            });
+        }
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE tenants SET revision = revision + 1 WHERE name = ?1 RETURNING revision",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let row = ChangeRow::of(change);
+        sqlx::query(
+            "INSERT INTO changelog
+                 (tenant, revision, operation, group_name, user_name, resource, action, server_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(tenant.as_str())
+        .bind(revision)
+        .bind(row.operation)
+        .bind(row.group)
+        .bind(row.user)
+        .bind(row.resource)
+        .bind(row.action)
+        .bind(server_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(WriteOutcome {
+            changed: true,
+            revision: to_revision(revision),
+        })
+    }
+
+    async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
+        // In WAL mode a read transaction sees one snapshot from its first read on.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let revision = revision_in(&mut tx, tenant).await?;
+        let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE tenant = ?1")
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let permissions: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT group_name, resource, action FROM permissions WHERE tenant = ?1",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let assignments: Vec<(String, String)> =
+            sqlx::query_as("SELECT group_name, user_name FROM assignments WHERE tenant = ?1")
+                .bind(tenant.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+        tx.rollback().await.map_err(classify)?;
+        build_policy(revision, groups, permissions, assignments)
+    }
+
+    async fn changes_in_transaction(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let current = revision_in(&mut tx, tenant).await?;
+        if current <= after {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(Some(Vec::new()));
+        }
+        if current - after > limit as u64 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(None);
+        }
+        let rows: Vec<ChangelogRow> = sqlx::query_as(
+            "SELECT revision, operation, group_name, user_name, resource, action
+             FROM changelog WHERE tenant = ?1 AND revision > ?2 ORDER BY revision",
+        )
+        .bind(tenant.as_str())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.rollback().await.map_err(classify)?;
+        replay(after, current, rows)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = change.operation()))]
+    async fn write(
+        &self,
+        tenant: &TenantName,
+        change: &Change,
+        server_id: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        within(
+            self.timeout,
+            self.write_in_transaction(tenant, change, server_id),
+        )
+        .await
+    }
+
+    async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
+        within(self.timeout, self.load_in_transaction(tenant)).await
+    }
+
+    async fn revisions(
+        &self,
+        tenants: &[TenantName],
+    ) -> Result<HashMap<TenantName, u64>, StoreError> {
+        // SQLite has no arrays; the names travel as one JSON array.
+        let names =
+            serde_json::to_string(&tenants.iter().map(TenantName::as_str).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let rows: Vec<(String, i64)> = within(self.timeout, async {
+            sqlx::query_as(
+                "SELECT name, revision FROM tenants
+                 WHERE name IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(names)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        rows.into_iter()
+            .map(|(name, revision)| {
+                Ok((
+                    stored(TenantName::parse("tenant", &name))?,
+                    to_revision(revision),
+                ))
+            })
+            .collect()
+    }
+
+    async fn changes_since(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+        within(
+            self.timeout,
+            self.changes_in_transaction(tenant, after, limit),
+        )
+        .await
+    }
+
+    async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError> {
+        let modifier = format!("-{} seconds", age.as_secs());
+        within(self.timeout, async {
+            sqlx::query(
+                "DELETE FROM changelog
+                 WHERE created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+            )
+            .bind(modifier)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(classify)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        within(self.timeout, async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(classify)
+        })
+        .await
+    }
+}
+
+/// The tenant's revision as `tx` sees it; 0 for a tenant never written.
+async fn revision_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &TenantName,
+) -> Result<u64, StoreError> {
+    let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM tenants WHERE name = ?1")
+        .bind(tenant.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(classify)?;
+    Ok(revision.map_or(0, to_revision))
+}
+
+/// Applies the change's rows; returns whether any row changed.
+async fn apply(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &TenantName,
+    change: &Change,
+) -> Result<bool, StoreError> {
+    let t = tenant.as_str();
+    let result = match change {
+        Change::CreateGroup { group } => {
+            sqlx::query("INSERT INTO groups (tenant, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+                .bind(t)
+                .bind(group.as_str())
+                .execute(&mut **tx)
+                .await
+        }
+        Change::DeleteGroup { group } => {
+            sqlx::query("DELETE FROM groups WHERE tenant = ?1 AND name = ?2")
+                .bind(t)
+                .bind(group.as_str())
+                .execute(&mut **tx)
+                .await
+        }
+        Change::AddPermission { group, permission } => {
+            sqlx::query(
+                "INSERT INTO permissions (tenant, group_name, resource, action)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(permission.resource.as_str())
+            .bind(permission.action.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+        Change::RemovePermission { group, permission } => {
+            sqlx::query(
+                "DELETE FROM permissions
+                 WHERE tenant = ?1 AND group_name = ?2 AND resource = ?3 AND action = ?4",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(permission.resource.as_str())
+            .bind(permission.action.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+        Change::AssignUser { group, user } => {
+            sqlx::query(
+                "INSERT INTO assignments (tenant, group_name, user_name)
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+        Change::UnassignUser { group, user } => {
+            sqlx::query(
+                "DELETE FROM assignments WHERE tenant = ?1 AND group_name = ?2 AND user_name = ?3",
+            )
+            .bind(t)
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .execute(&mut **tx)
+            .await
+        }
+    };
+    match result {
+        Ok(done) => Ok(done.rows_affected() > 0),
+        // Checked by the foreign key inside the write-locked transaction, so the group cannot
+        // go away between the check and the insert.
+        Err(sqlx::Error::Database(e))
+            if change.requires_group()
+                && e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+        {
+            Err(StoreError::GroupNotFound(change.group().clone()))
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
+fn to_revision(stored: i64) -> u64 {
+    // The schema's CHECK constraint keeps revisions non-negative.
+    u64::try_from(stored).unwrap_or(0)
+}
+
+/// Sorts a database error into "the store is not there (or too busy)" and everything else.
+fn classify(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY and SQLITE_LOCKED (with their extended codes, in the low byte): the
+        // write lock stayed taken past busy_timeout. Retrying later is the answer.
+        sqlx::Error::Database(e) => e
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    };
+    let source: BoxError = Box::new(error);
+    if unavailable {
+        StoreError::Unavailable(source)
+    } else {
+        StoreError::Internal(source)
+    }
+}
