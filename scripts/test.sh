@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: gates (rustfmt, clippy), then every unit and integration test against a
 # real PostgreSQL and a real Redis that this script starts on free loopback ports, and stops
-# again on the way out.
+# again on the way out; then the HTTP-level tests once more on the embedded SQLite store.
 #
 # Where the servers come from, in order:
 #   1. TEST_DATABASE_URL and TEST_REDIS_URL, if both are set: servers you run yourself (the
@@ -168,5 +168,7 @@ else
 fi
 
 export TMPDIR="$work/tmp"
-log "cargo test"
+log "cargo test (HTTP tests on PostgreSQL)"
 cargo test --locked --all-targets "$@"
+log "cargo test (HTTP tests again, on the embedded SQLite store)"
+TEST_STORE=sqlite cargo test --locked --test api --test cluster "$@"

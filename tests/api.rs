@@ -16,7 +16,6 @@ use common::{Cluster, Instance};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use sqlx::Connection;
 
 const ADMIN: &str = "admin-secret";
 const CHECKER: &str = "check-secret";
@@ -215,47 +214,6 @@ fn assert_no_failures(failures: &[String], total: usize) {
 // What the server holds, to prove a request changed nothing
 // ---------------------------------------------------------------------------------------------
 
-/// Every row the store holds, tenants with their revisions included.
-async fn stored_rows(database_url: &str) -> String {
-    let mut db = sqlx::PgConnection::connect(database_url)
-        .await
-        .expect("connect to the cluster's database");
-    let tenants: Vec<(String, i64)> =
-        sqlx::query_as(r#"SELECT name, revision FROM tenants ORDER BY name COLLATE "C""#)
-            .fetch_all(&mut db)
-            .await
-            .unwrap();
-    let groups: Vec<(String, String)> = sqlx::query_as(
-        r#"SELECT tenant, name FROM groups ORDER BY tenant COLLATE "C", name COLLATE "C""#,
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
-    let permissions: Vec<(String, String, String, String)> = sqlx::query_as(
-        r#"SELECT tenant, group_name, resource, action FROM permissions
-           ORDER BY tenant COLLATE "C", group_name COLLATE "C", resource COLLATE "C",
-                    action COLLATE "C""#,
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
-    let assignments: Vec<(String, String, String)> = sqlx::query_as(
-        r#"SELECT tenant, group_name, user_name FROM assignments
-           ORDER BY tenant COLLATE "C", group_name COLLATE "C", user_name COLLATE "C""#,
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
-    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM changelog")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    format!(
-        "tenants: {tenants:?}\ngroups: {groups:?}\npermissions: {permissions:?}\n\
-         assignments: {assignments:?}\nchangelog entries: {changes}"
-    )
-}
-
 /// GET /groups for `tenant` (with the harness's token) plus every stored row.
 #[derive(Debug, PartialEq)]
 struct Observed {
@@ -266,7 +224,7 @@ struct Observed {
 async fn observe(cluster: &Cluster, tenant: &str) -> Observed {
     Observed {
         groups: cluster[0].groups(tenant).await,
-        stored: stored_rows(&cluster.database_url).await,
+        stored: common::stored_rows(&cluster.database_url).await,
     }
 }
 
@@ -2031,24 +1989,6 @@ fn bad_configuration_is_refused_with_one_line_naming_the_setting_and_no_panic() 
         }
     }
     assert!(failures.is_empty(), "\n  {}", failures.join("\n  "));
-}
-
-/// With DATABASE_URL unset, the one line must say what is missing, not only clap's heading
-/// "the following required arguments were not provided:".
-#[test]
-fn a_missing_database_url_is_refused_with_one_line_naming_it() {
-    let exit = run_binary(
-        &with_env(&[("DATABASE_URL", None)]),
-        Duration::from_secs(10),
-    );
-    let problems = refusal_problems(&exit, "DATABASE_URL");
-    assert!(
-        problems.is_empty(),
-        "{} (exit {:?}, stderr {:?})",
-        problems.join("; "),
-        exit.status,
-        exit.stderr
-    );
 }
 
 #[test]

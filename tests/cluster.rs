@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{Cluster, PROPAGATION, assert_everywhere, eventually};
+use common::{Cluster, PROPAGATION, assert_converged, assert_everywhere, eventually, store_truth};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_seed_scenario_is_allowed_on_all_three_instances() {
@@ -318,4 +318,60 @@ async fn health_and_cache_stats_describe_the_instance() {
         tenant["loaded_at"].as_str().unwrap().contains('T'),
         "{tenant}"
     );
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_three_instances_converge_to_the_store() {
+    const TASKS: usize = 8;
+    const WRITES: usize = 50;
+    let mut cluster = Cluster::start(3).await;
+    let groups = ["a", "b", "c"];
+    for group in groups {
+        cluster[0].create_group("t", group).await;
+    }
+    let base = cluster[0].groups("t").await["revision"].as_u64().unwrap();
+
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        for task in 0..TASKS {
+            let base = cluster[i].base.clone();
+            let client = cluster[i].client.clone();
+            workers.push(tokio::spawn(async move {
+                let mut changed = 0u64;
+                for n in 0..WRITES {
+                    // A deterministic mix of every write, over few enough names to collide.
+                    let k = i * 7919 + task * 104_729 + n * 31;
+                    let group = ["a", "b", "c"][k % 3];
+                    let user = format!("u{}", k % 5);
+                    let resource = format!("r{}", k % 4);
+                    let (path, body) = match k % 6 {
+                        0 | 1 => ("/assign-user", json!({"tenant": "t", "user": user, "group": group})),
+                        2 => ("/unassign-user", json!({"tenant": "t", "user": user, "group": group})),
+                        3 | 4 => ("/add-permission", json!({"tenant": "t", "group": group, "resource": resource, "action": "read"})),
+                        _ => ("/remove-permission", json!({"tenant": "t", "group": group, "resource": resource, "action": "read"})),
+                    };
+                    let response = client.post(format!("{base}{path}")).json(&body).send().await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    let body: Value = response.json().await.unwrap();
+                    if body["changed"] == true {
+                        changed += 1;
+                    }
+                }
+                changed
+            }));
+        }
+    }
+    let mut changed = 0;
+    for worker in workers {
+        changed += worker.await.unwrap();
+    }
+    assert!(changed > 0);
+
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_eq!(
+        truth["revision"].as_u64().unwrap(),
+        base + changed,
+        "revisions are gapless"
+    );
+    assert_converged(&cluster, "t", &truth, PROPAGATION).await;
 }

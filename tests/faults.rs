@@ -8,33 +8,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::servers::{PrivatePostgres, PrivateRedis};
-use common::{Cluster, Instance, PROPAGATION, assert_everywhere, eventually, fresh_database};
+use common::{
+    Cluster, Instance, PROPAGATION, assert_converged, assert_everywhere, eventually,
+    fresh_database, store_truth,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// The tenant as the store has it: what a newly started instance loads.
-async fn store_truth(cluster: &mut Cluster, tenant: &str) -> Value {
-    let index = cluster.add_instance().await;
-    let truth = cluster[index].groups(tenant).await;
-    cluster.instances.pop();
-    truth
-}
-
-/// Waits until every instance lists `tenant` exactly as `expected`.
-async fn assert_converged(cluster: &Cluster, tenant: &str, expected: &Value, within: Duration) {
-    for instance in &cluster.instances {
-        let took = eventually(within, || async {
-            &instance.groups(tenant).await == expected
-        })
-        .await;
-        assert!(
-            took.is_some(),
-            "{} did not converge within {within:?}:\n  has  {}\n  want {expected}",
-            instance.server_id,
-            instance.groups(tenant).await
-        );
-    }
-}
 
 async fn grant(instance: &Instance, tenant: &str, group: &str, user: &str, resource: &str) {
     instance.create_group(tenant, group).await;
@@ -222,62 +201,6 @@ async fn while_postgres_is_down_cached_checks_answer_and_writes_fail_fast() {
 }
 
 #[tokio::test]
-async fn concurrent_writers_on_three_instances_converge_to_the_store() {
-    const TASKS: usize = 8;
-    const WRITES: usize = 50;
-    let mut cluster = Cluster::start(3).await;
-    let groups = ["a", "b", "c"];
-    for group in groups {
-        cluster[0].create_group("t", group).await;
-    }
-    let base = cluster[0].groups("t").await["revision"].as_u64().unwrap();
-
-    let mut workers = Vec::new();
-    for i in 0..3 {
-        for task in 0..TASKS {
-            let base = cluster[i].base.clone();
-            let client = cluster[i].client.clone();
-            workers.push(tokio::spawn(async move {
-                let mut changed = 0u64;
-                for n in 0..WRITES {
-                    // A deterministic mix of every write, over few enough names to collide.
-                    let k = i * 7919 + task * 104_729 + n * 31;
-                    let group = ["a", "b", "c"][k % 3];
-                    let user = format!("u{}", k % 5);
-                    let resource = format!("r{}", k % 4);
-                    let (path, body) = match k % 6 {
-                        0 | 1 => ("/assign-user", json!({"tenant": "t", "user": user, "group": group})),
-                        2 => ("/unassign-user", json!({"tenant": "t", "user": user, "group": group})),
-                        3 | 4 => ("/add-permission", json!({"tenant": "t", "group": group, "resource": resource, "action": "read"})),
-                        _ => ("/remove-permission", json!({"tenant": "t", "group": group, "resource": resource, "action": "read"})),
-                    };
-                    let response = client.post(format!("{base}{path}")).json(&body).send().await.unwrap();
-                    assert_eq!(response.status(), StatusCode::OK);
-                    let body: Value = response.json().await.unwrap();
-                    if body["changed"] == true {
-                        changed += 1;
-                    }
-                }
-                changed
-            }));
-        }
-    }
-    let mut changed = 0;
-    for worker in workers {
-        changed += worker.await.unwrap();
-    }
-    assert!(changed > 0);
-
-    let truth = store_truth(&mut cluster, "t").await;
-    assert_eq!(
-        truth["revision"].as_u64().unwrap(),
-        base + changed,
-        "revisions are gapless"
-    );
-    assert_converged(&cluster, "t", &truth, PROPAGATION).await;
-}
-
-#[tokio::test]
 async fn forged_reordered_and_malformed_messages_never_change_an_answer() {
     let mut cluster = Cluster::start(2).await;
     grant(&cluster[0], "t", "g", "alice", "doc").await;
@@ -384,7 +307,9 @@ async fn an_instance_a_few_revisions_behind_refreshes_incrementally() {
 
 #[tokio::test]
 async fn an_instance_killed_mid_write_leaves_no_half_written_change() {
-    let mut cluster = Cluster::start(2).await;
+    // The killed instance may die between its commit and its publish: that message is lost
+    // for good, and the sweep is what brings the peer up to date.
+    let mut cluster = Cluster::start_with(2, &[("RESYNC_INTERVAL_SECS", "2")]).await;
     cluster[0].create_group("t", "g").await;
     let target = cluster[0].base.clone();
     let client = cluster[0].client.clone();
@@ -439,7 +364,7 @@ async fn an_instance_killed_mid_write_leaves_no_half_written_change() {
         truth["groups"][0]["members"].as_array().unwrap().len() as i64,
         members
     );
-    assert_converged(&cluster, "t", &truth, Duration::from_secs(5)).await;
+    assert_converged(&cluster, "t", &truth, Duration::from_secs(2 + 5)).await;
 }
 
 #[tokio::test]

@@ -19,17 +19,15 @@ const SERVER: &str = "conformance";
 
 async fn postgres() -> Arc<dyn Store> {
     Arc::new(
-        PgStore::connect(&common::fresh_database().await, TIMEOUT)
+        PgStore::connect(&common::fresh_postgres_database().await, TIMEOUT)
             .await
             .unwrap(),
     )
 }
 
 async fn sqlite() -> Arc<dyn Store> {
-    let dir = std::env::temp_dir().join(format!("rbac-conformance-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
     Arc::new(
-        SqliteStore::open_file(&dir.join("rbac.db"), TIMEOUT)
+        SqliteStore::open_url(&common::fresh_sqlite_database(), TIMEOUT)
             .await
             .unwrap(),
     )

@@ -31,8 +31,30 @@ pub fn redis_url() -> String {
     required_env("TEST_REDIS_URL")
 }
 
-/// Creates an empty database on the test server and returns its URL.
+/// The store the HTTP tests run against: TEST_STORE=sqlite for the embedded SQLite backend,
+/// PostgreSQL otherwise. `scripts/test.sh` runs the HTTP tests once with each.
+pub fn sqlite_under_test() -> bool {
+    std::env::var("TEST_STORE").is_ok_and(|store| store == "sqlite")
+}
+
+/// A new, empty database of the store under test, as a DATABASE_URL.
 pub async fn fresh_database() -> String {
+    if sqlite_under_test() {
+        fresh_sqlite_database()
+    } else {
+        fresh_postgres_database().await
+    }
+}
+
+/// A new SQLite file's URL, in a folder of its own under the temp dir.
+pub fn fresh_sqlite_database() -> String {
+    let dir = std::env::temp_dir().join(format!("rbac-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a test folder");
+    format!("sqlite://{}", dir.join("rbac.db").display())
+}
+
+/// Creates an empty database on the test PostgreSQL server and returns its URL.
+pub async fn fresh_postgres_database() -> String {
     let admin_url = required_env("TEST_DATABASE_URL");
     let name = format!("rbac_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url)
@@ -44,6 +66,54 @@ pub async fn fresh_database() -> String {
         .expect("create a test database");
     let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
     format!("{base}/{name}")
+}
+
+/// Every row a store holds, sorted, as text: equal before and after means nothing changed.
+pub async fn stored_rows(database_url: &str) -> String {
+    macro_rules! read_all {
+        ($db:expr) => {{
+            let db = &mut $db;
+            let mut tenants: Vec<(String, i64)> =
+                sqlx::query_as("SELECT name, revision FROM tenants")
+                    .fetch_all(&mut *db)
+                    .await
+                    .unwrap();
+            let mut groups: Vec<(String, String)> =
+                sqlx::query_as("SELECT tenant, name FROM groups")
+                    .fetch_all(&mut *db)
+                    .await
+                    .unwrap();
+            let mut permissions: Vec<(String, String, String, String)> =
+                sqlx::query_as("SELECT tenant, group_name, resource, action FROM permissions")
+                    .fetch_all(&mut *db)
+                    .await
+                    .unwrap();
+            let mut assignments: Vec<(String, String, String)> =
+                sqlx::query_as("SELECT tenant, group_name, user_name FROM assignments")
+                    .fetch_all(&mut *db)
+                    .await
+                    .unwrap();
+            let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM changelog")
+                .fetch_one(&mut *db)
+                .await
+                .unwrap();
+            tenants.sort();
+            groups.sort();
+            permissions.sort();
+            assignments.sort();
+            format!(
+                "tenants: {tenants:?}\ngroups: {groups:?}\npermissions: {permissions:?}\n\
+                 assignments: {assignments:?}\nchangelog entries: {changes}"
+            )
+        }};
+    }
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        read_all!(db)
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+        read_all!(db)
+    }
 }
 
 /// Several instances sharing one database and one Redis channel.
@@ -444,6 +514,30 @@ pub async fn assert_everywhere(
             "{} still answers allowed={} for {tenant}/{user}/{resource}/{action} after {PROPAGATION:?}",
             instance.server_id,
             !expected
+        );
+    }
+}
+
+/// The tenant as the store has it: what a newly started instance loads.
+pub async fn store_truth(cluster: &mut Cluster, tenant: &str) -> Value {
+    let index = cluster.add_instance().await;
+    let truth = cluster[index].groups(tenant).await;
+    cluster.instances.pop();
+    truth
+}
+
+/// Waits until every instance lists `tenant` exactly as `expected`.
+pub async fn assert_converged(cluster: &Cluster, tenant: &str, expected: &Value, within: Duration) {
+    for instance in &cluster.instances {
+        let took = eventually(within, || async {
+            &instance.groups(tenant).await == expected
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "{} did not converge within {within:?}:\n  has  {}\n  want {expected}",
+            instance.server_id,
+            instance.groups(tenant).await
         );
     }
 }
