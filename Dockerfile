@@ -16,6 +16,10 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid rbac --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin rbac
 COPY --from=build /src/target/release/rbac-server /usr/local/bin/rbac-server
+# Without DATABASE_URL the embedded SQLite database lives here; mount a volume to keep it.
+RUN mkdir -p /var/lib/rbac-server && chown 10001:10001 /var/lib/rbac-server
+ENV DATA_DIR=/var/lib/rbac-server
+VOLUME /var/lib/rbac-server
 USER 10001:10001
 EXPOSE 3000
 ENTRYPOINT ["/usr/local/bin/rbac-server"]

@@ -1,15 +1,16 @@
 //! rbac-server: a multi-tenant RBAC policy server.
 //!
 //! Applications ask one question all day: may this user do this action on this resource, in
-//! this tenant? Every instance answers from memory; PostgreSQL is the source of truth, and
-//! Redis pub/sub tells the other instances when a tenant changed.
+//! this tenant? Every instance answers from memory; the store (an embedded SQLite file by
+//! default, PostgreSQL for several machines) is the source of truth, and Redis pub/sub tells
+//! the other instances when a tenant changed.
 //!
 //! # Layout
 //!
 //! - [`policy`]: the model. Names, changes, and a tenant's policy with the check algorithm.
 //!   Pure: no I/O, no async.
-//! - [`store`]: the source of truth behind the [`store::Store`] trait; [`store::postgres`] is
-//!   the PostgreSQL backend. All SQL lives there.
+//! - [`store`]: the source of truth behind the [`store::Store`] trait; [`store::sqlite`] and
+//!   [`store::postgres`] are its backends. All SQL lives there.
 //! - [`cache`]: per-tenant snapshots, swapped atomically, loaded on first use.
 //! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub.
 //! - [`sync`]: what a message or a periodic sweep does to the cache.
@@ -19,8 +20,8 @@
 //!
 //! A write travels: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction)
 //! -> [`cache::TenantCache::record_write`] -> [`bus::Bus::publish`]. On another instance the
-//! message lands in [`sync::on_message`], which reloads the tenant from the store if it holds
-//! an older revision.
+//! message lands in [`sync::on_message`], which catches the tenant up from the store if it
+//! holds an older revision.
 
 pub mod app;
 pub mod bus;

@@ -66,7 +66,7 @@ pub async fn run(
     let app = Arc::new(App {
         server_id: server_id.clone(),
         cache: TenantCache::new(store.clone(), stats.clone(), config.store_timeout()),
-        store,
+        store: store.clone(),
         bus,
         stats,
     });
@@ -134,6 +134,8 @@ pub async fn run(
     for task in tasks {
         let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, task).await;
     }
+    // Closing the pool lets SQLite checkpoint its WAL now, not while the process exits.
+    let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, store.close()).await;
     tracing::info!("stopped");
     Ok(())
 }

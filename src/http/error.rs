@@ -28,7 +28,8 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415 unsupported_media_type: a body that is not `application/json`.
     UnsupportedMediaType,
-    /// 503 unavailable: the store cannot be reached; retrying later is safe.
+    /// 503 unavailable: the store cannot be reached, or (SQLite) its write lock could not be
+    /// had in time; retrying later is safe.
     Unavailable,
     /// 500 internal: a bug or a broken store; the cause is in the log.
     Internal,
@@ -65,7 +66,7 @@ impl ApiError {
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "the policy store is unreachable; retry later".into(),
+                "the policy store is unreachable or busy; retry later".into(),
             ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -122,6 +122,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds if the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Closes the store's connections at shutdown, waiting for the ones in use to be returned.
+    async fn close(&self);
 }
 
 /// Runs one store operation, failing it as unavailable after `timeout`.

@@ -241,6 +241,10 @@ impl Store for PgStore {
         .await
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         within(self.timeout, async {
             sqlx::query("SELECT 1")

@@ -279,6 +279,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         within(self.timeout, async {
             sqlx::query("SELECT 1")

@@ -1,0 +1,117 @@
+//! In-process benchmarks of the policy model: the check on a standard and on the large tenant,
+//! building a tenant from its rows (what a full load does after the query), and applying one
+//! change to the large tenant the way an instance does (copy, change, swap).
+//!
+//! `cargo bench --bench policy`; `scripts/bench.sh` runs it with the rest of the suite.
+
+#[path = "support/dataset.rs"]
+mod dataset;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rbac_server::policy::{
+    Action, Change, GroupName, Permission, Resource, TenantPolicy, UserName,
+};
+
+use dataset::{LARGE, STANDARD, Shape, TenantRows};
+
+fn build(rows: &TenantRows) -> TenantPolicy {
+    let mut policy = TenantPolicy::default();
+    for group in &rows.groups {
+        policy.apply(&Change::CreateGroup {
+            group: GroupName::parse("group", group).unwrap(),
+        });
+    }
+    for (group, resource, action) in &rows.permissions {
+        policy.apply(&Change::AddPermission {
+            group: GroupName::parse("group", group).unwrap(),
+            permission: Permission {
+                resource: Resource::parse("resource", resource).unwrap(),
+                action: Action::parse("action", action).unwrap(),
+            },
+        });
+    }
+    for (group, user) in &rows.assignments {
+        policy.apply(&Change::AssignUser {
+            group: GroupName::parse("group", group).unwrap(),
+            user: UserName::parse("user", user).unwrap(),
+        });
+    }
+    policy
+}
+
+const CHECKS: usize = 4096;
+
+fn checks(shape: &Shape, policy: &TenantPolicy) -> Vec<(String, String, String)> {
+    (0..CHECKS)
+        .map(|n| {
+            let (user, resource, action, expected) = dataset::check(shape, n);
+            // The benchmark measures the right thing only if the answers are right.
+            assert_eq!(
+                policy.allows(&user, &resource, &action),
+                expected,
+                "{user} {resource} {action}"
+            );
+            (user, resource, action)
+        })
+        .collect()
+}
+
+fn bench_checks(c: &mut Criterion, name: &str, shape: &Shape, policy: &TenantPolicy) {
+    let requests = checks(shape, policy);
+    let mut group = c.benchmark_group("check");
+    group.throughput(Throughput::Elements(CHECKS as u64));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let mut allowed = 0usize;
+            for (user, resource, action) in &requests {
+                allowed += usize::from(policy.allows(black_box(user), resource, action));
+            }
+            allowed
+        })
+    });
+    group.finish();
+}
+
+fn policy_benches(c: &mut Criterion) {
+    let standard_rows = dataset::rows("standard", &STANDARD);
+    let large_rows = dataset::rows(dataset::LARGE_TENANT, &LARGE);
+    let standard = build(&standard_rows);
+    let large = build(&large_rows);
+    assert_eq!(large.assignment_count(), 1_000_000);
+
+    bench_checks(c, "standard", &STANDARD, &standard);
+    bench_checks(c, "large", &LARGE, &large);
+
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("standard", |b| b.iter(|| build(black_box(&standard_rows))));
+    group.bench_function("large", |b| b.iter(|| build(black_box(&large_rows))));
+    group.finish();
+
+    // What an instance does for one change: copy the current policy, apply, swap.
+    let mut group = c.benchmark_group("apply_one_change");
+    group.sample_size(10);
+    let change = Change::AssignUser {
+        group: GroupName::parse("group", &dataset::group(42)).unwrap(),
+        user: UserName::parse("user", "newcomer").unwrap(),
+    };
+    group.bench_function("large", |b| {
+        b.iter_batched_ref(
+            || (),
+            |()| {
+                let mut next = large.clone();
+                next.advance(large.revision() + 1, &change).unwrap();
+                next
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, policy_benches);
+criterion_main!(benches);
