@@ -3,6 +3,7 @@
 //! Pure code: no I/O, no async, no clock. Everything else in the crate is an edge around it.
 
 mod change;
+mod cow_map;
 mod name;
 mod tenant;
 
