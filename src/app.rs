@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
 use crate::policy::{Change, TenantName};
-use crate::stats::Stats;
+use crate::stats::{Stats, bump};
 use crate::store::{Store, StoreError, WriteOutcome};
 
 /// How long /health waits for the store before calling it down.
@@ -98,6 +98,31 @@ impl App {
         }
         self.cache.catch_up(tenant, requested).await?;
         Ok(self.cache.get(tenant).await?)
+    }
+
+    /// May `user` do `action` on `resource` in `tenant`? With the revision answered from.
+    /// A cached tenant answers without waiting on anything; otherwise as [`App::read`].
+    pub async fn check(
+        &self,
+        tenant: &TenantName,
+        (user, resource, action): (&str, &str, &str),
+        min_revision: Option<u64>,
+    ) -> Result<(bool, u64), AppError> {
+        let answer = |snapshot: &Snapshot| {
+            (
+                snapshot.policy.allows(user, resource, action),
+                snapshot.revision(),
+            )
+        };
+        let fresh = |snapshot: &Snapshot| min_revision.is_none_or(|min| snapshot.revision() >= min);
+        if let Some(Some(answered)) = self
+            .cache
+            .with_cached(tenant.as_str(), |s| fresh(s).then(|| answer(s)))
+        {
+            bump(&self.stats.hits);
+            return Ok(answered);
+        }
+        Ok(answer(&*self.read(tenant, min_revision).await?))
     }
 
     /// Reloads the tenant from the store and tells the other instances to check theirs.

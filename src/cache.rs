@@ -9,9 +9,8 @@
 //! since the revision held are applied to a copy of the snapshot, which then replaces it. A
 //! tenant further behind, or whose changelog no longer reaches back, is reloaded whole.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -97,9 +96,10 @@ pub struct TenantCache {
     /// Bounds a first load, lock wait included: a read that needs the store while it is down
     /// fails after this long rather than queueing behind other failing loads.
     timeout: Duration,
-    /// A std lock, not tokio's: it is held only to find or insert a slot, never across an
-    /// `.await`, and a check must not yield to take it.
-    slots: RwLock<HashMap<TenantName, Arc<Slot>>>,
+    /// A concurrent map whose reads take no lock and write no shared memory: with every
+    /// check of every tenant looking here, a lock's shared counter was a cache line that all
+    /// cores fought over.
+    slots: papaya::HashMap<TenantName, Arc<Slot>, foldhash::fast::RandomState>,
 }
 
 impl TenantCache {
@@ -108,7 +108,7 @@ impl TenantCache {
             store,
             stats,
             timeout,
-            slots: RwLock::default(),
+            slots: papaya::HashMap::with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
@@ -298,14 +298,22 @@ impl TenantCache {
 
     /// Every cached tenant with its snapshot.
     pub fn held(&self) -> Vec<(TenantName, Arc<Snapshot>)> {
-        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
-        slots
+        self.slots
+            .pin()
             .iter()
             .filter_map(|(tenant, slot)| {
                 let current = slot.current.get()?;
                 Some((tenant.clone(), current.load_full()))
             })
             .collect()
+    }
+
+    /// Runs `read` on the tenant's snapshot if the tenant is cached: the check's fast path,
+    /// which takes no lock, no reference count and no `.await`.
+    pub fn with_cached<R>(&self, tenant: &str, read: impl FnOnce(&Snapshot) -> R) -> Option<R> {
+        let slots = self.slots.pin();
+        let current = slots.get(tenant)?.current.get()?;
+        Some(read(&current.load()))
     }
 
     async fn reload_locked(
@@ -330,15 +338,13 @@ impl TenantCache {
     }
 
     fn existing_slot(&self, tenant: &str) -> Option<Arc<Slot>> {
-        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
-        slots.get(tenant).cloned()
+        self.slots.pin().get(tenant).cloned()
     }
 
     fn slot(&self, tenant: &TenantName) -> Arc<Slot> {
-        if let Some(slot) = self.existing_slot(tenant.as_str()) {
-            return slot;
-        }
-        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
-        slots.entry(tenant.clone()).or_default().clone()
+        self.slots
+            .pin()
+            .get_or_insert_with(tenant.clone(), Arc::default)
+            .clone()
     }
 }

@@ -18,6 +18,16 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Whether writes need a token at all.
+    pub fn guards_writes(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// Whether reads need a token at all.
+    pub fn guards_reads(&self) -> bool {
+        self.check.is_some()
+    }
+
     fn may_write(&self, presented: Option<&str>) -> bool {
         match &self.admin {
             None => true,

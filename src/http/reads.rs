@@ -98,13 +98,15 @@ async fn check(state: &AppState, req: CheckRequest) -> Result<Json<CheckResponse
     let user = UserName::parse("user", &req.user)?;
     let resource = Resource::parse("resource", &req.resource)?;
     let action = Action::parse("action", &req.action)?;
-    let snapshot = state.app.read(&tenant, req.min_revision).await?;
-    Ok(Json(CheckResponse {
-        allowed: snapshot
-            .policy
-            .allows(user.as_str(), resource.as_str(), action.as_str()),
-        revision: snapshot.revision(),
-    }))
+    let (allowed, revision) = state
+        .app
+        .check(
+            &tenant,
+            (user.as_str(), resource.as_str(), action.as_str()),
+            req.min_revision,
+        )
+        .await?;
+    Ok(Json(CheckResponse { allowed, revision }))
 }
 
 pub async fn groups(

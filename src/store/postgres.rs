@@ -52,46 +52,17 @@ impl PgStore {
             .map_err(classify)
     }
 
-    async fn write_in_transaction(
+    async fn write_once(
         &self,
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // The upsert takes the tenant row's lock: every write of this tenant, on every
-        // instance, queues here until the previous one commits, so the revision read below is
-        // the latest and the next one is exactly one more.
-        let held: i64 = sqlx::query_scalar(
-            "INSERT INTO tenants (name) VALUES ($1)
-             ON CONFLICT (name) DO UPDATE SET revision = tenants.revision
-             RETURNING revision",
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-
-        let changed = apply(&mut tx, tenant, change).await?;
-        if !changed {
-            // Nothing to record; rolling back also leaves no row behind for a tenant that a
-            // no-op write named for the first time.
-            tx.rollback().await.map_err(classify)?;
-            return Ok(WriteOutcome {
-                changed: false,
-                revision: to_revision(held),
-            });
-        }
-
+        // One statement, so one transaction and one round trip: see rbac_write in
+        // migrations/postgres/.
         let row = ChangeRow::of(change);
-        let revision: i64 = sqlx::query_scalar(
-            "WITH bumped AS (
-                 UPDATE tenants SET revision = revision + 1 WHERE name = $1 RETURNING revision
-             )
-             INSERT INTO changelog
-                 (tenant, revision, operation, group_name, user_name, resource, action, server_id)
-             SELECT $1, revision, $2, $3, $4, $5, $6, $7 FROM bumped
-             RETURNING revision",
+        let (outcome, revision): (String, i64) = sqlx::query_as(
+            "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(tenant.as_str())
         .bind(row.operation)
@@ -100,14 +71,24 @@ impl PgStore {
         .bind(row.resource)
         .bind(row.action)
         .bind(server_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(WriteOutcome {
-            changed: true,
-            revision: to_revision(revision),
-        })
+        let revision = to_revision(revision);
+        match outcome.as_str() {
+            "changed" => Ok(WriteOutcome {
+                changed: true,
+                revision,
+            }),
+            "unchanged" => Ok(WriteOutcome {
+                changed: false,
+                revision,
+            }),
+            "group_not_found" => Err(StoreError::GroupNotFound(change.group().clone())),
+            other => Err(StoreError::Internal(
+                format!("rbac_write answered {other:?}").into(),
+            )),
+        }
     }
 
     async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -139,34 +120,63 @@ impl PgStore {
 }
 
 impl PgStore {
-    async fn changes_in_transaction(
+    async fn changes_in_one_query(
         &self,
         tenant: &TenantName,
         after: u64,
         limit: usize,
     ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-        // One snapshot for both reads: the changes then end exactly at the revision read.
-        let mut tx = self.begin_snapshot().await?;
-        let current = revision_in(&mut tx, tenant).await?;
-        if current <= after {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(Some(Vec::new()));
+        // One statement sees one snapshot: the changes end exactly at the revision beside
+        // them. One more than the limit tells "too many" from "exactly enough".
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            current: i64,
+            revision: Option<i64>,
+            operation: Option<String>,
+            group_name: Option<String>,
+            user_name: Option<String>,
+            resource: Option<String>,
+            action: Option<String>,
         }
-        if current - after > limit as u64 {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(None);
-        }
-        let rows: Vec<ChangelogRow> = sqlx::query_as(
-            "SELECT revision, operation, group_name, user_name, resource, action
-             FROM changelog WHERE tenant = $1 AND revision > $2 ORDER BY revision",
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT t.revision AS current, c.revision, c.operation, c.group_name, c.user_name,
+                    c.resource, c.action
+             FROM tenants t
+             LEFT JOIN LATERAL (
+                 SELECT * FROM changelog
+                 WHERE tenant = t.name AND revision > $2
+                 ORDER BY revision LIMIT $3
+             ) c ON TRUE
+             WHERE t.name = $1
+             ORDER BY c.revision",
         )
         .bind(tenant.as_str())
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+        .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        tx.rollback().await.map_err(classify)?;
-        replay(after, current, rows)
+        let current = rows.first().map_or(0, |row| to_revision(row.current));
+        if current <= after {
+            return Ok(Some(Vec::new()));
+        }
+        if current - after > limit as u64 {
+            return Ok(None);
+        }
+        let changes = rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(ChangelogRow {
+                    revision: row.revision?,
+                    operation: row.operation?,
+                    group_name: row.group_name?,
+                    user_name: row.user_name,
+                    resource: row.resource,
+                    action: row.action,
+                })
+            })
+            .collect();
+        replay(after, current, changes)
     }
 }
 
@@ -179,11 +189,7 @@ impl Store for PgStore {
         change: &Change,
         server_id: &str,
     ) -> Result<WriteOutcome, StoreError> {
-        within(
-            self.timeout,
-            self.write_in_transaction(tenant, change, server_id),
-        )
-        .await
+        within(self.timeout, self.write_once(tenant, change, server_id)).await
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -221,7 +227,7 @@ impl Store for PgStore {
     ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
         within(
             self.timeout,
-            self.changes_in_transaction(tenant, after, limit),
+            self.changes_in_one_query(tenant, after, limit),
         )
         .await
     }
@@ -268,88 +274,6 @@ async fn revision_in(
         .await
         .map_err(classify)?;
     Ok(revision.map_or(0, to_revision))
-}
-
-/// Applies the change's rows; returns whether any row changed.
-async fn apply(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantName,
-    change: &Change,
-) -> Result<bool, StoreError> {
-    let t = tenant.as_str();
-    let result = match change {
-        Change::CreateGroup { group } => {
-            sqlx::query("INSERT INTO groups (tenant, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(t)
-                .bind(group.as_str())
-                .execute(&mut **tx)
-                .await
-        }
-        Change::DeleteGroup { group } => {
-            sqlx::query("DELETE FROM groups WHERE tenant = $1 AND name = $2")
-                .bind(t)
-                .bind(group.as_str())
-                .execute(&mut **tx)
-                .await
-        }
-        Change::AddPermission { group, permission } => {
-            sqlx::query(
-                "INSERT INTO permissions (tenant, group_name, resource, action)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(permission.resource.as_str())
-            .bind(permission.action.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-        Change::RemovePermission { group, permission } => {
-            sqlx::query(
-                "DELETE FROM permissions
-             WHERE tenant = $1 AND group_name = $2 AND resource = $3 AND action = $4",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(permission.resource.as_str())
-            .bind(permission.action.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-        Change::AssignUser { group, user } => {
-            sqlx::query(
-                "INSERT INTO assignments (tenant, group_name, user_name)
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(user.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-        Change::UnassignUser { group, user } => {
-            sqlx::query(
-                "DELETE FROM assignments WHERE tenant = $1 AND group_name = $2 AND user_name = $3",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(user.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-    };
-    match result {
-        Ok(done) => Ok(done.rows_affected() > 0),
-        // The group is checked by its foreign key inside the same locked transaction, so it
-        // cannot be deleted between the check and the insert.
-        Err(sqlx::Error::Database(e))
-            if change.requires_group()
-                && e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
-        {
-            Err(StoreError::GroupNotFound(change.group().clone()))
-        }
-        Err(e) => Err(classify(e)),
-    }
 }
 
 fn to_revision(stored: i64) -> u64 {
