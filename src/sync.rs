@@ -109,9 +109,7 @@ pub async fn sweep(
             match app.store.prune_changelog(retention).await {
                 Ok(0) => {}
                 Ok(count) => {
-                    app.stats
-                        .changelog_pruned
-                        .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                    app.stats.changelog_pruned.add(count);
                     tracing::info!(count, "changelog entries past retention deleted");
                 }
                 Err(e) => {

@@ -95,16 +95,12 @@ pub async fn check_get(
 
 async fn check(state: &AppState, req: CheckRequest) -> Result<Json<CheckResponse>, ApiError> {
     let tenant = TenantName::parse("tenant", &req.tenant)?;
-    let user = UserName::parse("user", &req.user)?;
-    let resource = Resource::parse("resource", &req.resource)?;
-    let action = Action::parse("action", &req.action)?;
+    let user = UserName::validate("user", &req.user)?;
+    let resource = Resource::validate("resource", &req.resource)?;
+    let action = Action::validate("action", &req.action)?;
     let (allowed, revision) = state
         .app
-        .check(
-            &tenant,
-            (user.as_str(), resource.as_str(), action.as_str()),
-            req.min_revision,
-        )
+        .check(&tenant, (user, resource, action), req.min_revision)
         .await?;
     Ok(Json(CheckResponse { allowed, revision }))
 }

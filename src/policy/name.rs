@@ -65,8 +65,15 @@ macro_rules! name_type {
         impl $ty {
             /// Parses `value`, naming `field` in the error when it is not a valid name.
             pub fn parse(field: &'static str, value: &str) -> Result<Self, NameError> {
-                check(field, value, $wildcard)?;
+                Self::validate(field, value)?;
                 Ok(Self(Arc::from(value)))
+            }
+
+            /// Checks `value` by the same rules without keeping it, for a name that is only
+            /// looked up (the check's user, resource and action).
+            pub fn validate<'a>(field: &'static str, value: &'a str) -> Result<&'a str, NameError> {
+                check(field, value, $wildcard)?;
+                Ok(value)
             }
 
             pub fn as_str(&self) -> &str {
