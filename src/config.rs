@@ -47,13 +47,14 @@ pub struct Config {
           value_parser = NonEmptyStringValueParser::new())]
     pub redis_channel: String,
 
-    /// When set, writes need `Authorization: Bearer <ADMIN_TOKEN>`.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
-    pub admin_token: Option<String>,
+    /// When set, writes need `Authorization: Bearer <token>` with this token. Several tokens,
+    /// comma-separated, are all accepted: add the new one, move clients over, drop the old.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = parse_tokens)]
+    pub admin_token: Option<TokenList>,
 
-    /// When set, reads need `Authorization: Bearer <CHECK_TOKEN>` (or the admin token).
-    #[arg(long, env = "CHECK_TOKEN", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
-    pub check_token: Option<String>,
+    /// When set, reads need one of these tokens (comma-separated) or an admin token.
+    #[arg(long, env = "CHECK_TOKEN", hide_env_values = true, value_parser = parse_tokens)]
+    pub check_token: Option<TokenList>,
 
     /// Seconds between sweeps that compare every cached tenant's revision with the store's,
     /// catching changes whose bus message was lost.
@@ -80,6 +81,34 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// One or more bearer tokens, any of which is accepted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenList(pub Vec<String>);
+
+/// Tokens never reach a log line.
+impl fmt::Debug for TokenList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} redacted>", self.0.len())
+    }
+}
+
+fn parse_tokens(value: &str) -> Result<TokenList, String> {
+    let tokens: Vec<String> = value.split(',').map(str::to_owned).collect();
+    if tokens.iter().any(|t| t.is_empty()) {
+        // An empty token would turn authentication off for whoever sends an empty one.
+        return Err("tokens must not be empty (a comma-separated list of non-empty tokens)".into());
+    }
+    if tokens
+        .iter()
+        .any(|t| t.trim() != t || t.chars().any(char::is_control))
+    {
+        return Err(
+            "tokens must not contain whitespace at either end or control characters".into(),
+        );
+    }
+    Ok(TokenList(tokens))
 }
 
 /// Where the policies are stored.
@@ -198,8 +227,8 @@ impl fmt::Debug for Config {
             .field("database", &self.database())
             .field("redis_url", &redacted(self.redis_url.is_some()))
             .field("redis_channel", &self.redis_channel)
-            .field("admin_token", &redacted(self.admin_token.is_some()))
-            .field("check_token", &redacted(self.check_token.is_some()))
+            .field("admin_token", &self.admin_token)
+            .field("check_token", &self.check_token)
             .field("resync_interval_secs", &self.resync_interval_secs)
             .field("changelog_retention_hours", &self.changelog_retention_hours)
             .field("store_timeout_secs", &self.store_timeout_secs)
@@ -278,6 +307,18 @@ mod tests {
     #[test]
     fn an_empty_token_is_rejected_rather_than_disabling_auth() {
         assert!(parse(&["--database-url", "postgres://x/y", "--admin-token", ""]).is_err());
+    }
+
+    #[test]
+    fn several_comma_separated_tokens_are_accepted_and_empty_ones_refused() {
+        let config = parse(&["--admin-token", "new,old"]).unwrap();
+        assert_eq!(
+            config.admin_token,
+            Some(TokenList(vec!["new".into(), "old".into()]))
+        );
+        for bad in ["a,", ",a", "a,,b", " a", "a\tb"] {
+            assert!(parse(&["--check-token", bad]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -99,8 +99,8 @@ pub async fn run(
     let state = AppState {
         app,
         tokens: Arc::new(Tokens {
-            admin: config.admin_token.clone(),
-            check: config.check_token.clone(),
+            admin: config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
+            check: config.check_token.clone().map(|t| t.0).unwrap_or_default(),
         }),
     };
     let local = listener.local_addr().map_err(|source| StartError::Listen {

@@ -375,3 +375,57 @@ async fn concurrent_writers_on_three_instances_converge_to_the_store() {
     );
     assert_converged(&cluster, "t", &truth, PROPAGATION).await;
 }
+
+#[tokio::test]
+async fn tokens_rotate_without_downtime() {
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            ("ADMIN_TOKEN", "admin-new,admin-old"),
+            ("CHECK_TOKEN", "check-new,check-old"),
+        ],
+    )
+    .await;
+    let node = &cluster[0];
+    let write = |token: Option<&'static str>, group: &'static str| {
+        let mut request = node
+            .client
+            .post(node.url("/create-group"))
+            .json(&json!({"tenant": "t", "group": group}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    let read = |token: Option<&'static str>| {
+        let mut request = node
+            .client
+            .get(node.url("/groups"))
+            .query(&[("tenant", "t")]);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(write(Some("admin-new"), "a").await, StatusCode::CREATED);
+    assert_eq!(write(Some("admin-old"), "b").await, StatusCode::CREATED);
+    assert_eq!(
+        write(Some("check-new"), "c").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        write(Some("admin-new,admin-old"), "d").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(write(None, "e").await, StatusCode::UNAUTHORIZED);
+    for token in ["check-new", "check-old", "admin-new", "admin-old"] {
+        assert_eq!(read(Some(token)).await, StatusCode::OK, "{token}");
+    }
+    assert_eq!(read(Some("check")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(read(None).await, StatusCode::UNAUTHORIZED);
+    let groups = node.groups("t").await;
+    assert_eq!(
+        groups["revision"], 2,
+        "only the two authorized writes happened: {groups}"
+    );
+}

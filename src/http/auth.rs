@@ -10,39 +10,41 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 
-/// The tokens this instance accepts. A role without a token is open.
+/// The tokens this instance accepts, per role; several per role during a rotation. A role
+/// without tokens is open.
 #[derive(Default)]
 pub struct Tokens {
-    pub admin: Option<String>,
-    pub check: Option<String>,
+    pub admin: Vec<String>,
+    pub check: Vec<String>,
 }
 
 impl Tokens {
     /// Whether writes need a token at all.
     pub fn guards_writes(&self) -> bool {
-        self.admin.is_some()
+        !self.admin.is_empty()
     }
 
     /// Whether reads need a token at all.
     pub fn guards_reads(&self) -> bool {
-        self.check.is_some()
+        !self.check.is_empty()
     }
 
     fn may_write(&self, presented: Option<&str>) -> bool {
-        match &self.admin {
-            None => true,
-            Some(admin) => presented.is_some_and(|p| equal(p, admin)),
-        }
+        !self.guards_writes() || presented.is_some_and(|p| any_equal(p, &self.admin))
     }
 
     fn may_read(&self, presented: Option<&str>) -> bool {
-        match &self.check {
-            None => true,
-            Some(check) => presented.is_some_and(|p| {
-                equal(p, check) || self.admin.as_deref().is_some_and(|admin| equal(p, admin))
-            }),
-        }
+        !self.guards_reads()
+            || presented.is_some_and(|p| any_equal(p, &self.check) | any_equal(p, &self.admin))
     }
+}
+
+/// Compares with every token, without stopping at a match: the time taken says nothing about
+/// which token matched or how much of one.
+fn any_equal(presented: &str, tokens: &[String]) -> bool {
+    tokens
+        .iter()
+        .fold(false, |found, token| found | equal(presented, token))
 }
 
 fn equal(presented: &str, expected: &str) -> bool {
@@ -87,6 +89,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn during_a_rotation_every_listed_token_is_accepted() {
+        let tokens = Tokens {
+            admin: vec!["new-admin".into(), "old-admin".into()],
+            check: vec!["new-check".into(), "old-check".into()],
+        };
+        for token in ["new-admin", "old-admin"] {
+            assert!(tokens.may_write(Some(token)));
+            assert!(tokens.may_read(Some(token)));
+        }
+        for token in ["new-check", "old-check"] {
+            assert!(!tokens.may_write(Some(token)));
+            assert!(tokens.may_read(Some(token)));
+        }
+        assert!(!tokens.may_read(Some("new-admin,old-admin")));
+        assert!(!tokens.may_read(Some("")));
+    }
+
+    #[test]
     fn without_tokens_everything_is_open() {
         let tokens = Tokens::default();
         assert!(tokens.may_write(None));
@@ -96,8 +116,8 @@ mod tests {
     #[test]
     fn the_admin_token_guards_writes_only_when_no_check_token_is_set() {
         let tokens = Tokens {
-            admin: Some("adm".into()),
-            check: None,
+            admin: vec!["adm".into()],
+            check: vec![],
         };
         assert!(tokens.may_write(Some("adm")));
         assert!(!tokens.may_write(Some("ad")));
@@ -108,8 +128,8 @@ mod tests {
     #[test]
     fn reads_accept_the_check_token_or_the_admin_token() {
         let tokens = Tokens {
-            admin: Some("adm".into()),
-            check: Some("chk".into()),
+            admin: vec!["adm".into()],
+            check: vec!["chk".into()],
         };
         assert!(tokens.may_read(Some("chk")));
         assert!(tokens.may_read(Some("adm")));

@@ -291,10 +291,12 @@ impl Instance {
                 );
             }
         };
+        // The first admin token, when several are configured for a rotation.
         let token = env
             .iter()
             .find(|(k, _)| k == "ADMIN_TOKEN")
-            .map(|(_, v)| v.clone());
+            .and_then(|(_, v)| v.split(',').next())
+            .map(str::to_owned);
         Self {
             child,
             base: format!("http://{address}"),
