@@ -1,8 +1,10 @@
 //! What the server does, independent of HTTP: writes that commit, update the cache and
 //! publish; reads from the cache with read-your-writes; and the refresh an operator asks for.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::bus::BusState;
 
 use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
@@ -21,6 +23,11 @@ pub struct App {
     pub cache: TenantCache,
     pub bus: Bus,
     pub stats: Arc<Stats>,
+    /// The sweep's period: with the bus down, how stale a cached tenant may get.
+    pub resync_interval: Duration,
+    /// When this instance last compared its tenants' revisions with the store successfully
+    /// (at start-up: when it started, holding nothing yet).
+    pub last_resync: Mutex<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +142,34 @@ impl App {
             snapshot.revision(),
         ));
         Ok(snapshot.revision())
+    }
+
+    /// Why this instance cannot serve fresh answers now, if it cannot: the store does not
+    /// answer (tenants not cached cannot load), or the bus is down and no resync has succeeded
+    /// for longer than the sweep should take (cached tenants may be stale past the bound).
+    pub async fn unready_because(&self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if !self.database_ok().await {
+            reasons.push("the store does not answer");
+        }
+        let since_resync = self
+            .last_resync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed();
+        if self.bus.state() == BusState::Disconnected && since_resync > 2 * self.resync_interval {
+            reasons
+                .push("the bus is down and no resync succeeded within twice RESYNC_INTERVAL_SECS");
+        }
+        reasons
+    }
+
+    /// Records a successful comparison of every cached tenant with the store.
+    pub fn resynced(&self) {
+        *self
+            .last_resync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     /// Whether the store answers, within a short bound.

@@ -69,6 +69,8 @@ pub async fn run(
         store: store.clone(),
         bus,
         stats,
+        resync_interval: config.resync_interval(),
+        last_resync: std::sync::Mutex::new(std::time::Instant::now()),
     });
 
     let address = format!("{}:{}", config.host, config.port);

@@ -64,6 +64,7 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
 pub async fn resync(app: Arc<App>, reason: &'static str) {
     let held = app.cache.held();
     if held.is_empty() {
+        app.resynced();
         return;
     }
     let tenants: Vec<TenantName> = held.iter().map(|(tenant, _)| tenant.clone()).collect();
@@ -82,6 +83,7 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
             catch_up(&app, &tenant, revision, reason).await;
         }
     }
+    app.resynced();
 }
 
 /// Runs [`resync`] every `interval` until shutdown: the bound on staleness when messages are

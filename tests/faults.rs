@@ -462,3 +462,80 @@ async fn sigterm_waits_for_in_flight_requests_to_finish() {
     );
     assert!(waited < Duration::from_secs(9), "stopped after {waited:?}");
 }
+
+#[tokio::test]
+async fn ready_follows_what_the_instance_can_serve_while_health_stays_up() {
+    let mut pg = PrivatePostgres::start();
+    let mut redis = PrivateRedis::start();
+    let cluster = Cluster::on(
+        1,
+        pg.url(),
+        Some(redis.url()),
+        &[("STORE_TIMEOUT_SECS", "1"), ("RESYNC_INTERVAL_SECS", "1")],
+    )
+    .await;
+    let node = &cluster[0];
+    let ready = || async { node.get("/ready", &[]).await };
+    let is_ready = || async { ready().await.0 == StatusCode::OK };
+    assert!(
+        eventually(Duration::from_secs(10), is_ready)
+            .await
+            .is_some()
+    );
+    let (_, body) = ready().await;
+    assert_eq!(
+        body,
+        json!({"status": "ready", "server_id": node.server_id})
+    );
+    grant(node, "t", "g", "alice", "doc").await;
+    // Held in the cache: from now on it can go stale.
+    assert!(node.check("t", "alice", "doc", "read").await);
+
+    // Redis down, store up: the sweep still bounds staleness, so the instance stays ready.
+    redis.stop();
+    let down = eventually(Duration::from_secs(10), || async {
+        node.health().await["redis"] == "disconnected"
+    })
+    .await;
+    assert!(down.is_some());
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let (status, body) = ready().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    // The store down as well: not ready, and soon for both reasons; alive all along.
+    pg.stop();
+    let both = eventually(Duration::from_secs(10), || async {
+        let (status, body) = ready().await;
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        status == StatusCode::SERVICE_UNAVAILABLE
+            && body["error"]["code"] == "unavailable"
+            && message.contains("store")
+            && message.contains("bus")
+    })
+    .await;
+    assert!(both.is_some(), "{}", ready().await.1);
+    let health = node.health().await;
+    assert_eq!(
+        (health["status"].as_str(), health["database"].as_str()),
+        (Some("ok"), Some("down"))
+    );
+    assert!(
+        node.check("t", "alice", "doc", "read").await,
+        "cached answers go on"
+    );
+
+    pg.resume();
+    redis.resume();
+    assert!(
+        eventually(Duration::from_secs(15), is_ready)
+            .await
+            .is_some(),
+        "{}",
+        ready().await.1
+    );
+}

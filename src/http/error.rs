@@ -31,6 +31,8 @@ pub enum ApiError {
     /// 503 unavailable: the store cannot be reached, or (SQLite) its write lock could not be
     /// had in time; retrying later is safe.
     Unavailable,
+    /// 503 unavailable from /ready, saying why.
+    NotReady(String),
     /// 500 internal: a bug or a broken store; the cause is in the log.
     Internal,
 }
@@ -67,6 +69,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the policy store is unreachable or busy; retry later".into(),
+            ),
+            ApiError::NotReady(reasons) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("not ready: {reasons}"),
             ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

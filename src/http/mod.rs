@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(writes)
         .merge(reads)
         .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

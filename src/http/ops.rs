@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
+use super::error::ApiError;
 use crate::stats::Counts;
 
 #[derive(Serialize)]
@@ -54,6 +55,26 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         database,
         redis: state.app.bus.state().as_str(),
     })
+}
+
+/// Readiness: 200 while this instance can serve fresh answers, 503 with the reasons while it
+/// cannot, so that a load balancer sends requests elsewhere. Liveness is /health.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
+    let reasons = state.app.unready_because().await;
+    if reasons.is_empty() {
+        Ok(Json(ReadyResponse {
+            status: "ready",
+            server_id: state.app.server_id.clone(),
+        }))
+    } else {
+        Err(ApiError::NotReady(reasons.join("; ")))
+    }
+}
+
+#[derive(Serialize)]
+pub struct ReadyResponse {
+    status: &'static str,
+    server_id: String,
 }
 
 pub async fn cache_stats(State(state): State<AppState>) -> Json<CacheStatsResponse> {
