@@ -44,6 +44,26 @@ pub enum AppError {
 }
 
 impl App {
+    /// An instance on `store`, publishing on `bus`.
+    pub fn new(
+        server_id: String,
+        store: Arc<dyn Store>,
+        bus: Bus,
+        stats: Arc<Stats>,
+        store_timeout: Duration,
+        resync_interval: Duration,
+    ) -> Self {
+        Self {
+            server_id,
+            cache: TenantCache::new(store.clone(), stats.clone(), store_timeout),
+            store,
+            bus,
+            stats,
+            resync_interval,
+            last_resync: Mutex::new(Instant::now()),
+        }
+    }
+
     /// Commits `change`, then brings this instance's cache up to date and tells the others.
     /// The outcome is returned only after the commit; a failed publish never fails the write.
     pub async fn write(

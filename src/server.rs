@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::bus::{self, Bus};
-use crate::cache::TenantCache;
 use crate::config::{Config, Database};
 use crate::http::{self, AppState, Tokens};
 use crate::stats::Stats;
@@ -63,15 +62,14 @@ pub async fn run(
             (Bus::disabled(stats.clone()), None)
         }
     };
-    let app = Arc::new(App {
-        server_id: server_id.clone(),
-        cache: TenantCache::new(store.clone(), stats.clone(), config.store_timeout()),
-        store: store.clone(),
+    let app = Arc::new(App::new(
+        server_id.clone(),
+        store.clone(),
         bus,
         stats,
-        resync_interval: config.resync_interval(),
-        last_resync: std::sync::Mutex::new(std::time::Instant::now()),
-    });
+        config.store_timeout(),
+        config.resync_interval(),
+    ));
 
     let address = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&address)
