@@ -471,7 +471,7 @@ async fn ready_follows_what_the_instance_can_serve_while_health_stays_up() {
         1,
         pg.url(),
         Some(redis.url()),
-        &[("STORE_TIMEOUT_SECS", "1"), ("RESYNC_INTERVAL_SECS", "1")],
+        &[("STORE_TIMEOUT_SECS", "1"), ("RESYNC_INTERVAL_SECS", "2")],
     )
     .await;
     let node = &cluster[0];
@@ -498,7 +498,7 @@ async fn ready_follows_what_the_instance_can_serve_while_health_stays_up() {
     })
     .await;
     assert!(down.is_some());
-    let until = Instant::now() + Duration::from_secs(3);
+    let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         let (status, body) = ready().await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -506,7 +506,7 @@ async fn ready_follows_what_the_instance_can_serve_while_health_stays_up() {
 
     // The store down as well: not ready, and soon for both reasons; alive all along.
     pg.stop();
-    let both = eventually(Duration::from_secs(10), || async {
+    let both = eventually(Duration::from_secs(15), || async {
         let (status, body) = ready().await;
         let message = body["error"]["message"]
             .as_str()
