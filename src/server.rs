@@ -102,6 +102,7 @@ pub async fn run(
             admin: config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
             check: config.check_token.clone().map(|t| t.0).unwrap_or_default(),
         }),
+        metrics: http::metrics::install(),
     };
     let local = listener.local_addr().map_err(|source| StartError::Listen {
         address: address.clone(),

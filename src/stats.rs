@@ -67,6 +67,11 @@ macro_rules! counters {
             pub fn counts(&self) -> Counts {
                 Counts { $($name: self.$name.get(),)* }
             }
+
+            /// Every counter's name and value, for exporters.
+            pub fn each(&self, mut visit: impl FnMut(&'static str, u64)) {
+                $(visit(stringify!($name), self.$name.get());)*
+            }
         }
     };
 }

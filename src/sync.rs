@@ -78,9 +78,15 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
     };
     for (tenant, snapshot) in held {
         let revision = current.get(&tenant).copied().unwrap_or(0);
+        let lag = revision.saturating_sub(snapshot.revision());
+        metrics::gauge!("rbac_tenant_revision_lag", "tenant" => tenant.to_string()).set(lag as f64);
         if revision > snapshot.revision() {
             tracing::info!(%tenant, held = snapshot.revision(), revision, reason, "tenant behind the store");
             catch_up(&app, &tenant, revision, reason).await;
+            if !app.cache.is_behind(tenant.as_str(), revision) {
+                metrics::gauge!("rbac_tenant_revision_lag", "tenant" => tenant.to_string())
+                    .set(0.0);
+            }
         }
     }
     app.resynced();

@@ -429,3 +429,82 @@ async fn tokens_rotate_without_downtime() {
         "only the two authorized writes happened: {groups}"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_requests_by_route_and_the_counters() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster[0];
+    let connected = eventually(PROPAGATION, || async {
+        node.health().await["redis"] == "connected"
+    })
+    .await;
+    assert!(connected.is_some());
+    node.create_group("t", "g").await;
+    node.add_permission("t", "g", "doc", "read").await;
+    node.assign_user("t", "u", "g").await;
+    for _ in 0..3 {
+        assert!(node.check("t", "u", "doc", "read").await);
+    }
+    let (status, _) = node.get("/no-such-route", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let response = node.client.get(node.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format");
+    let sample = |metric: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| s.value.clone())
+    };
+    let counter = |metric: &str, labels: &[(&str, &str)]| match sample(metric, labels) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v)) => v,
+        other => panic!("{metric} {labels:?}: {other:?}\n{text}"),
+    };
+    let checks = [("route", "/check-access"), ("status", "200")];
+    assert_eq!(counter("rbac_http_requests_total", &checks), 3.0);
+    assert_eq!(
+        counter("rbac_http_request_duration_seconds_count", &checks),
+        3.0
+    );
+    match sample("rbac_http_request_duration_seconds", &checks) {
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            assert!(buckets.len() > 5, "{buckets:?}");
+            assert_eq!(buckets.last().unwrap().count, 3.0, "{buckets:?}");
+        }
+        other => panic!("no latency histogram: {other:?}\n{text}"),
+    }
+    assert_eq!(
+        counter(
+            "rbac_http_requests_total",
+            &[("route", "/create-group"), ("status", "201")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter(
+            "rbac_http_requests_total",
+            &[("route", "unmatched"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(counter("rbac_loads_total", &[]), 1.0);
+    assert!(counter("rbac_hits_total", &[]) >= 2.0);
+    assert_eq!(counter("rbac_messages_published_total", &[]), 3.0);
+    assert_eq!(counter("rbac_publish_failures_total", &[]), 0.0);
+    match sample("rbac_bus_connected", &[]) {
+        Some(prometheus_parse::Value::Gauge(v)) => assert_eq!(v, 1.0),
+        other => panic!("rbac_bus_connected: {other:?}"),
+    }
+}

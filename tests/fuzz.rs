@@ -96,6 +96,7 @@ impl Harness {
             let router = router(AppState {
                 app,
                 tokens: Arc::new(Tokens::default()),
+                metrics: None,
             });
             for (path, body) in [
                 ("/create-group", r#"{"tenant":"t","group":"g"}"#),

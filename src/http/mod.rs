@@ -3,6 +3,7 @@
 mod auth;
 mod error;
 mod extract;
+pub mod metrics;
 mod ops;
 mod reads;
 mod writes;
@@ -27,6 +28,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub app: Arc<App>,
     pub tokens: Arc<Tokens>,
+    /// Renders /metrics; without it requests are not measured and /metrics is 404.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The whole API, ready to serve or to drive directly in a test.
@@ -53,19 +56,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/groups", get(reads::groups))
         .route("/user-permissions", get(reads::user_permissions))
-        .route("/cache-stats", get(ops::cache_stats));
+        .route("/cache-stats", get(ops::cache_stats))
+        .route("/metrics", get(metrics::render));
     if state.tokens.guards_reads() {
         reads = reads.route_layer(from_fn_with_state(state.clone(), auth::require_reader));
     }
-    Router::new()
+    let mut api = Router::new()
         .merge(writes)
         .merge(reads)
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    if state.metrics.is_some() {
+        api = api.layer(metrics::RecordLayer);
+    }
+    api.with_state(state)
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

@@ -1,0 +1,194 @@
+//! GET /metrics in the Prometheus text format, and the per-request measurements behind it.
+//!
+//! The `metrics` facade records; `metrics-exporter-prometheus` formats. Requests are counted
+//! and timed per route and status by one middleware; the instance's counters (cache, bus,
+//! refreshes) are read from [`crate::stats`] at scrape time, so they cost nothing per request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Request latency buckets, in seconds: a cached check answers in tens of microseconds, a
+/// write in about a millisecond, a request that hits a store timeout in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide recorder and returns the handle that renders it; `None` when a
+/// recorder is installed already (only one per process).
+pub fn install() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    metrics::describe_counter!(
+        "rbac_http_requests_total",
+        "HTTP requests answered, by route and status."
+    );
+    metrics::describe_histogram!(
+        "rbac_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from the request's arrival to its response, by route and status."
+    );
+    metrics::describe_gauge!(
+        "rbac_tenant_revision_lag",
+        "Revisions a cached tenant was behind the store at the last resync (0 once caught up)."
+    );
+    Some(handle)
+}
+
+/// The routes requests are labelled with; anything else is "unmatched".
+const ROUTES: &[&str] = &[
+    "/check-access",
+    "/create-group",
+    "/delete-group",
+    "/add-permission",
+    "/remove-permission",
+    "/assign-user",
+    "/unassign-user",
+    "/refresh-tenant",
+    "/groups",
+    "/user-permissions",
+    "/cache-stats",
+    "/metrics",
+    "/health",
+    "/ready",
+    "unmatched",
+];
+
+/// The statuses the API answers with; anything else is "other".
+const STATUSES: &[&str] = &[
+    "200", "201", "400", "401", "403", "404", "405", "409", "413", "415", "500", "503", "other",
+];
+
+/// A request counter and latency histogram per (route, status), made on first use and kept:
+/// looking a metric up by name and labels on every request hashed and locked, and cost the
+/// check a tenth of its throughput.
+fn handles(route: usize, status: usize) -> &'static (metrics::Counter, metrics::Histogram) {
+    static HANDLES: OnceLock<Vec<OnceLock<(metrics::Counter, metrics::Histogram)>>> =
+        OnceLock::new();
+    let table = HANDLES.get_or_init(|| {
+        (0..ROUTES.len() * STATUSES.len())
+            .map(|_| OnceLock::new())
+            .collect()
+    });
+    table[route * STATUSES.len() + status].get_or_init(|| {
+        let labels = [("route", ROUTES[route]), ("status", STATUSES[status])];
+        (
+            metrics::counter!("rbac_http_requests_total", &labels),
+            metrics::histogram!("rbac_http_request_duration_seconds", &labels),
+        )
+    })
+}
+
+/// Counts and times every request, labelled with its route pattern (never the raw path, so
+/// the labels stay few) and status. A plain tower layer rather than a `from_fn` middleware,
+/// which boxes a future and clones the router's service on every request.
+#[derive(Clone, Copy, Default)]
+pub struct RecordLayer;
+
+impl<S> tower::Layer<S> for RecordLayer {
+    type Service = Record<S>;
+
+    fn layer(&self, inner: S) -> Record<S> {
+        Record { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Record<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for Record<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Recorded<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|m| ROUTES.iter().position(|r| *r == m.as_str()))
+            .unwrap_or(ROUTES.len() - 1);
+        Recorded {
+            inner: self.inner.call(request),
+            route,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Recorded<F> {
+        #[pin]
+        inner: F,
+        route: usize,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for Recorded<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let status = STATUSES
+                .iter()
+                .position(|s| *s == response.status().as_str())
+                .unwrap_or(STATUSES.len() - 1);
+            let (count, latency) = handles(*this.route, status);
+            count.increment(1);
+            latency.record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
+}
+
+pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(handle) = &state.metrics else {
+        return Err(ApiError::NotFound(
+            "metrics are not recorded by this server".into(),
+        ));
+    };
+    state.app.stats.each(|name, value| {
+        metrics::counter!(format!("rbac_{name}_total")).absolute(value);
+    });
+    let bus = state.app.bus.state();
+    metrics::gauge!("rbac_bus_connected")
+        .set(f64::from(u8::from(bus == crate::bus::BusState::Connected)));
+    metrics::gauge!("rbac_tenants_cached").set(state.app.cache.held().len() as f64);
+    handle.run_upkeep();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response())
+}
