@@ -4,7 +4,7 @@
 # axum baseline, measures, prints a table and writes it into docs/PERFORMANCE.md. Needs no
 # network beyond the package registries (wrk is installed with apt-get when missing).
 #
-#   scripts/bench.sh                  # about 4 minutes after the build
+#   scripts/bench.sh                  # about 5 minutes after the build
 #   BENCH_SECONDS=30 scripts/bench.sh # longer load phases
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +93,7 @@ wrk_ms() { # file percentile
 }
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
 
-log "HTTP: check-access, rbac-server and the bare axum endpoint by turns, 3 rounds of ${seconds}s each"
+log "HTTP: check-access, rbac-server and the bare axum endpoint by turns, 5 rounds of ${seconds}s each"
 "$bin/examples/bare_axum" --port "$port_bare" --requests "$work/requests.jsonl" &
 pid_bare=$!
 on_exit+=("kill $pid_bare 2>/dev/null")
@@ -104,20 +104,35 @@ wait_for_port "$port_bare"
 for url in "$a" "$bare"; do
     wrk -t"$threads" -c"$connections" -d3s -s scripts/bench/check.lua "$url" -- "$work/requests.jsonl" >/dev/null
 done
-# By turns, so that whatever else the machine does falls on both alike; the median round
-# of each is reported.
-for round in 1 2 3; do
-    run_wrk "$a" "$work/wrk-rbac-$round.txt"
-    run_wrk "$bare" "$work/wrk-bare-$round.txt"
+# By turns, each run after a short warm-up of its own and in alternating order, so that
+# whatever else the machine does falls on both alike; the median of the rounds is reported,
+# and every round's ratio beside it.
+rounds=5
+for round in $(seq 1 $rounds); do
+    if [ $((round % 2)) = 1 ]; then order="rbac bare"; else order="bare rbac"; fi
+    for which in $order; do
+        if [ "$which" = rbac ]; then url=$a; else url=$bare; fi
+        wrk -t"$threads" -c"$connections" -d2s -s scripts/bench/check.lua "$url" -- "$work/requests.jsonl" >/dev/null
+        run_wrk "$url" "$work/wrk-$which-$round.txt"
+    done
 done
 kill "$pid_bare"
-median() { sort -g | sed -n 2p; }
-rbac_rps=$(for r in 1 2 3; do wrk_rps "$work/wrk-rbac-$r.txt"; echo; done | median)
-bare_rps=$(for r in 1 2 3; do wrk_rps "$work/wrk-bare-$r.txt"; echo; done | median)
-rbac_p50=$(for r in 1 2 3; do wrk_ms "$work/wrk-rbac-$r.txt" 50%; echo; done | median)
-rbac_p99=$(for r in 1 2 3; do wrk_ms "$work/wrk-rbac-$r.txt" 99%; echo; done | median)
-bare_p50=$(for r in 1 2 3; do wrk_ms "$work/wrk-bare-$r.txt" 50%; echo; done | median)
-bare_p99=$(for r in 1 2 3; do wrk_ms "$work/wrk-bare-$r.txt" 99%; echo; done | median)
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+p50_of() { wrk_ms "$1" 50%; }
+p99_of() { wrk_ms "$1" 99%; }
+median_of() { # rbac|bare, a function of a wrk output file
+    for r in $(seq 1 $rounds); do "$2" "$work/wrk-$1-$r.txt"; echo; done | median
+}
+rbac_rps=$(median_of rbac wrk_rps)
+rbac_p50=$(median_of rbac p50_of)
+rbac_p99=$(median_of rbac p99_of)
+bare_rps=$(median_of bare wrk_rps)
+bare_p50=$(median_of bare p50_of)
+bare_p99=$(median_of bare p99_of)
+round_ratios=$(for r in $(seq 1 $rounds); do
+    awk -v a="$(wrk_rps "$work/wrk-rbac-$r.txt")" -v b="$(wrk_rps "$work/wrk-bare-$r.txt")" \
+        'BEGIN { printf "%.2f ", a / b }'
+done)
 
 log "propagation (200 trials each)"
 prop_standard=$("$driver" propagation --writer "$a" --reader "$b" --tenant tenant-000)
@@ -160,9 +175,9 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 
 | What | Measured | Target |
 |---|---|---|
-| check-access, rbac-server (wrk, $threads threads, $connections connections, median of 3) | $rbac_rps req/s, p50 $rbac_p50 ms, p99 $rbac_p99 ms | |
-| check-access, bare axum + one HashMap (median of 3) | $bare_rps req/s, p50 $bare_p50 ms, p99 $bare_p99 ms | |
-| ratio rbac-server / bare: req/s, p99 | $(ratio "$rbac_rps" "$bare_rps"), $(ratio "$rbac_p99" "$bare_p99") | >= 0.90, <= 1.20 |
+| check-access, rbac-server (wrk, $threads threads, $connections connections, median of $rounds) | $rbac_rps req/s, p50 $rbac_p50 ms, p99 $rbac_p99 ms | |
+| check-access, bare axum + one HashMap (median of $rounds) | $bare_rps req/s, p50 $bare_p50 ms, p99 $bare_p99 ms | |
+| ratio rbac-server / bare: req/s, p99 | $(ratio "$rbac_rps" "$bare_rps"), $(ratio "$rbac_p99" "$bare_p99") (req/s ratio of each round: ${round_ratios% }) | >= 0.90, <= 1.20 |
 | in-process check, standard tenant (1 core) | $check_standard checks/s | >= 5000000 |
 | in-process check, large tenant (1 core) | $check_large checks/s | >= 5000000 |
 | build the large tenant from its rows (in process) | $(printf '%.0f' "$load_large_ms") ms | |

@@ -5,12 +5,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, build_policy,
-    replay, stored, within,
+    BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, assign_row,
+    build_policy, replay, stored, within,
 };
 use crate::policy::{Change, TenantName, TenantPolicy};
 
@@ -107,15 +108,18 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-        let assignments: Vec<(String, String)> =
-            sqlx::query_as("SELECT group_name, user_name FROM assignments WHERE tenant = $1")
-                .bind(tenant.as_str())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
+        let mut policy = build_policy(revision, groups, permissions)?;
+        let mut assignments = sqlx::query_as::<_, (String, String)>(
+            "SELECT group_name, user_name FROM assignments WHERE tenant = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch(&mut *tx);
+        while let Some((group, user)) = assignments.try_next().await.map_err(classify)? {
+            assign_row(&mut policy, &group, &user)?;
+        }
+        drop(assignments);
         tx.rollback().await.map_err(classify)?;
-
-        build_policy(revision, groups, permissions, assignments)
+        Ok(policy)
     }
 }
 
