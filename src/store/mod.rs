@@ -177,6 +177,25 @@ pub(crate) fn assign_row(
     Ok(())
 }
 
+/// A revision as stored (a signed integer, kept non-negative by the schema's CHECK).
+pub(crate) fn to_revision(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
+/// (tenant, revision) rows as [`Store::revisions`] answers them.
+pub(crate) fn revisions_by_tenant(
+    rows: Vec<(String, i64)>,
+) -> Result<HashMap<TenantName, u64>, StoreError> {
+    rows.into_iter()
+        .map(|(name, revision)| {
+            Ok((
+                stored(TenantName::parse("tenant", &name))?,
+                to_revision(revision),
+            ))
+        })
+        .collect()
+}
+
 /// A changelog row as both backends read it.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ChangelogRow {

@@ -11,7 +11,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::{
     BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, assign_row,
-    build_policy, replay, stored, within,
+    build_policy, replay, revisions_by_tenant, to_revision, within,
 };
 use crate::policy::{Change, TenantName, TenantPolicy};
 
@@ -213,14 +213,7 @@ impl Store for PgStore {
                 .map_err(classify)
         })
         .await?;
-        rows.into_iter()
-            .map(|(name, revision)| {
-                Ok((
-                    stored(TenantName::parse("tenant", &name))?,
-                    to_revision(revision),
-                ))
-            })
-            .collect()
+        revisions_by_tenant(rows)
     }
 
     async fn changes_since(
@@ -278,11 +271,6 @@ async fn revision_in(
         .await
         .map_err(classify)?;
     Ok(revision.map_or(0, to_revision))
-}
-
-fn to_revision(stored: i64) -> u64 {
-    // The schema's CHECK constraint keeps revisions non-negative.
-    u64::try_from(stored).unwrap_or(0)
 }
 
 /// Sorts a database error into "the store is not there" and everything else.

@@ -19,7 +19,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{
     BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, assign_row,
-    build_policy, replay, stored, within,
+    build_policy, replay, revisions_by_tenant, to_revision, within,
 };
 use crate::policy::{Change, TenantName, TenantPolicy};
 
@@ -245,14 +245,7 @@ impl Store for SqliteStore {
             .map_err(classify)
         })
         .await?;
-        rows.into_iter()
-            .map(|(name, revision)| {
-                Ok((
-                    stored(TenantName::parse("tenant", &name))?,
-                    to_revision(revision),
-                ))
-            })
-            .collect()
+        revisions_by_tenant(rows)
     }
 
     async fn changes_since(
@@ -393,11 +386,6 @@ async fn apply(
         }
         Err(e) => Err(classify(e)),
     }
-}
-
-fn to_revision(stored: i64) -> u64 {
-    // The schema's CHECK constraint keeps revisions non-negative.
-    u64::try_from(stored).unwrap_or(0)
 }
 
 /// Sorts a database error into "the store is not there (or too busy)" and everything else.
