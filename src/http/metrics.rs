@@ -45,8 +45,8 @@ pub fn install() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
-/// The routes requests are labelled with; anything else is "unmatched".
-const ROUTES: &[&str] = &[
+/// Every route of the API, then "unmatched": the labels requests are recorded under.
+pub const ROUTES: &[&str] = &[
     "/check-access",
     "/create-group",
     "/delete-group",
