@@ -60,6 +60,17 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
             .map(|(_, v)| v)
     }
 
+    /// Whether `key`, whose hash is `hash`, is in the map.
+    fn holds<Q>(&self, hash: u64, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.shards[shard_of(hash)]
+            .find(hash, |(k, _)| k.borrow() == key)
+            .is_some()
+    }
+
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -83,11 +94,11 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
+        let hash = self.hash(key);
+        if !self.holds(hash, key) {
             // Do not copy a shard to find nothing in it.
             return None;
         }
-        let hash = self.hash(key);
         self.shard_mut(hash)
             .find_mut(hash, |(k, _)| k.borrow() == key)
             .map(|(_, v)| v)
@@ -115,10 +126,10 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
+        let hash = self.hash(key);
+        if !self.holds(hash, key) {
             return None;
         }
-        let hash = self.hash(key);
         match self
             .shard_mut(hash)
             .find_entry(hash, |(k, _)| k.borrow() == key)
