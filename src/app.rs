@@ -1,13 +1,18 @@
 //! What the server does, independent of HTTP: writes that commit, update the cache and
 //! publish; reads from the cache with read-your-writes; and the refresh an operator asks for.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use crate::bus::BusState;
 
 use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
+use crate::keys::ring::KeyRing;
+use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName};
 use crate::stats::{Stats, bump};
 use crate::store::{Store, StoreError, WriteOutcome};
@@ -21,6 +26,8 @@ pub struct App {
     pub server_id: String,
     pub store: Arc<dyn Store>,
     pub cache: TenantCache,
+    /// The API keys in force.
+    pub keys: KeyRing,
     pub bus: Bus,
     pub stats: Arc<Stats>,
     /// The sweep's period: with the bus down, how stale a cached tenant may get.
@@ -56,6 +63,7 @@ impl App {
         Self {
             server_id,
             cache: TenantCache::new(store.clone(), stats.clone(), store_timeout),
+            keys: KeyRing::default(),
             store,
             bus,
             stats,
@@ -64,17 +72,38 @@ impl App {
         }
     }
 
-    /// Commits `change`, then brings this instance's cache up to date and tells the others.
-    /// The outcome is returned only after the commit; a failed publish never fails the write.
+    /// Commits `change` on behalf of `actor`, then brings this instance's cache up to date
+    /// and tells the others. The outcome is returned only after the commit; a failed publish
+    /// never fails the write.
+    ///
+    /// Runs as a task of its own: the caller may be dropped at any await (the client hangs
+    /// up, the request's deadline passes), and a committed change must still reach this
+    /// instance's cache and the bus, not wait for the next sweep.
     pub async fn write(
+        self: &Arc<Self>,
+        tenant: &TenantName,
+        change: Change,
+        actor: Option<&str>,
+    ) -> Result<WriteOutcome, AppError> {
+        let app = self.clone();
+        let tenant = tenant.clone();
+        let actor = actor.map(str::to_owned);
+        detached(async move { app.commit(&tenant, change, actor.as_deref()).await }).await
+    }
+
+    async fn commit(
         &self,
         tenant: &TenantName,
         change: Change,
+        actor: Option<&str>,
     ) -> Result<WriteOutcome, AppError> {
-        let outcome = self.store.write(tenant, &change, &self.server_id).await?;
+        let outcome = self
+            .store
+            .write(tenant, &change, &self.server_id, actor)
+            .await?;
         if outcome.changed {
             tracing::info!(%tenant, revision = outcome.revision, operation = change.operation(),
-                "write committed");
+                actor, "write committed");
             if let Err(e) = self.cache.record_write(tenant, &change, outcome).await {
                 tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
                     "cache not updated after write; the next sweep will");
@@ -164,6 +193,62 @@ impl App {
         Ok(snapshot.revision())
     }
 
+    /// Stores a new key and puts it in force here at once; the other instances are told.
+    /// A task of its own, like [`App::write`].
+    pub async fn create_key(self: &Arc<Self>, key: NewKey) -> Result<KeyRecord, AppError> {
+        let app = self.clone();
+        detached(async move {
+            let record = app.store.create_key(&key).await?;
+            tracing::info!(id = %record.id, scope = %record.scope, role = record.role.as_str(),
+                created_by = record.created_by.as_deref(), "API key created");
+            app.keys_changed("create-api-key").await;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Revokes a key: once this returns, the key no longer works on this instance, and the
+    /// other instances are told. A task of its own, like [`App::write`]: a revocation that
+    /// committed must take effect even if the caller is gone.
+    pub async fn revoke_key(self: &Arc<Self>, id: &str) -> Result<Revocation, AppError> {
+        let app = self.clone();
+        let id = id.to_owned();
+        detached(async move {
+            let outcome = app.store.revoke_key(&id).await?;
+            if outcome == Revocation::Revoked {
+                tracing::info!(id, "API key revoked");
+                app.keys.forget(&id).await;
+                app.keys_changed("revoke-api-key").await;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Every key, revoked ones included, as the store has them now.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, AppError> {
+        Ok(self.store.keys().await?)
+    }
+
+    /// Reloads the keys here, then tells the other instances to reload theirs. A failed
+    /// reload is retried by the sweep; the change is committed either way.
+    async fn keys_changed(&self, operation: &str) {
+        if let Err(e) = self.reload_keys().await {
+            tracing::warn!(error = %crate::error_chain(&e),
+                "keys not reloaded after a change; the next sweep will");
+        }
+        self.bus
+            .publish(Message::keys_changed(operation, &self.server_id));
+    }
+
+    /// Replaces the keys in force with the store's.
+    pub async fn reload_keys(&self) -> Result<(), StoreError> {
+        let count = self.keys.reload(&*self.store).await?;
+        bump(&self.stats.key_reloads);
+        tracing::debug!(count, "API keys reloaded");
+        Ok(())
+    }
+
     /// Why this instance cannot serve fresh answers now, if it cannot: the store does not
     /// answer (tenants not cached cannot load), or the bus is down and no resync has succeeded
     /// for longer than the sweep should take (cached tenants may be stale past the bound).
@@ -199,4 +284,14 @@ impl App {
             Ok(Ok(()))
         )
     }
+}
+
+/// Runs `work` as a task of its own, in the caller's span, and waits for it: dropping the
+/// wait does not stop the work.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, AppError>> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::spawn(work.instrument(tracing::Span::current()))
+        .await
+        .unwrap_or_else(|e| Err(AppError::Store(StoreError::Internal(Box::new(e)))))
 }

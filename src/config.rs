@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Parser, ValueEnum};
 
+use crate::redact::{redact_url, scrub_passwords};
+
 /// A multi-tenant RBAC policy server.
 ///
 /// Every option is also read from the environment variable named beside it; a flag wins over
@@ -28,8 +30,9 @@ pub struct Config {
     #[arg(long, env = "SERVER_ID", value_parser = NonEmptyStringValueParser::new())]
     server_id: Option<String>,
 
-    /// The source of truth: postgres://user:password@host:port/database for PostgreSQL, or
-    /// sqlite:path for an SQLite file. Unset: an embedded SQLite database in DATA_DIR.
+    /// The source of truth: postgres://user:password@host:port/database for PostgreSQL (add
+    /// ?sslmode=require or ?sslmode=verify-full for TLS), or sqlite:path for an SQLite file.
+    /// Unset: an embedded SQLite database in DATA_DIR.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
     database_url: Option<String>,
 
@@ -38,7 +41,8 @@ pub struct Config {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
 
-    /// Redis URL (redis://host:port). Unset: no bus, for a single instance.
+    /// Redis URL: redis://[:password@]host:port, or rediss:// for TLS. Unset: no bus, for a
+    /// single instance.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
     pub redis_url: Option<String>,
 
@@ -77,6 +81,13 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     pub shutdown_timeout_secs: u64,
+
+    /// Seconds a request may take before it is answered 503 and abandoned: a slow client,
+    /// a store that answers slowly several times over. A write already committed still
+    /// finishes (cache update, bus message).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
 
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -125,8 +136,7 @@ pub enum Database {
 impl fmt::Debug for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // A PostgreSQL URL may carry a password.
-            Database::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+            Database::Postgres(url) => write!(f, "Postgres({:?})", redact_url(url)),
             Database::Sqlite(url) => write!(f, "Sqlite({url:?})"),
             Database::Embedded(dir) => write!(f, "Embedded({dir:?})"),
         }
@@ -167,8 +177,10 @@ impl Config {
             }
         }
         if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str())
-                .map_err(|e| format!("REDIS_URL is not a valid Redis URL: {e}"))?;
+            redis::Client::open(url.as_str()).map_err(|e| {
+                let e = scrub_passwords(&e.to_string(), url);
+                format!("REDIS_URL is not a valid Redis URL: {e}")
+            })?;
         }
         Ok(())
     }
@@ -202,6 +214,10 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
 }
 
 /// Clap's message on one line: the error and its details, without the usage and help hints.
@@ -219,13 +235,12 @@ fn first_line(message: &str) -> String {
 /// Secrets (URLs carry passwords, tokens are keys) never reach a log line.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |set: bool| if set { "<redacted>" } else { "<unset>" };
         f.debug_struct("Config")
             .field("port", &self.port)
             .field("host", &self.host)
             .field("server_id", &self.server_id())
             .field("database", &self.database())
-            .field("redis_url", &redacted(self.redis_url.is_some()))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_channel", &self.redis_channel)
             .field("admin_token", &self.admin_token)
             .field("check_token", &self.check_token)
@@ -233,6 +248,7 @@ impl fmt::Debug for Config {
             .field("changelog_retention_hours", &self.changelog_retention_hours)
             .field("store_timeout_secs", &self.store_timeout_secs)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -322,17 +338,26 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_redacts_secrets() {
+    fn debug_output_redacts_secrets_and_shows_where_the_servers_are() {
         let config = parse(&[
             "--database-url",
-            "postgres://user:hunter2@x/y",
+            "postgres://user:hunter2@db.internal:5433/y?sslmode=require",
+            "--redis-url",
+            "rediss://:swordfish@cache.internal:6380/#insecure",
             "--admin-token",
             "sekret",
         ])
         .unwrap();
         let debug = format!("{config:?}");
+        for secret in ["hunter2", "swordfish", "sekret"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
         assert!(
-            !debug.contains("hunter2") && !debug.contains("sekret"),
+            debug.contains("postgres://user:***@db.internal:5433/y?sslmode=require"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("rediss://:***@cache.internal:6380/#insecure"),
             "{debug}"
         );
     }

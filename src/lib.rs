@@ -12,11 +12,13 @@
 //! - [`store`]: the source of truth behind the [`store::Store`] trait; [`store::sqlite`] and
 //!   [`store::postgres`] are its backends. All SQL lives there.
 //! - [`cache`]: per-tenant snapshots, swapped atomically, loaded on first use.
+//! - [`keys`]: API keys and what a credential grants; [`keys::ring`] holds the keys in force.
 //! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub.
 //! - [`sync`]: what a message or a periodic sweep does to the cache.
 //! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).
 //! - [`http`]: the REST API, its auth and its error format.
 //! - [`server`]: start-up, serving and shutdown; [`config`] and [`telemetry`] feed it.
+//! - [`redact`]: keeping the passwords in the store and Redis URLs out of anything shown.
 //!
 //! A write travels: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction)
 //! -> [`cache::TenantCache::record_write`] -> [`bus::Bus::publish`]. On another instance the
@@ -28,7 +30,9 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod http;
+pub mod keys;
 pub mod policy;
+pub mod redact;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::bus::{self, Bus};
 use crate::config::{Config, Database};
 use crate::http::{self, AppState, Tokens};
+use crate::redact::redact_url;
 use crate::stats::Stats;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -79,7 +80,16 @@ pub async fn run(
             source,
         })?;
 
+    // Before serving, so that a key works from the first request; if the store fails now,
+    // the sweep tries again and key-authenticated requests get 503 meanwhile.
+    if let Err(e) = app.reload_keys().await {
+        tracing::warn!(error = %crate::error_chain(&e), "API keys could not be loaded yet");
+    }
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(sync::key_reloads(
+        app.clone(),
+        stopping.clone(),
+    )));
     if let (Some(link), Some(url)) = (link, &config.redis_url) {
         tasks.extend(bus::redis::spawn(
             app.clone(),
@@ -98,11 +108,12 @@ pub async fn run(
 
     let state = AppState {
         app,
-        tokens: Arc::new(Tokens {
-            admin: config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
-            check: config.check_token.clone().map(|t| t.0).unwrap_or_default(),
-        }),
+        tokens: Arc::new(Tokens::new(
+            config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
+            config.check_token.clone().map(|t| t.0).unwrap_or_default(),
+        )),
         metrics: http::metrics::install(),
+        request_timeout: config.request_timeout(),
     };
     let local = listener.local_addr().map_err(|source| StartError::Listen {
         address: address.clone(),
@@ -146,7 +157,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     Ok(match config.database() {
         Database::Postgres(url) => {
             let store = PgStore::connect(&url, timeout).await?;
-            tracing::info!("store: PostgreSQL");
+            tracing::info!(url = %redact_url(&url), "store: PostgreSQL");
             Arc::new(store)
         }
         Database::Sqlite(url) => {

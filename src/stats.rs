@@ -115,6 +115,10 @@ counters! {
     sweep_failures,
     /// Changelog entries deleted by retention.
     changelog_pruned,
+    /// Times the API keys in force were reloaded from the store.
+    key_reloads,
+    /// Key reloads that failed (the keys held stay in force until one succeeds).
+    key_reload_failures,
 }
 
 /// Adds one to a counter.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::bus::Message;
+use crate::bus::{Message, Notice};
 use crate::policy::TenantName;
 use crate::stats::bump;
 
@@ -30,24 +30,35 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
             return;
         }
     };
-    if notice.server_id == app.server_id {
+    if notice.server_id() == app.server_id {
         bump(&app.stats.own_messages_ignored);
-        tracing::debug!(tenant = %notice.tenant, revision = notice.revision, "ignoring own message");
+        tracing::debug!(?notice, "ignoring own message");
         return;
     }
-    if !app.cache.is_behind(notice.tenant.as_str(), notice.revision) {
+    let (tenant, revision, from) = match notice {
+        Notice::Keys { .. } => {
+            // Key messages carry no revision to compare: every one reloads, and the
+            // reloading task folds a burst into one reload.
+            app.keys.request_reload();
+            return;
+        }
+        Notice::Tenant {
+            tenant,
+            revision,
+            server_id,
+        } => (tenant, revision, server_id),
+    };
+    if !app.cache.is_behind(tenant.as_str(), revision) {
         bump(&app.stats.stale_messages_ignored);
         return;
     }
-    if !app.cache.schedule(notice.tenant.as_str(), notice.revision) {
+    if !app.cache.schedule(tenant.as_str(), revision) {
         bump(&app.stats.coalesced_messages);
         return;
     }
-    tracing::debug!(tenant = %notice.tenant, revision = notice.revision, from = %notice.server_id,
-        "tenant behind; refreshing");
+    tracing::debug!(%tenant, revision, %from, "tenant behind; refreshing");
     let app = app.clone();
     tokio::spawn(async move {
-        let tenant = notice.tenant;
         match app.cache.run_scheduled(&tenant).await {
             Ok(true) => bump(&app.stats.refreshes_applied),
             Ok(false) => {}
@@ -59,9 +70,10 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
     });
 }
 
-/// Compares every cached tenant's revision with the store's in one query and refreshes those
-/// behind.
+/// Reloads the API keys, then compares every cached tenant's revision with the store's in one
+/// query and refreshes those behind.
 pub async fn resync(app: Arc<App>, reason: &'static str) {
+    reload_keys(&app, reason).await;
     let held = app.cache.held();
     if held.is_empty() {
         app.resynced();
@@ -125,6 +137,25 @@ pub async fn sweep(
                 }
             }
         }
+    }
+}
+
+/// Reloads the keys whenever a key message asks, until shutdown.
+pub async fn key_reloads(app: Arc<App>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = app.keys.reload_requested() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        reload_keys(&app, "message").await;
+    }
+}
+
+async fn reload_keys(app: &App, reason: &'static str) {
+    if let Err(e) = app.reload_keys().await {
+        bump(&app.stats.key_reload_failures);
+        tracing::warn!(reason, error = %crate::error_chain(&e),
+            "API keys could not be reloaded; the keys held stay in force until the next try");
     }
 }
 

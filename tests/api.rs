@@ -1603,16 +1603,17 @@ fn not_quite(token: &str) -> Vec<String> {
     ]
 }
 
-/// Writes with valid bodies, and a few with bad bodies, that must all be 401 without the admin
-/// token; returns the failures.
+/// Writes with valid bodies, and a few with bad bodies, that must all be refused with
+/// `status` and `code` with each of `authorizations`; returns the failures.
 async fn writes_are_refused(
     node: &Instance,
     authorizations: &[Option<String>],
+    (status, code): (u16, &str),
 ) -> (Vec<String>, usize) {
     let mut requests = Vec::new();
     for endpoint in write_endpoints() {
         requests.push(endpoint.valid());
-        // Authentication comes first: a bad body from a stranger is still 401.
+        // The credential comes first: a bad body from a stranger is still 401 (403).
         requests.push(endpoint.raw(
             "with truncated JSON",
             "{\"tenant\":",
@@ -1633,7 +1634,7 @@ async fn writes_are_refused(
         for request in &requests {
             total += 1;
             let reply = send(node, request, authorization.as_deref()).await;
-            if let Some(problem) = error_mismatch(&reply, 401, "unauthorized") {
+            if let Some(problem) = error_mismatch(&reply, status, code) {
                 failures.push(format!(
                     "{} with Authorization {authorization:?}: {problem}",
                     request.label
@@ -1721,7 +1722,7 @@ async fn with_an_admin_token_writes_need_it_and_reads_stay_open() {
 
     let mut authorizations = vec![None];
     authorizations.extend(not_quite(ADMIN).into_iter().map(Some));
-    let (failures, total) = writes_are_refused(node, &authorizations).await;
+    let (failures, total) = writes_are_refused(node, &authorizations, (401, "unauthorized")).await;
     let after = observe(&cluster, "acme").await;
     assert_refused_and_unchanged(&failures, total, &before, &after, "a 401'd write");
 
@@ -1760,12 +1761,22 @@ async fn with_a_check_token_reads_need_it_or_the_admin_token_and_it_may_not_writ
     let node = &cluster[0];
     let before = observe(&cluster, "acme").await;
 
-    // The check token, and anything else but the admin token, may not write.
-    let mut authorizations = vec![None, Some(format!("Bearer {CHECKER}"))];
+    // Anything but the admin token may not write: the check token is a valid credential
+    // without the role (403), anything else is no credential (401).
+    let mut authorizations = vec![None];
     authorizations.extend(not_quite(ADMIN).into_iter().map(Some));
-    let (failures, total) = writes_are_refused(node, &authorizations).await;
+    let (mut failures, mut total) =
+        writes_are_refused(node, &authorizations, (401, "unauthorized")).await;
+    let (forbidden, count) = writes_are_refused(
+        node,
+        &[Some(format!("Bearer {CHECKER}"))],
+        (403, "forbidden"),
+    )
+    .await;
+    failures.extend(forbidden);
+    total += count;
     let after = observe(&cluster, "acme").await;
-    assert_refused_and_unchanged(&failures, total, &before, &after, "a 401'd write");
+    assert_refused_and_unchanged(&failures, total, &before, &after, "a refused write");
 
     // Reads need one of the two tokens, before their query is even looked at.
     let mut cases = Vec::new();

@@ -409,10 +409,7 @@ async fn tokens_rotate_without_downtime() {
     };
     assert_eq!(write(Some("admin-new"), "a").await, StatusCode::CREATED);
     assert_eq!(write(Some("admin-old"), "b").await, StatusCode::CREATED);
-    assert_eq!(
-        write(Some("check-new"), "c").await,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(write(Some("check-new"), "c").await, StatusCode::FORBIDDEN);
     assert_eq!(
         write(Some("admin-new,admin-old"), "d").await,
         StatusCode::UNAUTHORIZED

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use proptest::prelude::*;
 use rbac_server::app::App;
-use rbac_server::bus::{Bus, Message};
+use rbac_server::bus::{Bus, Message, Notice};
 use rbac_server::http::{AppState, Tokens, metrics, router};
 use rbac_server::policy::{GroupName, NameProblem, Resource, TenantName};
 use rbac_server::stats::Stats;
@@ -29,6 +29,9 @@ const FIELDS: &[&str] = &[
     "resource",
     "action",
     "min_revision",
+    "role",
+    "name",
+    "id",
     "Tenant",
     "extra",
 ];
@@ -39,6 +42,7 @@ fn documented(status: StatusCode, code: &str) -> bool {
         (status.as_u16(), code),
         (400, "invalid_request")
             | (401, "unauthorized")
+            | (403, "forbidden")
             | (404, "not_found")
             | (405, "method_not_allowed")
             | (409, "revision_not_reached")
@@ -47,6 +51,8 @@ fn documented(status: StatusCode, code: &str) -> bool {
             | (503, "unavailable")
     )
 }
+
+const ADMIN: &str = "fuzz-admin";
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -78,8 +84,10 @@ impl Harness {
             // Something to find: a group with a permission and a member.
             let router = router(AppState {
                 app,
-                tokens: Arc::new(Tokens::default()),
+                // Writes and key management guarded, reads open: every kind of route.
+                tokens: Arc::new(Tokens::new(vec![ADMIN.into()], Vec::new())),
                 metrics: None,
+                request_timeout: Duration::from_secs(30),
             });
             for (path, body) in [
                 ("/create-group", r#"{"tenant":"t","group":"g"}"#),
@@ -91,6 +99,7 @@ impl Harness {
             ] {
                 let request = Request::post(path)
                     .header("content-type", "application/json")
+                    .header("authorization", format!("Bearer {ADMIN}"))
                     .body(Body::from(body))
                     .unwrap();
                 let response = router.clone().oneshot(request).await.unwrap();
@@ -211,6 +220,13 @@ proptest! {
         content_type in prop::sample::select(&["application/json", "text/plain", ""][..]),
         body in body(),
         query in query(),
+        authorization in prop::sample::select(&[
+            "",
+            "Bearer fuzz-admin",
+            "Bearer fuzz-admin ",
+            "Bearer rbac_0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "Basic fuzz-admin",
+        ][..]),
     ) {
         thread_local! { static HARNESS: Harness = Harness::new(); }
         let route = if route.starts_with('/') { route } else { "/no-such-route" };
@@ -218,6 +234,9 @@ proptest! {
         let mut request = Request::builder().method(method).uri(uri);
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
+        }
+        if !authorization.is_empty() {
+            request = request.header("authorization", authorization);
         }
         let Ok(request) = request.body(Body::from(body)) else {
             // Not a request an HTTP server could receive (the URI did not parse).
@@ -264,7 +283,6 @@ proptest! {
         let name = TenantName::parse("tenant", tenant).unwrap();
         let message = Message::new(&name, "assign-user", "s", revision);
         let notice = Message::parse(&serde_json::to_vec(&message).unwrap()).unwrap();
-        prop_assert_eq!(notice.tenant, name);
-        prop_assert_eq!(notice.revision, revision);
+        prop_assert_eq!(notice, Notice::Tenant { tenant: name, server_id: "s".into(), revision });
     }
 }

@@ -7,12 +7,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rbac_server::keys::{NewKey, Revocation, Role, Scope};
 use rbac_server::policy::{
     Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
 };
 use rbac_server::store::postgres::PgStore;
 use rbac_server::store::sqlite::SqliteStore;
 use rbac_server::store::{Store, StoreError, WriteOutcome};
+use time::format_description::well_known::Rfc3339;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const SERVER: &str = "conformance";
@@ -77,7 +79,10 @@ fn unassign(g: &str, user: &str) -> Change {
 }
 
 async fn write(store: &dyn Store, t: &str, change: Change) -> WriteOutcome {
-    store.write(&tenant(t), &change, SERVER).await.unwrap()
+    store
+        .write(&tenant(t), &change, SERVER, None)
+        .await
+        .unwrap()
 }
 
 /// The policy the model gives for `changes` applied in order, at the revision a store
@@ -155,7 +160,7 @@ async fn adding_to_a_missing_group_fails_and_changes_nothing(store: Arc<dyn Stor
     let t = tenant("t");
     write(store.as_ref(), "t", create("g")).await;
     for change in [add("missing", "r", "a"), assign("missing", "u")] {
-        let err = store.write(&t, &change, SERVER).await.unwrap_err();
+        let err = store.write(&t, &change, SERVER, None).await.unwrap_err();
         assert!(
             matches!(&err, StoreError::GroupNotFound(g) if g.as_str() == "missing"),
             "{err:?}"
@@ -409,6 +414,85 @@ async fn concurrent_writers_get_a_gapless_sequence_of_revisions(store: Arc<dyn S
     assert_eq!(replayed, store.load(&t).await.unwrap());
 }
 
+fn new_key(id: &str, scope: Scope, role: Role) -> NewKey {
+    NewKey {
+        id: id.into(),
+        name: Some("deploy bot".into()),
+        scope,
+        role,
+        secret_hash: [7; 32],
+        created_by: Some("token:0badc0de".into()),
+    }
+}
+
+async fn keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_listed(
+    store: Arc<dyn Store>,
+) {
+    assert_eq!(store.keys().await.unwrap(), Vec::new());
+    let scoped = new_key(
+        "00000000000000a1",
+        Scope::Tenant(tenant("acme")),
+        Role::Check,
+    );
+    let global = NewKey {
+        name: None,
+        created_by: None,
+        secret_hash: [9; 32],
+        ..new_key("00000000000000b2", Scope::All, Role::Admin)
+    };
+    let first = store.create_key(&scoped).await.unwrap();
+    let second = store.create_key(&global).await.unwrap();
+    for (record, key) in [(&first, &scoped), (&second, &global)] {
+        assert_eq!(record.id, key.id);
+        assert_eq!(record.name, key.name);
+        assert_eq!(record.scope, key.scope);
+        assert_eq!(record.role, key.role);
+        assert_eq!(record.secret_hash, key.secret_hash);
+        assert_eq!(record.created_by, key.created_by);
+        assert_eq!(record.revoked_at, None);
+        assert!(
+            time::OffsetDateTime::parse(&record.created_at, &Rfc3339).is_ok(),
+            "{}",
+            record.created_at
+        );
+    }
+    assert_eq!(
+        store.keys().await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+
+    assert_eq!(
+        store.revoke_key(&first.id).await.unwrap(),
+        Revocation::Revoked
+    );
+    assert_eq!(
+        store.revoke_key(&first.id).await.unwrap(),
+        Revocation::AlreadyRevoked
+    );
+    assert_eq!(
+        store.revoke_key("00000000000000c3").await.unwrap(),
+        Revocation::NoSuchKey
+    );
+    let keys = store.keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    let revoked_at = keys[0]
+        .revoked_at
+        .as_deref()
+        .expect("the first key is revoked");
+    assert!(
+        time::OffsetDateTime::parse(revoked_at, &Rfc3339).is_ok(),
+        "{revoked_at}"
+    );
+    assert_eq!(keys[1], second, "revoking one key leaves the others alone");
+}
+
+async fn a_key_id_is_unique(store: Arc<dyn Store>) {
+    let key = new_key("00000000000000d4", Scope::All, Role::Check);
+    store.create_key(&key).await.unwrap();
+    assert!(store.create_key(&key).await.is_err());
+    assert_eq!(store.keys().await.unwrap().len(), 1);
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod postgres {
@@ -444,4 +528,6 @@ conformance!(
     changes_since_refuses_more_than_the_limit,
     pruned_history_is_not_replayed_but_the_state_stays,
     concurrent_writers_get_a_gapless_sequence_of_revisions,
+    keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_listed,
+    a_key_id_is_unique,
 );

@@ -24,24 +24,44 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// message is dropped and counted, and the periodic sweep makes up for it.
 const OUTBOX_CAPACITY: usize = 4096;
 
-/// A `tenant-refresh` message as it travels on the channel.
+/// A message as it travels on the channel: a `tenant-refresh` message ("tenant T reached
+/// revision R"), or, for the operations in [`KEY_OPERATIONS`], word that the API keys changed,
+/// with neither tenant nor revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
-    pub tenant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub operation: String,
     pub server_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
-    pub revision: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
+
+/// The operations whose messages say that the API keys changed.
+pub const KEY_OPERATIONS: &[&str] = &["create-api-key", "revoke-api-key"];
 
 /// A received message that made sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub tenant: TenantName,
-    pub server_id: String,
-    pub revision: u64,
+pub enum Notice {
+    /// The tenant reached the revision in the store.
+    Tenant {
+        tenant: TenantName,
+        server_id: String,
+        revision: u64,
+    },
+    /// A key was created or revoked.
+    Keys { server_id: String },
+}
+
+impl Notice {
+    pub fn server_id(&self) -> &str {
+        match self {
+            Notice::Tenant { server_id, .. } | Notice::Keys { server_id } => server_id,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,16 +72,31 @@ pub enum MessageError {
     Json(#[from] serde_json::Error),
     #[error("message names an invalid tenant: {0}")]
     Tenant(#[from] NameError),
+    #[error("a {0} message must carry a tenant and a revision")]
+    MissingTenant(String),
+    #[error("a {0} message must carry neither tenant nor revision")]
+    UnexpectedTenant(String),
 }
 
 impl Message {
     pub fn new(tenant: &TenantName, operation: &str, server_id: &str, revision: u64) -> Self {
         Self {
-            tenant: tenant.to_string(),
+            tenant: Some(tenant.to_string()),
             operation: operation.to_owned(),
             server_id: server_id.to_owned(),
             timestamp: OffsetDateTime::now_utc(),
-            revision,
+            revision: Some(revision),
+        }
+    }
+
+    /// Word that a key was created or revoked (`operation` is one of [`KEY_OPERATIONS`]).
+    pub fn keys_changed(operation: &str, server_id: &str) -> Self {
+        Self {
+            tenant: None,
+            operation: operation.to_owned(),
+            server_id: server_id.to_owned(),
+            timestamp: OffsetDateTime::now_utc(),
+            revision: None,
         }
     }
 
@@ -71,10 +106,21 @@ impl Message {
             return Err(MessageError::TooLarge(payload.len()));
         }
         let message: Message = serde_json::from_slice(payload)?;
-        Ok(Notice {
-            tenant: TenantName::parse("tenant", &message.tenant)?,
+        if KEY_OPERATIONS.contains(&message.operation.as_str()) {
+            if message.tenant.is_some() || message.revision.is_some() {
+                return Err(MessageError::UnexpectedTenant(message.operation));
+            }
+            return Ok(Notice::Keys {
+                server_id: message.server_id,
+            });
+        }
+        let (Some(tenant), Some(revision)) = (&message.tenant, message.revision) else {
+            return Err(MessageError::MissingTenant(message.operation));
+        };
+        Ok(Notice::Tenant {
+            tenant: TenantName::parse("tenant", tenant)?,
             server_id: message.server_id,
-            revision: message.revision,
+            revision,
         })
     }
 }
@@ -181,10 +227,27 @@ mod tests {
         assert!(text.contains("\"serverId\":\"server-3000\""), "{text}");
         assert_eq!(
             Message::parse(&json).unwrap(),
-            Notice {
+            Notice::Tenant {
                 tenant,
                 server_id: "server-3000".into(),
                 revision: 7
+            }
+        );
+    }
+
+    #[test]
+    fn a_keys_message_carries_no_tenant_and_round_trips() {
+        let message = Message::keys_changed("revoke-api-key", "server-3001");
+        let json = serde_json::to_vec(&message).unwrap();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(
+            !text.contains("tenant") && !text.contains("revision"),
+            "{text}"
+        );
+        assert_eq!(
+            Message::parse(&json).unwrap(),
+            Notice::Keys {
+                server_id: "server-3001".into()
             }
         );
     }
@@ -199,6 +262,10 @@ mod tests {
             br#"{"tenant":"t","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":-1}"#,
             br#"{"tenant":"","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":1}"#,
             br#"{"tenant":"t*","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":1}"#,
+            br#"{"operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":1}"#,
+            br#"{"tenant":"t","operation":"x","serverId":"s","timestamp":"2026-01-01T00:00:00Z"}"#,
+            br#"{"tenant":"t","operation":"revoke-api-key","serverId":"s","timestamp":"2026-01-01T00:00:00Z"}"#,
+            br#"{"operation":"create-api-key","serverId":"s","timestamp":"2026-01-01T00:00:00Z","revision":3}"#,
             &too_large,
         ] {
             assert!(Message::parse(payload).is_err(), "{:?}", String::from_utf8_lossy(payload));

@@ -4,6 +4,9 @@
 //! Neither task ever gives up. The subscriber reconnects with capped exponential backoff,
 //! pings to notice a connection that died without closing, and asks for a resync each time it
 //! (re)subscribes, since messages sent while it was away are gone for good.
+//!
+//! The URL may carry a password: it is shown only through [`redact_url`], and the client's
+//! errors only through [`scrub_passwords`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BusLink, BusState, Message, store_state};
 use crate::app::App;
+use crate::redact::{redact_url, scrub_passwords};
 use crate::stats::bump;
 use crate::sync;
 
@@ -36,6 +40,7 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, redis::RedisError> {
     let client = redis::Client::open(url)?;
+    tracing::info!(url = %redact_url(url), %channel, "bus: Redis");
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(CONNECT_TIMEOUT))
@@ -48,10 +53,18 @@ pub fn spawn(
             app.clone(),
             publisher,
             channel.clone(),
+            url.to_owned(),
             link.outbox,
             shutdown.clone(),
         )),
-        tokio::spawn(subscribe(app, client, channel, link.state, shutdown)),
+        tokio::spawn(subscribe(
+            app,
+            client,
+            channel,
+            url.to_owned(),
+            link.state,
+            shutdown,
+        )),
     ])
 }
 
@@ -59,6 +72,7 @@ async fn publish(
     app: Arc<App>,
     mut connection: redis::aio::ConnectionManager,
     channel: String,
+    url: String,
     mut outbox: tokio::sync::mpsc::Receiver<Message>,
     shutdown: CancellationToken,
 ) {
@@ -68,13 +82,13 @@ async fn publish(
             _ = shutdown.cancelled() => break,
         };
         let Some(message) = message else { return };
-        send(&app, &mut connection, &channel, message).await;
+        send(&app, &mut connection, &channel, &url, message).await;
     }
     // Let what is already queued go out, briefly: peers would otherwise wait for a sweep.
     outbox.close();
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
         while let Some(message) = outbox.recv().await {
-            send(&app, &mut connection, &channel, message).await;
+            send(&app, &mut connection, &channel, &url, message).await;
         }
     })
     .await;
@@ -84,6 +98,7 @@ async fn send(
     app: &App,
     connection: &mut redis::aio::ConnectionManager,
     channel: &str,
+    url: &str,
     message: Message,
 ) {
     let payload = match serde_json::to_string(&message) {
@@ -102,12 +117,13 @@ async fn send(
     match sent {
         Ok(receivers) => {
             bump(&app.stats.messages_published);
-            tracing::info!(tenant = %message.tenant, revision = message.revision,
-                operation = %message.operation, receivers, "published tenant-refresh");
+            tracing::info!(tenant = message.tenant.as_deref(), revision = message.revision,
+                operation = %message.operation, receivers, "published");
         }
         Err(e) => {
             bump(&app.stats.publish_failures);
-            tracing::warn!(tenant = %message.tenant, revision = message.revision, error = %e,
+            tracing::warn!(tenant = message.tenant.as_deref(), revision = message.revision,
+                error = %scrub_passwords(&e.to_string(), url),
                 "publish failed; peers will catch up at their next sweep");
         }
     }
@@ -117,6 +133,7 @@ async fn subscribe(
     app: Arc<App>,
     client: redis::Client,
     channel: String,
+    url: String,
     state: Arc<std::sync::atomic::AtomicU8>,
     shutdown: CancellationToken,
 ) {
@@ -145,8 +162,8 @@ async fn subscribe(
                 tracing::warn!(%channel, reason, "bus connection lost");
             }
             Err(e) => {
-                tracing::warn!(%channel, error = %e, retry_in_ms = backoff.as_millis() as u64,
-                    "cannot subscribe to Redis");
+                tracing::warn!(%channel, error = %scrub_passwords(&e.to_string(), &url),
+                    retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to Redis");
             }
         }
         tokio::select! {

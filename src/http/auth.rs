@@ -1,54 +1,119 @@
-//! Bearer-token checks: ADMIN_TOKEN guards writes, CHECK_TOKEN (or the admin token) guards
-//! reads. Tokens are compared in constant time, so response timing reveals nothing about them.
+//! Who is calling, and what they may do.
+//!
+//! A credential is a bearer token: one of the global tokens (ADMIN_TOKEN, CHECK_TOKEN; each a
+//! comma-separated list, so that a token can be rotated), or an API key, which is scoped to
+//! one tenant or to all and has the role `admin` or `check`. Global tokens are compared in
+//! constant time, every one of them on every request, so response timing reveals nothing
+//! about them; keys are verified by [`crate::keys::ring::KeyRing`].
+//!
+//! The middleware here answers 401 for a missing or unknown credential and 403 for one that
+//! lacks the route's role; it leaves a [`Caller`] for the handler, which checks the tenant
+//! scope once it has parsed the tenant.
 
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::keys::ring::Verdict;
+use crate::keys::{Grant, Role, Scope, SecretHash, hash_secret};
+use crate::policy::TenantName;
 
-/// The tokens this instance accepts, per role; several per role during a rotation. A role
-/// without tokens is open.
+/// The global tokens this instance accepts, per role; several per role during a rotation. A
+/// role without tokens is open.
 #[derive(Default)]
 pub struct Tokens {
-    pub admin: Vec<String>,
-    pub check: Vec<String>,
+    /// Each token's SHA-256, not the token: comparing digests of equal length leaks not even a
+    /// token's length, and the tokens themselves are not kept in memory.
+    admin: Vec<(SecretHash, Arc<Grant>)>,
+    check: Vec<(SecretHash, Arc<Grant>)>,
 }
 
 impl Tokens {
-    /// Whether writes need a token at all.
+    pub fn new(admin: Vec<String>, check: Vec<String>) -> Self {
+        let grants = |role, tokens: Vec<String>| {
+            tokens
+                .into_iter()
+                .map(|token| {
+                    let grant = Arc::new(Grant::global_token(role, &token));
+                    (hash_secret(&token), grant)
+                })
+                .collect()
+        };
+        Self {
+            admin: grants(Role::Admin, admin),
+            check: grants(Role::Check, check),
+        }
+    }
+
+    /// Whether writes need a credential at all.
     pub fn guards_writes(&self) -> bool {
         !self.admin.is_empty()
     }
 
-    /// Whether reads need a token at all.
+    /// Whether reads need a credential at all.
     pub fn guards_reads(&self) -> bool {
         !self.check.is_empty()
     }
 
-    fn may_write(&self, presented: Option<&str>) -> bool {
-        !self.guards_writes() || presented.is_some_and(|p| any_equal(p, &self.admin))
-    }
-
-    fn may_read(&self, presented: Option<&str>) -> bool {
-        !self.guards_reads()
-            || presented.is_some_and(|p| any_equal(p, &self.check) | any_equal(p, &self.admin))
+    /// The global token `presented` is, if any. Compares with every token, without stopping
+    /// at a match: the time taken says nothing about which token matched or how much of one.
+    fn global(&self, presented: &str) -> Option<&Arc<Grant>> {
+        let presented = hash_secret(presented);
+        self.admin
+            .iter()
+            .chain(&self.check)
+            .fold(None, |found, (token, grant)| {
+                let equal = bool::from(presented.ct_eq(token));
+                if equal && found.is_none() {
+                    Some(grant)
+                } else {
+                    found
+                }
+            })
     }
 }
 
-/// Compares with every token, without stopping at a match: the time taken says nothing about
-/// which token matched or how much of one.
-fn any_equal(presented: &str, tokens: &[String]) -> bool {
-    tokens
-        .iter()
-        .fold(false, |found, token| found | equal(presented, token))
+/// The credential a request was let in with; none when its route is open.
+#[derive(Clone, Default)]
+pub struct Caller(Option<Arc<Grant>>);
+
+impl Caller {
+    /// Parses the request's tenant and checks that the credential reaches it (403 if not).
+    pub fn tenant(&self, field: &'static str, value: &str) -> Result<TenantName, ApiError> {
+        let tenant = TenantName::parse(field, value)?;
+        super::request::record_tenant(tenant.as_str());
+        match &self.0 {
+            Some(grant) if !grant.scope.covers(&tenant) => Err(ApiError::Forbidden(format!(
+                "this credential is for tenant '{}' only",
+                grant.scope
+            ))),
+            _ => Ok(tenant),
+        }
+    }
+
+    /// Who to record as the author of a write.
+    pub fn actor(&self) -> Option<&str> {
+        self.0.as_ref().map(|grant| grant.actor.as_str())
+    }
 }
 
-fn equal(presented: &str, expected: &str) -> bool {
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default())
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
@@ -62,79 +127,157 @@ fn bearer(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub async fn require_admin(
+/// The grant of the request's credential: 401 without a valid one, 503 when it has the shape
+/// of a key but the keys could not be loaded yet.
+fn identify(state: &AppState, request: &Request) -> Result<Arc<Grant>, ApiError> {
+    let presented = bearer(request).ok_or(ApiError::Unauthorized)?;
+    if let Some(grant) = state.tokens.global(presented) {
+        return Ok(grant.clone());
+    }
+    match state.app.keys.verify(presented) {
+        Verdict::Valid(grant) => Ok(grant),
+        Verdict::Invalid => Err(ApiError::Unauthorized),
+        Verdict::Unknown => Err(ApiError::Unavailable),
+    }
+}
+
+fn let_in(mut request: Request, grant: Arc<Grant>) -> Request {
+    request.extensions_mut().insert(Caller(Some(grant)));
+    request
+}
+
+/// Writes: an admin credential.
+pub async fn require_writer(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if !state.tokens.may_write(bearer(&request)) {
-        return Err(ApiError::Unauthorized);
+    let grant = identify(&state, &request)?;
+    if !grant.may_write() {
+        return Err(ApiError::Forbidden(
+            "this credential may read but not write".into(),
+        ));
     }
-    Ok(next.run(request).await)
+    Ok(next.run(let_in(request, grant)).await)
 }
 
+/// Reads of one tenant: any credential.
 pub async fn require_reader(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if !state.tokens.may_read(bearer(&request)) {
-        return Err(ApiError::Unauthorized);
+    let grant = identify(&state, &request)?;
+    Ok(next.run(let_in(request, grant)).await)
+}
+
+/// Views of the whole instance (/cache-stats, /metrics), which name every tenant held: a
+/// credential for every tenant.
+pub async fn require_instance_reader(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let grant = identify(&state, &request)?;
+    if grant.scope != Scope::All {
+        return Err(ApiError::Forbidden(
+            "this view covers every tenant; this credential is for one".into(),
+        ));
     }
-    Ok(next.run(request).await)
+    Ok(next.run(let_in(request, grant)).await)
+}
+
+/// Key management: a global ADMIN_TOKEN, never a key, so that a leaked key cannot make more.
+pub async fn require_key_manager(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !state.tokens.guards_writes() {
+        return Err(ApiError::Forbidden(
+            "API keys are managed with ADMIN_TOKEN, which this instance does not have".into(),
+        ));
+    }
+    let grant = identify(&state, &request)?;
+    let is_admin_token = state
+        .tokens
+        .admin
+        .iter()
+        .any(|(_, admin)| Arc::ptr_eq(admin, &grant));
+    if !is_admin_token {
+        return Err(ApiError::Forbidden(
+            "only ADMIN_TOKEN may manage API keys".into(),
+        ));
+    }
+    Ok(next.run(let_in(request, grant)).await)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn tokens(admin: &[&str], check: &[&str]) -> Tokens {
+        let owned = |tokens: &[&str]| tokens.iter().map(|t| t.to_string()).collect();
+        Tokens::new(owned(admin), owned(check))
+    }
+
+    fn role(tokens: &Tokens, presented: &str) -> Option<Role> {
+        tokens.global(presented).map(|grant| grant.role)
+    }
+
     #[test]
-    fn during_a_rotation_every_listed_token_is_accepted() {
-        let tokens = Tokens {
-            admin: vec!["new-admin".into(), "old-admin".into()],
-            check: vec!["new-check".into(), "old-check".into()],
-        };
+    fn during_a_rotation_every_listed_token_is_accepted_with_its_role() {
+        let tokens = tokens(&["new-admin", "old-admin"], &["new-check", "old-check"]);
         for token in ["new-admin", "old-admin"] {
-            assert!(tokens.may_write(Some(token)));
-            assert!(tokens.may_read(Some(token)));
+            assert_eq!(role(&tokens, token), Some(Role::Admin));
         }
         for token in ["new-check", "old-check"] {
-            assert!(!tokens.may_write(Some(token)));
-            assert!(tokens.may_read(Some(token)));
+            assert_eq!(role(&tokens, token), Some(Role::Check));
         }
-        assert!(!tokens.may_read(Some("new-admin,old-admin")));
-        assert!(!tokens.may_read(Some("")));
+        for wrong in ["new-admin,old-admin", "", "new-admi", "new-adminx"] {
+            assert_eq!(role(&tokens, wrong), None, "{wrong:?}");
+        }
     }
 
     #[test]
-    fn without_tokens_everything_is_open() {
-        let tokens = Tokens::default();
-        assert!(tokens.may_write(None));
-        assert!(tokens.may_read(None));
+    fn rotated_tokens_are_told_apart_in_the_changelog() {
+        let tokens = tokens(&["new-admin", "old-admin"], &[]);
+        let new = tokens.global("new-admin").unwrap();
+        let old = tokens.global("old-admin").unwrap();
+        assert_ne!(new.actor, old.actor);
+        assert_eq!(new.scope, Scope::All);
     }
 
     #[test]
-    fn the_admin_token_guards_writes_only_when_no_check_token_is_set() {
-        let tokens = Tokens {
-            admin: vec!["adm".into()],
-            check: vec![],
-        };
-        assert!(tokens.may_write(Some("adm")));
-        assert!(!tokens.may_write(Some("ad")));
-        assert!(!tokens.may_write(None));
-        assert!(tokens.may_read(None));
+    fn a_role_without_tokens_is_open() {
+        let both = tokens(&["adm"], &["chk"]);
+        assert!(both.guards_writes() && both.guards_reads());
+        let admin_only = tokens(&["adm"], &[]);
+        assert!(admin_only.guards_writes() && !admin_only.guards_reads());
+        let none = Tokens::default();
+        assert!(!none.guards_writes() && !none.guards_reads());
     }
 
     #[test]
-    fn reads_accept_the_check_token_or_the_admin_token() {
-        let tokens = Tokens {
-            admin: vec!["adm".into()],
-            check: vec!["chk".into()],
-        };
-        assert!(tokens.may_read(Some("chk")));
-        assert!(tokens.may_read(Some("adm")));
-        assert!(!tokens.may_read(Some("nope")));
-        assert!(!tokens.may_read(None));
-        assert!(!tokens.may_write(Some("chk")));
+    fn a_scoped_caller_reaches_its_tenant_only() {
+        let acme = TenantName::parse("tenant", "acme").unwrap();
+        let caller = Caller(Some(Arc::new(Grant::key(
+            "0123456789abcdef",
+            Role::Check,
+            Scope::Tenant(acme),
+        ))));
+        assert!(caller.tenant("tenant", "acme").is_ok());
+        assert!(matches!(
+            caller.tenant("tenant", "other"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            caller.tenant("tenant", ""),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert_eq!(caller.actor(), Some("key:0123456789abcdef"));
+        let open = Caller::default();
+        assert!(open.tenant("tenant", "other").is_ok());
+        assert_eq!(open.actor(), None);
     }
 }

@@ -6,7 +6,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppError;
 use crate::policy::NameError;
@@ -18,6 +19,8 @@ pub enum ApiError {
     InvalidRequest(String),
     /// 401 unauthorized: the bearer token is missing or wrong.
     Unauthorized,
+    /// 403 forbidden: a valid credential without the role, tenant or scope the request needs.
+    Forbidden(String),
     /// 404 not_found: no such route, or the group a write adds to does not exist.
     NotFound(String),
     /// 405 method_not_allowed: the route exists, the method does not.
@@ -31,10 +34,28 @@ pub enum ApiError {
     /// 503 unavailable: the store cannot be reached, or (SQLite) its write lock could not be
     /// had in time; retrying later is safe.
     Unavailable,
+    /// 503 unavailable: the request did not finish within REQUEST_TIMEOUT_SECS.
+    TimedOut(std::time::Duration),
     /// 503 unavailable from /ready, saying why.
     NotReady(String),
     /// 500 internal: a bug or a broken store; the cause is in the log.
     Internal,
+}
+
+// Error responses are serialized from this struct, so that the schema /openapi.json gives for
+// them is the body's own and cannot drift from it.
+/// Every error: a stable `code` for programs and a `message` for people.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, meant for programs; each error response names the one it carries.
+    code: &'static str,
+    /// For people; may change.
+    message: String,
 }
 
 impl ApiError {
@@ -46,6 +67,7 @@ impl ApiError {
                 "unauthorized",
                 "a valid bearer token is required".into(),
             ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -70,6 +92,14 @@ impl ApiError {
                 "unavailable",
                 "the policy store is unreachable or busy; retry later".into(),
             ),
+            ApiError::TimedOut(timeout) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "the request did not finish within {} s; retry later",
+                    timeout.as_secs()
+                ),
+            ),
             ApiError::NotReady(reasons) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -87,7 +117,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        let body = json!({ "error": { "code": code, "message": message } });
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -1,17 +1,14 @@
 //! GET /metrics in the Prometheus text format, and the per-request measurements behind it.
 //!
 //! The `metrics` facade records; `metrics-exporter-prometheus` formats. Requests are counted
-//! and timed per route and status by one middleware; the instance's counters (cache, bus,
+//! and timed per route and status by [`super::request::RequestLayer`]; the instance's counters (cache, bus,
 //! refreshes) are read from [`crate::stats`] at scrape time, so they cost nothing per request.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, State};
-use axum::http::header;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -61,6 +58,10 @@ pub const ROUTES: &[&str] = &[
     "/metrics",
     "/health",
     "/ready",
+    "/create-api-key",
+    "/revoke-api-key",
+    "/api-keys",
+    "/openapi.json",
     "unmatched",
 ];
 
@@ -86,78 +87,14 @@ fn histogram(route: usize, status: usize) -> &'static metrics::Histogram {
     })
 }
 
-/// Times (and so counts) every request, labelled with its route pattern (never the raw path, so
-/// the labels stay few) and status. A plain tower layer rather than a `from_fn` middleware,
-/// which boxes a future and clones the router's service on every request.
-#[derive(Clone, Copy, Default)]
-pub struct RecordLayer;
-
-impl<S> tower::Layer<S> for RecordLayer {
-    type Service = Record<S>;
-
-    fn layer(&self, inner: S) -> Record<S> {
-        Record { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct Record<S> {
-    inner: S,
-}
-
-impl<S, B> tower::Service<axum::http::Request<B>> for Record<S>
-where
-    S: tower::Service<axum::http::Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Recorded<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .and_then(|m| ROUTES.iter().position(|r| *r == m.as_str()))
-            .unwrap_or(ROUTES.len() - 1);
-        Recorded {
-            inner: self.inner.call(request),
-            route,
-            started: Instant::now(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct Recorded<F> {
-        #[pin]
-        inner: F,
-        route: usize,
-        started: Instant,
-    }
-}
-
-impl<F, E> Future for Recorded<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            let status = STATUSES
-                .iter()
-                .position(|s| *s == response.status().as_str())
-                .unwrap_or(STATUSES.len() - 1);
-            histogram(*this.route, status).record(this.started.elapsed().as_secs_f64());
-        }
-        Poll::Ready(result)
-    }
+/// Records one answered request under its route pattern (never the raw path, so the labels
+/// stay few) and status; called by [`super::request::RequestLayer`].
+pub fn record(route: usize, status: StatusCode, elapsed: Duration) {
+    let status = STATUSES
+        .iter()
+        .position(|s| *s == status.as_str())
+        .unwrap_or(STATUSES.len() - 1);
+    histogram(route, status).record(elapsed.as_secs_f64());
 }
 
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {

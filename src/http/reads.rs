@@ -3,13 +3,17 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
-use crate::policy::{Action, Resource, TenantName, UserName};
+use super::openapi;
+use crate::policy::{Action, Resource, UserName};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     tenant: String,
@@ -20,13 +24,14 @@ pub struct CheckRequest {
     min_revision: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CheckResponse {
     allowed: bool,
     revision: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GroupsQuery {
     tenant: String,
@@ -34,27 +39,28 @@ pub struct GroupsQuery {
     min_revision: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct GroupsResponse {
     tenant: String,
     revision: u64,
     groups: Vec<GroupBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct GroupBody {
     name: String,
     permissions: Vec<PermissionBody>,
     members: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PermissionBody {
     resource: String,
     action: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     tenant: String,
@@ -63,7 +69,7 @@ pub struct UserQuery {
     min_revision: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserResponse {
     tenant: String,
     user: String,
@@ -72,29 +78,71 @@ pub struct UserResponse {
     permissions: Vec<GrantBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct GrantBody {
     resource: String,
     action: String,
     group: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/check-access",
+    tag = "reads",
+    summary = "may this user do this action on this resource?",
+    request_body = CheckRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The answer, allowed or not", body = CheckResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 409, response = openapi::RevisionNotReached),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 415, response = openapi::UnsupportedMediaType),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn check_post(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(req): JsonBody<CheckRequest>,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    check(&state, req).await
+    check(&state, &caller, req).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/check-access",
+    tag = "reads",
+    summary = "may this user do this action on this resource?",
+    params(CheckRequest),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The answer, allowed or not", body = CheckResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 409, response = openapi::RevisionNotReached),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn check_get(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(req): QueryParams<CheckRequest>,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    check(&state, req).await
+    check(&state, &caller, req).await
 }
 
-async fn check(state: &AppState, req: CheckRequest) -> Result<Json<CheckResponse>, ApiError> {
-    let tenant = TenantName::parse("tenant", &req.tenant)?;
+async fn check(
+    state: &AppState,
+    caller: &Caller,
+    req: CheckRequest,
+) -> Result<Json<CheckResponse>, ApiError> {
+    let tenant = caller.tenant("tenant", &req.tenant)?;
     let user = UserName::validate("user", &req.user)?;
     let resource = Resource::validate("resource", &req.resource)?;
     let action = Action::validate("action", &req.action)?;
@@ -105,11 +153,29 @@ async fn check(state: &AppState, req: CheckRequest) -> Result<Json<CheckResponse
     Ok(Json(CheckResponse { allowed, revision }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/groups",
+    tag = "reads",
+    summary = "a tenant's groups, permissions and members",
+    params(GroupsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every group of the tenant, sorted by name", body = GroupsResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 409, response = openapi::RevisionNotReached),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn groups(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<GroupsQuery>,
 ) -> Result<Json<GroupsResponse>, ApiError> {
-    let tenant = TenantName::parse("tenant", &query.tenant)?;
+    let tenant = caller.tenant("tenant", &query.tenant)?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
     let groups = snapshot
         .policy
@@ -132,11 +198,29 @@ pub async fn groups(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/user-permissions",
+    tag = "reads",
+    summary = "one user's groups and permissions",
+    params(UserQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's groups and the permissions they give", body = UserResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 409, response = openapi::RevisionNotReached),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn user_permissions(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<UserQuery>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    let tenant = TenantName::parse("tenant", &query.tenant)?;
+    let tenant = caller.tenant("tenant", &query.tenant)?;
     let user = UserName::parse("user", &query.user)?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
     let view = snapshot.policy.user(user.as_str());

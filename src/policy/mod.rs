@@ -9,6 +9,7 @@ mod tenant;
 
 pub use change::{Change, Permission};
 pub use name::{
-    Action, GroupName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName, UserName,
+    Action, GroupName, KeyName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName,
+    UserName,
 };
 pub use tenant::{AdvanceError, GroupView, TenantPolicy, UserView};

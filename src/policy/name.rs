@@ -133,6 +133,10 @@ name_type!(
     /// An action. In a permission, `*` alone matches every action; in a check it is literal.
     Action, wildcard: true
 );
+name_type!(
+    /// An API key's label, for the people who manage keys.
+    KeyName, wildcard: true
+);
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{
     Action, Change, GroupName, NameError, Permission, Resource, TenantName, TenantPolicy, UserName,
 };
@@ -79,8 +80,9 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The writes of one tenant are serialized across every server sharing the store. A write
     /// that changes something increments the tenant's revision by exactly one and records the
-    /// change in the changelog under that revision with `server_id`; a write that changes
-    /// nothing leaves both alone. Adding a permission or a member to a group that does not
+    /// change in the changelog under that revision with `server_id` and `actor` (the
+    /// credential's [`crate::keys::Grant::actor`], `None` when writes are open); a write that
+    /// changes nothing leaves both alone. Adding a permission or a member to a group that does not
     /// exist must fail with [`StoreError::GroupNotFound`] and change nothing. A tenant never
     /// written has revision 0.
     async fn write(
@@ -88,6 +90,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
+        actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError>;
 
     /// Loads the whole of `tenant` as one consistent snapshot: the policy returned is exactly
@@ -119,6 +122,16 @@ pub trait Store: Send + Sync + 'static {
     /// Tenants' current state is never affected: only the history used for incremental
     /// refreshes and auditing.
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError>;
+
+    /// Stores a new key, stamped with the store's clock.
+    async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError>;
+
+    /// Marks a key revoked, now. Revoked keys are kept, so that the changelog's actors stay
+    /// readable.
+    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError>;
+
+    /// Every key, revoked ones included, oldest first.
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
 
     /// Succeeds if the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -194,6 +207,46 @@ pub(crate) fn revisions_by_tenant(
             ))
         })
         .collect()
+}
+
+/// An `api_keys` row as both backends read it; timestamps are formatted by the SQL.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub role: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: String,
+    pub created_by: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl KeyRow {
+    pub fn into_record(self) -> Result<KeyRecord, StoreError> {
+        let scope = match &self.tenant {
+            None => Scope::All,
+            Some(tenant) => Scope::Tenant(stored(TenantName::parse("tenant", tenant))?),
+        };
+        let role = Role::parse(&self.role).ok_or_else(|| {
+            StoreError::Internal(
+                format!("key {} has an unknown role {:?}", self.id, self.role).into(),
+            )
+        })?;
+        let secret_hash = self.secret_hash.as_slice().try_into().map_err(|_| {
+            StoreError::Internal(format!("key {} has a malformed hash", self.id).into())
+        })?;
+        Ok(KeyRecord {
+            id: self.id,
+            name: self.name,
+            scope,
+            role,
+            secret_hash,
+            created_at: self.created_at,
+            created_by: self.created_by,
+            revoked_at: self.revoked_at,
+        })
+    }
 }
 
 /// A changelog row as both backends read it.

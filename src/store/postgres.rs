@@ -10,10 +10,23 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, assign_row,
-    build_policy, replay, revisions_by_tenant, to_revision, within,
+    BoxError, ChangeRow, ChangelogRow, KeyRow, OpenError, Store, StoreError, WriteOutcome,
+    assign_row, build_policy, replay, revisions_by_tenant, to_revision, within,
 };
+use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
+use crate::redact::{redact_url, scrub_passwords};
+
+/// An `api_keys` row as [`KeyRow`] reads it, timestamps as RFC 3339 in UTC.
+/// A macro, not a const, so that the queries stay `&'static str` literals.
+macro_rules! key_columns {
+    () => {
+        r#"id, name, tenant, role, secret_hash,
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+    created_by,
+    to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS revoked_at"#
+    };
+}
 
 /// Connections per instance. Checks never touch the database, so this only bounds concurrent
 /// writes and tenant loads.
@@ -27,16 +40,26 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` and brings the schema up to date.
+    /// Connects to `url` and brings the schema up to date. TLS is whatever the URL's
+    /// `sslmode` asks for.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, OpenError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| OpenError::Invalid(format!("DATABASE_URL is not usable: {e}")))?;
+        // The errors end up in a log line and on stderr, and the URL holds the password.
+        let scrubbed = |e: sqlx::Error| scrub_passwords(&e.to_string(), url);
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            OpenError::Invalid(format!("DATABASE_URL is not usable: {}", scrubbed(e)))
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(timeout)
             .connect_with(options)
             .await
-            .map_err(|e| OpenError::Unreachable(format!("cannot connect to PostgreSQL: {e}")))?;
+            .map_err(|e| {
+                OpenError::Unreachable(format!(
+                    "cannot connect to PostgreSQL at {}: {}",
+                    redact_url(url),
+                    scrubbed(e)
+                ))
+            })?;
         // Instances starting together all run this; sqlx serializes them with an advisory lock.
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
@@ -58,12 +81,13 @@ impl PgStore {
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
+        actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
         // One statement, so one transaction and one round trip: see rbac_write in
         // migrations/postgres/.
         let row = ChangeRow::of(change);
         let (outcome, revision): (String, i64) = sqlx::query_as(
-            "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(tenant.as_str())
         .bind(row.operation)
@@ -72,6 +96,7 @@ impl PgStore {
         .bind(row.resource)
         .bind(row.action)
         .bind(server_id)
+        .bind(actor)
         .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
@@ -192,8 +217,13 @@ impl Store for PgStore {
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
+        actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        within(self.timeout, self.write_once(tenant, change, server_id)).await
+        within(
+            self.timeout,
+            self.write_once(tenant, change, server_id, actor),
+        )
+        .await
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -242,6 +272,64 @@ impl Store for PgStore {
             .map_err(classify)
         })
         .await
+    }
+
+    async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
+        let row: KeyRow = within(self.timeout, async {
+            sqlx::query_as(concat!(
+                "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                key_columns!()
+            ))
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(key.scope.tenant().map(TenantName::as_str))
+            .bind(key.role.as_str())
+            .bind(&key.secret_hash[..])
+            .bind(&key.created_by)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        row.into_record()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
+        // One statement: whether the key exists, and whether this call revoked it.
+        let found: Option<bool> = within(self.timeout, async {
+            sqlx::query_scalar(
+                "WITH revoked AS (
+                     UPDATE api_keys SET revoked_at = now()
+                     WHERE id = $1 AND revoked_at IS NULL RETURNING id)
+                 SELECT EXISTS (SELECT 1 FROM revoked) FROM api_keys WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        Ok(match found {
+            None => Revocation::NoSuchKey,
+            Some(true) => Revocation::Revoked,
+            Some(false) => Revocation::AlreadyRevoked,
+        })
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows: Vec<KeyRow> = within(self.timeout, async {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys ORDER BY created_at, id"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        rows.into_iter().map(KeyRow::into_record).collect()
     }
 
     async fn close(&self) {

@@ -18,10 +18,19 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    BoxError, ChangeRow, ChangelogRow, OpenError, Store, StoreError, WriteOutcome, assign_row,
-    build_policy, replay, revisions_by_tenant, to_revision, within,
+    BoxError, ChangeRow, ChangelogRow, KeyRow, OpenError, Store, StoreError, WriteOutcome,
+    assign_row, build_policy, replay, revisions_by_tenant, to_revision, within,
 };
+use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
+
+/// An `api_keys` row as [`KeyRow`] reads it (timestamps are stored as RFC 3339 already).
+/// A macro, not a const, so that the queries stay `&'static str` literals.
+macro_rules! key_columns {
+    () => {
+        "id, name, tenant, role, secret_hash, created_at, created_by, revoked_at"
+    };
+}
 
 /// Connections per instance: reads run side by side in WAL mode; writes queue for the one
 /// write lock whatever this is.
@@ -89,6 +98,7 @@ impl SqliteStore {
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
+        actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
         // The write lock now, not at the first write: a deferred transaction that has read
         // cannot wait for the lock and would fail with "database is locked".
@@ -125,8 +135,9 @@ impl SqliteStore {
         let row = ChangeRow::of(change);
         sqlx::query(
             "INSERT INTO changelog
-                 (tenant, revision, operation, group_name, user_name, resource, action, server_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (tenant, revision, operation, group_name, user_name, resource, action,
+                  server_id, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .bind(tenant.as_str())
         .bind(revision)
@@ -136,6 +147,7 @@ impl SqliteStore {
         .bind(row.resource)
         .bind(row.action)
         .bind(server_id)
+        .bind(actor)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -214,10 +226,11 @@ impl Store for SqliteStore {
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
+        actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
         within(
             self.timeout,
-            self.write_in_transaction(tenant, change, server_id),
+            self.write_in_transaction(tenant, change, server_id, actor),
         )
         .await
     }
@@ -275,6 +288,76 @@ impl Store for SqliteStore {
             .map_err(classify)
         })
         .await
+    }
+
+    async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
+        let row: KeyRow = within(self.timeout, async {
+            sqlx::query_as(concat!(
+                "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
+                key_columns!()
+            ))
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(key.scope.tenant().map(TenantName::as_str))
+            .bind(key.role.as_str())
+            .bind(&key.secret_hash[..])
+            .bind(&key.created_by)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        row.into_record()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
+        within(self.timeout, async {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(classify)?;
+            let revoked_at: Option<Option<String>> =
+                sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = ?1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            let outcome = match revoked_at {
+                None => Revocation::NoSuchKey,
+                Some(Some(_)) => Revocation::AlreadyRevoked,
+                Some(None) => {
+                    sqlx::query(
+                        "UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE id = ?1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                    Revocation::Revoked
+                }
+            };
+            tx.commit().await.map_err(classify)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows: Vec<KeyRow> = within(self.timeout, async {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys ORDER BY created_at, id"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        rows.into_iter().map(KeyRow::into_record).collect()
     }
 
     async fn close(&self) {

@@ -97,13 +97,21 @@ pub async fn stored_rows(database_url: &str) -> String {
                 .fetch_one(&mut *db)
                 .await
                 .unwrap();
+            let mut keys: Vec<(String, Option<String>, String, Option<String>, bool)> =
+                sqlx::query_as(
+                    "SELECT id, tenant, role, name, revoked_at IS NOT NULL FROM api_keys",
+                )
+                .fetch_all(&mut *db)
+                .await
+                .unwrap();
             tenants.sort();
             groups.sort();
             permissions.sort();
             assignments.sort();
+            keys.sort();
             format!(
                 "tenants: {tenants:?}\ngroups: {groups:?}\npermissions: {permissions:?}\n\
-                 assignments: {assignments:?}\nchangelog entries: {changes}"
+                 assignments: {assignments:?}\nchangelog entries: {changes}\napi keys: {keys:?}"
             )
         }};
     }
@@ -541,5 +549,54 @@ pub async fn assert_converged(cluster: &Cluster, tenant: &str, expected: &Value,
             instance.server_id,
             instance.groups(tenant).await
         );
+    }
+}
+
+/// Who made each change of `tenant`, in revision order: the changelog's `actor` column.
+pub async fn changelog_actors(database_url: &str, tenant: &str) -> Vec<(i64, Option<String>)> {
+    // `?` placeholders are SQLite's, `$1` PostgreSQL's; `$1` is valid SQLite as well, which
+    // lets one query serve both.
+    let query = "SELECT revision, actor FROM changelog WHERE tenant = $1 ORDER BY revision";
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query_as(query)
+            .bind(tenant)
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query_as(query)
+            .bind(tenant)
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+    }
+}
+
+/// An `api_keys` row exactly as the store holds it, timestamps as the store's own text.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredKey {
+    pub id: String,
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub role: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: String,
+    pub created_by: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// Every row of the `api_keys` table, by id.
+pub async fn stored_keys(database_url: &str) -> Vec<StoredKey> {
+    let query = "SELECT id, name, tenant, role, secret_hash, \
+                 CAST(created_at AS TEXT) AS created_at, created_by, \
+                 CAST(revoked_at AS TEXT) AS revoked_at FROM api_keys ORDER BY id";
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
     }
 }

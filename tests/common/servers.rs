@@ -1,5 +1,6 @@
 //! Private PostgreSQL and Redis servers for the fault-injection tests, which stop and start
-//! them; the shared servers of `scripts/test.sh` are left alone for the other tests.
+//! them, and for the TLS tests, which need them set up their own way; the shared servers of
+//! `scripts/test.sh` are left alone for the other tests.
 //!
 //! The binaries come from TEST_PG_BIN and TEST_REDIS_SERVER (exported by `scripts/test.sh`),
 //! or are looked for where Debian installs them.
@@ -48,18 +49,54 @@ fn is_root() -> bool {
 pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
+    /// How it listens and whom it lets in, given again at every (re)start.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
     pub fn start() -> Self {
+        let port = free_port();
+        let args = vec!["--port".to_string(), port.to_string()];
+        Self::start_with(port, args)
+    }
+
+    /// A server that speaks TLS only (its plain port is off), with the certificate of
+    /// `certs`, and that lets in only clients giving `password`. Clients need no certificate.
+    pub fn start_tls(certs: &TestCertificates, password: &str) -> Self {
+        let port = free_port();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            path(&certs.cert),
+            "--tls-key-file",
+            path(&certs.key),
+            "--tls-ca-cert-file",
+            path(&certs.ca),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+        ];
+        Self::start_with(port, args.iter().map(|a| a.to_string()).collect())
+    }
+
+    fn start_with(port: u16, args: Vec<String>) -> Self {
         let mut redis = Self {
-            port: free_port(),
+            port,
             dir: temp_dir("rbac-redis"),
+            args,
             child: None,
         };
         redis.resume();
         redis
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self) -> String {
@@ -79,16 +116,32 @@ impl PrivateRedis {
     pub fn resume(&mut self) {
         let binary = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&self.args)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("stderr")).expect("create a log file"))
             .spawn()
             .unwrap_or_else(|e| panic!("start {binary} (set TEST_REDIS_SERVER): {e}"));
         self.child = Some(child);
-        wait_for_port(self.port, true);
+        self.wait_until_listening(&binary);
+    }
+
+    /// Fails at once, with Redis's own words, when it cannot start: a build without TLS
+    /// refuses `--tls-port`, for example.
+    fn wait_until_listening(&mut self, binary: &str) {
+        let child = self.child.as_mut().expect("started");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = child.try_wait().expect("wait for redis-server") {
+                let why = std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
+                panic!("{binary} {:?} exited ({status}): {why}", self.args);
+            }
+            assert!(Instant::now() < deadline, "port {} did not open", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -114,41 +167,98 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start() -> Self {
-        let bin = pg_bin();
+        let mut pg = Self::init(temp_dir("rbac-pg"), &["--auth=trust"]);
+        pg.resume();
+        pg
+    }
+
+    /// A cluster that takes TCP connections over TLS only, with the certificate of `certs`,
+    /// and checks passwords on them: the `postgres` user's is `password`. A connection
+    /// without TLS is rejected, whatever its password.
+    pub fn start_tls(certs: &TestCertificates, password: &str) -> Self {
         let dir = temp_dir("rbac-pg");
-        let as_postgres = is_root();
+        let password_file = dir.join("password");
+        std::fs::write(&password_file, password).expect("write the password file");
+        let mut pg = Self::init(
+            dir,
+            &[
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--pwfile",
+                path(&password_file),
+            ],
+        );
+        std::fs::remove_file(&password_file).expect("remove the password file");
+        let data = pg.dir.join("data");
+        std::fs::copy(&certs.cert, data.join("server.crt")).expect("copy the certificate");
+        std::fs::copy(&certs.key, data.join("server.key")).expect("copy the key");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .expect("turn TLS on");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostnossl all all 0.0.0.0/0 reject\n\
+             hostnossl all all ::/0 reject\n",
+        )
+        .expect("write pg_hba.conf");
+        // PostgreSQL refuses a key that others may read, or that belongs to someone else.
+        pg.give_to_server(&data);
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("make the key private");
+        pg.resume();
+        pg
+    }
+
+    /// A data directory made by initdb with `auth` options, not yet started.
+    fn init(dir: PathBuf, auth: &[&str]) -> Self {
         let pg = Self {
-            bin,
+            bin: pg_bin(),
             port: free_port(),
-            as_postgres,
+            as_postgres: is_root(),
             running: false,
             dir,
         };
-        if as_postgres {
+        pg.give_to_server(&pg.dir);
+        let data = pg.dir.join("data");
+        let mut args = vec![
+            "-D",
+            path(&data),
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ];
+        args.extend_from_slice(auth);
+        pg.run("initdb", &args);
+        pg
+    }
+
+    /// As root, hands `dir` to the `postgres` user the server runs as.
+    fn give_to_server(&self, dir: &Path) {
+        if self.as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres"])
-                .arg(&pg.dir)
+                .arg(dir)
                 .status()
-                .expect("chown the data dir");
+                .expect("chown to postgres");
             assert!(status.success());
         }
-        let data = pg.dir.join("data");
-        pg.run(
-            "initdb",
-            &[
-                "-D",
-                path(&data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
-        let mut pg = pg;
-        pg.resume();
-        pg
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self) -> String {
@@ -203,9 +313,11 @@ impl PrivatePostgres {
             Command::new(&binary).args(args).output()
         }
         .unwrap_or_else(|e| panic!("run {}: {e}", binary.display()));
+        // pg_ctl says only "examine the log output": the reason is in the server's log.
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         assert!(
             output.status.success(),
-            "{} {args:?} failed: {}{}",
+            "{} {args:?} failed: {}{}{log}",
             binary.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
@@ -254,4 +366,71 @@ fn pg_bin() -> PathBuf {
         .rev()
         .find(|bin| bin.join("initdb").exists())
         .expect("PostgreSQL server binaries not found: set TEST_PG_BIN (scripts/test.sh does)")
+}
+
+/// A certificate authority of the test's own and a server certificate it signed for
+/// `localhost` and `127.0.0.1`, made with the `openssl` command line tool.
+pub struct TestCertificates {
+    dir: PathBuf,
+    /// The authority's certificate: what a client that verifies must trust.
+    pub ca: PathBuf,
+    /// The server's certificate and its key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn generate() -> Self {
+        let dir = temp_dir("rbac-tls");
+        let file = |name: &str| dir.join(name);
+        let (ca, ca_key) = (file("ca.pem"), file("ca.key"));
+        let (cert, key, request) = (file("server.pem"), file("server.key"), file("server.csr"));
+        let extensions = file("server.ext");
+        std::fs::write(
+            &extensions,
+            "subjectAltName = DNS:localhost, IP:127.0.0.1\n\
+             basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = serverAuth\n",
+        )
+        .expect("write the certificate extensions");
+        // P-256 keys: generated at once, unlike RSA, and spoken by every client in play.
+        #[rustfmt::skip]
+        openssl(&[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "2", "-subj", "/CN=rbac-test-ca",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout", path(&ca_key), "-out", path(&ca),
+        ]);
+        #[rustfmt::skip]
+        openssl(&[
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=localhost", "-keyout", path(&key), "-out", path(&request),
+        ]);
+        #[rustfmt::skip]
+        openssl(&[
+            "x509", "-req", "-in", path(&request), "-CA", path(&ca), "-CAkey", path(&ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", path(&extensions), "-out", path(&cert),
+        ]);
+        Self { dir, ca, cert, key }
+    }
+}
+
+impl Drop for TestCertificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run openssl (the tests make their certificates with it): {e}"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -1,0 +1,213 @@
+//! Key management: creating, revoking and listing API keys, with a global ADMIN_TOKEN only.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{JsonBody, QueryParams};
+use super::openapi;
+use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
+use crate::policy::KeyName;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    tenant: String,
+    role: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKeyRequest {
+    id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListKeysQuery {}
+
+/// A key as the API shows it: everything but the secret.
+#[derive(Serialize, ToSchema)]
+pub struct KeyBody {
+    id: String,
+    #[schema(required = true)]
+    name: Option<String>,
+    tenant: String,
+    role: &'static str,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(required = true)]
+    created_by: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    revoked_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKeyResponse {
+    success: bool,
+    /// The whole key. It is shown this once: the server keeps only a hash of it.
+    key: String,
+    #[serde(flatten)]
+    details: KeyBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedKeyResponse {
+    success: bool,
+    revoked: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeysResponse {
+    keys: Vec<KeyBody>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/create-api-key",
+    operation_id = "create_api_key",
+    tag = "API keys",
+    summary = "issue an API key for one tenant or all, with a role",
+    request_body = CreateKeyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The key, shown this once", body = CreatedKeyResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 415, response = openapi::UnsupportedMediaType),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
+    let scope = Scope::parse("tenant", &req.tenant)?;
+    let role = Role::parse(&req.role)
+        .ok_or_else(|| ApiError::InvalidRequest("`role` must be \"admin\" or \"check\"".into()))?;
+    let name = match &req.name {
+        Some(name) => Some(KeyName::parse("name", name)?.to_string()),
+        None => None,
+    };
+    let minted = keys::mint().map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a new key");
+        ApiError::Internal
+    })?;
+    let record = state
+        .app
+        .create_key(NewKey {
+            id: minted.id,
+            name,
+            scope,
+            role,
+            secret_hash: minted.secret_hash,
+            created_by: caller.actor().map(str::to_owned),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyResponse {
+            success: true,
+            key: minted.token,
+            details: KeyBody::from(record),
+        }),
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/revoke-api-key",
+    operation_id = "revoke_api_key",
+    tag = "API keys",
+    summary = "revoke an API key, on every instance",
+    request_body = RevokeKeyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The key is revoked; `revoked` says whether it was in force", body = RevokedKeyResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 404, response = openapi::NotFound),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 415, response = openapi::UnsupportedMediaType),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<RevokeKeyRequest>,
+) -> Result<Json<RevokedKeyResponse>, ApiError> {
+    if !keys::is_id(&req.id) {
+        return Err(ApiError::InvalidRequest(
+            "`id` must be a key's id: 16 lowercase hexadecimal digits".into(),
+        ));
+    }
+    let revoked = match state.app.revoke_key(&req.id).await? {
+        Revocation::Revoked => true,
+        Revocation::AlreadyRevoked => false,
+        Revocation::NoSuchKey => {
+            return Err(ApiError::NotFound(format!(
+                "API key '{}' does not exist",
+                req.id
+            )));
+        }
+    };
+    Ok(Json(RevokedKeyResponse {
+        success: true,
+        revoked,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    operation_id = "list_api_keys",
+    tag = "API keys",
+    summary = "list the API keys, without their secrets",
+    params(ListKeysQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every key, revoked ones included, oldest first", body = KeysResponse),
+        (status = 400, response = openapi::InvalidRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(ListKeysQuery {}): QueryParams<ListKeysQuery>,
+) -> Result<Json<KeysResponse>, ApiError> {
+    let records = state.app.list_keys().await?;
+    Ok(Json(KeysResponse {
+        keys: records.into_iter().map(KeyBody::from).collect(),
+    }))
+}
+
+impl From<KeyRecord> for KeyBody {
+    fn from(record: KeyRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            tenant: record.scope.to_string(),
+            role: record.role.as_str(),
+            created_at: record.created_at,
+            created_by: record.created_by,
+            revoked_at: record.revoked_at,
+        }
+    }
+}

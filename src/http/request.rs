@@ -1,0 +1,219 @@
+//! What happens around every request, in one layer: an id (the client's `x-request-id` if it
+//! sent a usable one, else a new one; returned either way), a tracing span carrying the id,
+//! route and tenant, a deadline, and the latency histogram of /metrics.
+//!
+//! One hand-written layer rather than a stack of tower-http ones: every layer costs a share of
+//! check-access throughput, and the deadline's timer is only armed for a request that does
+//! not finish at its first poll, which a check of a cached tenant always does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::MatchedPath;
+use axum::http::{HeaderName, HeaderValue, Request};
+use axum::response::{IntoResponse, Response};
+use tokio::time::Sleep;
+use tracing::Span;
+
+use super::error::ApiError;
+use super::metrics::{self, ROUTES};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client-given request id kept; a longer or odd one is replaced.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+#[derive(Clone, Copy)]
+pub struct RequestLayer {
+    /// How long a request may take before it is answered `503` and its handler dropped.
+    pub timeout: Duration,
+    /// Whether to feed the /metrics latency histogram.
+    pub measure: bool,
+}
+
+impl<S> tower::Layer<S> for RequestLayer {
+    type Service = PerRequest<S>;
+
+    fn layer(&self, inner: S) -> PerRequest<S> {
+        PerRequest {
+            inner,
+            settings: *self,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PerRequest<S> {
+    inner: S,
+    settings: RequestLayer,
+}
+
+impl<S, B> tower::Service<Request<B>> for PerRequest<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Handled<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|m| ROUTES.iter().position(|r| *r == m.as_str()))
+            .unwrap_or(ROUTES.len() - 1);
+        let id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .filter(|value| usable_id(value.as_bytes()))
+            .cloned()
+            .unwrap_or_else(new_id);
+        let span = tracing::info_span!(
+            "request",
+            id = id.to_str().unwrap_or_default(),
+            method = %request.method(),
+            route = ROUTES[route],
+            tenant = tracing::field::Empty,
+        );
+        let inner = span.in_scope(|| self.inner.call(request));
+        Handled {
+            inner,
+            span,
+            id,
+            route,
+            started,
+            settings: self.settings,
+            deadline: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Handled<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        id: HeaderValue,
+        route: usize,
+        started: Instant,
+        settings: RequestLayer,
+        deadline: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F, E> Future for Handled<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = match this.inner.poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let deadline = this.deadline.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(
+                        (*this.started + this.settings.timeout).into(),
+                    ))
+                });
+                if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                tracing::warn!(
+                    timeout_secs = this.settings.timeout.as_secs(),
+                    "request timed out; its handler is dropped"
+                );
+                Ok(ApiError::TimedOut(this.settings.timeout).into_response())
+            }
+        };
+        let result = result.map(|mut response| {
+            let elapsed = this.started.elapsed();
+            if this.settings.measure {
+                metrics::record(*this.route, response.status(), elapsed);
+            }
+            tracing::debug!(
+                status = response.status().as_u16(),
+                micros = elapsed.as_micros() as u64,
+                "answered"
+            );
+            response.headers_mut().insert(REQUEST_ID, this.id.clone());
+            response
+        });
+        Poll::Ready(result)
+    }
+}
+
+/// Whether a client's request id can be used as is: short, printable ASCII, no spaces, so that
+/// it cannot forge log lines or carry anything surprising.
+fn usable_id(value: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&value.len())
+        && value.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// A new request id: 16 hex digits from a per-thread sequence that starts at a random point,
+/// unique across threads and instances without any shared counter.
+fn new_id() -> HeaderValue {
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = std::cell::Cell::new({
+            let mut seed = [0u8; 8];
+            // Without randomness ids are still unique within the thread; only the spread
+            // across instances suffers.
+            let _ = getrandom::fill(&mut seed);
+            u64::from_le_bytes(seed)
+        });
+    }
+    let n = NEXT.with(|next| {
+        let n = next.get();
+        next.set(n.wrapping_add(1));
+        n
+    });
+    let mut text = [0u8; 16];
+    hex::encode_to_slice(n.to_be_bytes(), &mut text).expect("8 bytes fill 16 hex digits");
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+}
+
+/// Names the request's span after its tenant, once a handler has parsed it.
+pub fn record_tenant(tenant: &str) {
+    Span::current().record("tenant", tenant);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_short_and_printable() {
+        assert!(usable_id(b"req-42"));
+        assert!(usable_id(&[b'a'; MAX_REQUEST_ID_BYTES]));
+        for bad in [
+            &b""[..],
+            &[b'a'; MAX_REQUEST_ID_BYTES + 1],
+            b"two words",
+            b"tab\there",
+            "é".as_bytes(),
+        ] {
+            assert!(!usable_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn new_request_ids_are_sixteen_hex_digits_and_differ() {
+        let a = new_id();
+        let b = new_id();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_str().unwrap();
+            assert_eq!(text.len(), 16);
+            assert!(text.bytes().all(|c| c.is_ascii_hexdigit()), "{text}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! API keys: credentials issued per tenant and role, kept by the store only as hashes.
+//!
+//! A key reads `rbac_<id>_<secret>`. The id is public: it names the key in listings and in
+//! the changelog. The secret is 256 random bits, shown once when the key is created and never
+//! stored: the store keeps its SHA-256. A slow password hash would buy nothing against 256
+//! random bits, and a check authenticated by a key has to stay within microseconds.
+//!
+//! [`Grant`] is what any credential (a key, or a global ADMIN_TOKEN or CHECK_TOKEN) allows;
+//! [`ring::KeyRing`] holds the keys in force on this instance.
+
+pub mod ring;
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::policy::{NameError, TenantName};
+
+/// What every key starts with, so that secret scanners and people can recognise one.
+pub const PREFIX: &str = "rbac_";
+const ID_BYTES: usize = 8;
+const SECRET_BYTES: usize = 32;
+
+/// The SHA-256 of a key's secret.
+pub type SecretHash = [u8; 32];
+
+/// What a credential may do within its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Writes and reads.
+    Admin,
+    /// Reads only.
+    Check,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Check => "check",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "admin" => Some(Role::Admin),
+            "check" => Some(Role::Check),
+            _ => None,
+        }
+    }
+}
+
+/// Which tenants a credential reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every tenant, and the instance-wide views (/cache-stats, /metrics).
+    All,
+    Tenant(TenantName),
+}
+
+/// How the API writes "every tenant": `*` can never be a tenant's name.
+pub const ALL_TENANTS: &str = "*";
+
+impl Scope {
+    /// `*` for every tenant, else a tenant name.
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, NameError> {
+        if value == ALL_TENANTS {
+            Ok(Scope::All)
+        } else {
+            TenantName::parse(field, value).map(Scope::Tenant)
+        }
+    }
+
+    pub fn covers(&self, tenant: &TenantName) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Tenant(own) => own == tenant,
+        }
+    }
+
+    /// The tenant, or `None` for every tenant: how the store keeps it.
+    pub fn tenant(&self) -> Option<&TenantName> {
+        match self {
+            Scope::All => None,
+            Scope::Tenant(tenant) => Some(tenant),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::All => f.write_str(ALL_TENANTS),
+            Scope::Tenant(tenant) => f.write_str(tenant.as_str()),
+        }
+    }
+}
+
+/// What one credential allows, and how writes made with it are signed in the changelog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub scope: Scope,
+    /// `key:<id>` for a key; `token:<fingerprint>` for a global token.
+    pub actor: String,
+}
+
+impl Grant {
+    /// A global ADMIN_TOKEN or CHECK_TOKEN. The fingerprint (the start of the token's
+    /// SHA-256) tells rotated tokens apart in the changelog without revealing them.
+    pub fn global_token(role: Role, token: &str) -> Self {
+        let digest = Sha256::digest(token.as_bytes());
+        Self {
+            role,
+            scope: Scope::All,
+            actor: format!("token:{}", hex::encode(&digest[..4])),
+        }
+    }
+
+    pub fn key(id: &str, role: Role, scope: Scope) -> Self {
+        Self {
+            role,
+            scope,
+            actor: format!("key:{id}"),
+        }
+    }
+
+    pub fn may_write(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// A freshly made key.
+pub struct Minted {
+    pub id: String,
+    /// The whole key, for the caller to keep: the server forgets it once it has answered.
+    pub token: String,
+    pub secret_hash: SecretHash,
+}
+
+impl fmt::Debug for Minted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Minted")
+            .field("id", &self.id)
+            .field("token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a new key from the operating system's random source.
+pub fn mint() -> Result<Minted, getrandom::Error> {
+    let mut id = [0u8; ID_BYTES];
+    let mut secret = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut id)?;
+    getrandom::fill(&mut secret)?;
+    let id = hex::encode(id);
+    let secret = hex::encode(secret);
+    Ok(Minted {
+        token: format!("{PREFIX}{id}_{secret}"),
+        secret_hash: hash_secret(&secret),
+        id,
+    })
+}
+
+pub fn hash_secret(secret: &str) -> SecretHash {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The id and secret of a presented token, if it has the shape of a key.
+pub fn split(token: &str) -> Option<(&str, &str)> {
+    let (id, secret) = token.strip_prefix(PREFIX)?.split_once('_')?;
+    (is_id(id) && secret.len() == 2 * SECRET_BYTES && is_lower_hex(secret)).then_some((id, secret))
+}
+
+/// Whether `value` has the shape of a key id (16 lowercase hex digits).
+pub fn is_id(value: &str) -> bool {
+    value.len() == 2 * ID_BYTES && is_lower_hex(value)
+}
+
+fn is_lower_hex(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A key as the store keeps it (everything but the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub scope: Scope,
+    pub role: Role,
+    pub secret_hash: SecretHash,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// The actor that created the key.
+    pub created_by: Option<String>,
+    /// RFC 3339, UTC; a revoked key is kept so that the changelog's `key:<id>` stays readable.
+    pub revoked_at: Option<String>,
+}
+
+/// A key about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub id: String,
+    pub name: Option<String>,
+    pub scope: Scope,
+    pub role: Role,
+    pub secret_hash: SecretHash,
+    pub created_by: Option<String>,
+}
+
+/// What revoking a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    AlreadyRevoked,
+    NoSuchKey,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_key_splits_back_into_its_id_and_a_secret_matching_the_hash() {
+        let minted = mint().unwrap();
+        let (id, secret) = split(&minted.token).expect("a minted key has the shape of a key");
+        assert_eq!(id, minted.id);
+        assert_eq!(hash_secret(secret), minted.secret_hash);
+        assert!(!format!("{minted:?}").contains(secret));
+        assert_ne!(mint().unwrap().token, minted.token);
+    }
+
+    #[test]
+    fn tokens_without_the_shape_of_a_key_do_not_split() {
+        let secret = "0".repeat(64);
+        for token in [
+            String::new(),
+            "admin-token".into(),
+            format!("rbac_0123456789abcdef{secret}"),
+            format!("rbac_0123456789abcde_{secret}"),
+            format!("rbac_0123456789ABCDEF_{secret}"),
+            format!("rbac_0123456789abcdef_{secret}0"),
+            format!("RBAC_0123456789abcdef_{secret}"),
+            format!("rbac_0123456789abcdef_{}", "g".repeat(64)),
+        ] {
+            assert_eq!(split(&token), None, "{token}");
+        }
+        assert!(split(&format!("rbac_0123456789abcdef_{secret}")).is_some());
+    }
+
+    #[test]
+    fn a_scope_covers_its_tenant_only_and_star_covers_all() {
+        let acme = TenantName::parse("tenant", "acme").unwrap();
+        let other = TenantName::parse("tenant", "other").unwrap();
+        let scope = Scope::parse("tenant", "acme").unwrap();
+        assert!(scope.covers(&acme));
+        assert!(!scope.covers(&other));
+        let all = Scope::parse("tenant", "*").unwrap();
+        assert_eq!(all, Scope::All);
+        assert!(all.covers(&other));
+        assert_eq!(all.to_string(), "*");
+        assert!(Scope::parse("tenant", "a*").is_err());
+        assert!(Scope::parse("tenant", "").is_err());
+    }
+
+    #[test]
+    fn a_global_token_is_named_by_a_fingerprint_that_does_not_reveal_it() {
+        let grant = Grant::global_token(Role::Admin, "s3cret-admin-token");
+        assert!(grant.actor.starts_with("token:"));
+        assert_eq!(grant.actor.len(), "token:".len() + 8);
+        assert!(!grant.actor.contains("s3cret"));
+        assert_ne!(
+            grant.actor,
+            Grant::global_token(Role::Admin, "another").actor
+        );
+        assert!(grant.may_write());
+        assert!(!Grant::global_token(Role::Check, "c").may_write());
+    }
+}
