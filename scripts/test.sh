@@ -28,6 +28,8 @@ log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 provide_services
+# tests/tls.rs makes its certificates with the openssl command.
+command -v openssl >/dev/null || apt_install openssl || die "the openssl command is needed by tests/tls.rs"
 
 export TMPDIR="$work/tmp"
 log "cargo test (HTTP tests on PostgreSQL)"
