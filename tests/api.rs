@@ -12,8 +12,9 @@ use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::reply::{Reply, assert_no_failures, error_mismatch};
 use common::{Cluster, Instance};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -41,24 +42,6 @@ struct Request {
     path: String,
     query: Vec<(String, String)>,
     body: Body,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Option<Value> {
-        serde_json::from_str(&self.text).ok()
-    }
-
-    /// The parsed body of a reply that must be JSON.
-    fn body(&self) -> Value {
-        self.json()
-            .unwrap_or_else(|| panic!("not JSON: {} {:?}", self.status, self.text))
-    }
 }
 
 /// Sends `request` with exactly the given Authorization header value (none when `None`),
@@ -105,75 +88,7 @@ async fn send(node: &Instance, request: &Request, authorization: Option<&str>) -
             request.label
         )
     });
-    Reply {
-        status: response.status(),
-        headers: response.headers().clone(),
-        text: response.text().await.expect("read the response body"),
-    }
-}
-
-/// What is wrong with `reply` as the documented error `status`/`code`, if anything: the status,
-/// a JSON content type, a body of exactly `{"error":{"code","message"}}` with that code and a
-/// non-empty message, and for 401 the `WWW-Authenticate: Bearer` header.
-fn error_mismatch(reply: &Reply, status: u16, code: &str) -> Option<String> {
-    let mut problems = Vec::new();
-    if reply.status.as_u16() != status {
-        problems.push(format!(
-            "status {} instead of {status}",
-            reply.status.as_u16()
-        ));
-    }
-    let content_type = reply
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        problems.push(format!("content type {content_type:?}"));
-    }
-    match reply.json() {
-        None => problems.push(format!("body is not JSON: {:?}", reply.text)),
-        Some(body) => {
-            let shape = body.as_object().is_some_and(|o| o.len() == 1)
-                && body["error"].as_object().is_some_and(|e| {
-                    e.len() == 2 && e["code"].is_string() && e["message"].is_string()
-                });
-            if !shape {
-                problems.push(format!(
-                    "body is not {{\"error\":{{\"code\":..,\"message\":..}}}}: {body}"
-                ));
-            } else {
-                if body["error"]["code"] != code {
-                    problems.push(format!(
-                        "code {} instead of {code:?}",
-                        body["error"]["code"]
-                    ));
-                }
-                if body["error"]["message"]
-                    .as_str()
-                    .is_none_or(|m| m.trim().is_empty())
-                {
-                    problems.push("empty message".to_string());
-                }
-            }
-        }
-    }
-    if status == 401 {
-        let challenge = reply.headers.get(WWW_AUTHENTICATE);
-        if challenge.is_none_or(|v| v != "Bearer") {
-            problems.push(format!("WWW-Authenticate is {challenge:?}, not \"Bearer\""));
-        }
-    }
-    if problems.is_empty() {
-        None
-    } else {
-        Some(format!(
-            "{}; got {} {}",
-            problems.join("; "),
-            reply.status.as_u16(),
-            reply.text
-        ))
-    }
+    Reply::read(response).await
 }
 
 fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
@@ -199,15 +114,6 @@ async fn run_cases(node: &Instance, cases: &[Case], authorization: Option<&str>)
         }
     }
     failures
-}
-
-fn assert_no_failures(failures: &[String], total: usize) {
-    assert!(
-        failures.is_empty(),
-        "{} of {total} requests did not get their documented error:\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,19 +6,15 @@
 //! The test command runs a short round (proptest's default cases); a longer run:
 //!   PROPTEST_CASES=20000 cargo test --release --test fuzz
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use proptest::prelude::*;
-use rbac_server::app::App;
-use rbac_server::bus::{Bus, Message, Notice};
-use rbac_server::http::{AppState, Tokens, metrics, router};
+use rbac_server::bus::{Message, Notice};
+use rbac_server::http::{Tokens, metrics};
 use rbac_server::policy::{GroupName, NameProblem, Resource, TenantName};
-use rbac_server::stats::Stats;
-use rbac_server::store::sqlite::SqliteStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -66,29 +62,10 @@ impl Harness {
             .build()
             .unwrap();
         let router = runtime.block_on(async {
-            let store = Arc::new(
-                SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5))
-                    .await
-                    .unwrap(),
-            );
-            let stats = Arc::new(Stats::default());
-            let app = App::new(
-                "fuzz".into(),
-                store,
-                Bus::disabled(stats.clone()),
-                stats,
-                Duration::from_secs(5),
-                Duration::from_secs(30),
-            );
-            let app = Arc::new(app);
+            // Writes and key management guarded, reads open: every kind of route.
+            let router =
+                common::in_process_api("fuzz", Tokens::new(vec![ADMIN.into()], Vec::new())).await;
             // Something to find: a group with a permission and a member.
-            let router = router(AppState {
-                app,
-                // Writes and key management guarded, reads open: every kind of route.
-                tokens: Arc::new(Tokens::new(vec![ADMIN.into()], Vec::new())),
-                metrics: None,
-                request_timeout: Duration::from_secs(30),
-            });
             for (path, body) in [
                 ("/create-group", r#"{"tenant":"t","group":"g"}"#),
                 (

@@ -12,8 +12,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::reply::{Reply, assert_no_failures, error_mismatch};
 use common::{Cluster, Instance, PROPAGATION, eventually};
-use reqwest::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -80,21 +81,6 @@ impl Call {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    /// The WWW-Authenticate header, if any.
-    challenge: Option<String>,
-    content_type: String,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|_| panic!("not JSON: {} {:?}", self.status, self.text))
-    }
-}
-
 /// Sends `call` with `credential` as the bearer token, or with no Authorization header at all.
 async fn send(node: &Instance, call: &Call, credential: Option<&str>) -> Reply {
     let url = node.url(call.path);
@@ -133,68 +119,7 @@ async fn send(node: &Instance, call: &Call, credential: Option<&str>) -> Reply {
             call.label()
         )
     });
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let challenge = header(WWW_AUTHENTICATE);
-    let content_type = header(CONTENT_TYPE).unwrap_or_default();
-    Reply {
-        status: response.status(),
-        challenge,
-        content_type,
-        text: response.text().await.expect("read the response body"),
-    }
-}
-
-/// What is wrong with `reply` as the documented error, if anything: the status, a body of
-/// exactly `{"error":{"code","message"}}` with that code, and for 401 the Bearer challenge.
-fn error_mismatch(reply: &Reply, status: u16, code: &str) -> Option<String> {
-    let mut problems = Vec::new();
-    if reply.status.as_u16() != status {
-        problems.push(format!(
-            "status {} instead of {status}",
-            reply.status.as_u16()
-        ));
-    }
-    if !reply.content_type.starts_with("application/json") {
-        problems.push(format!("content type {:?}", reply.content_type));
-    }
-    let body: Option<Value> = serde_json::from_str(&reply.text).ok();
-    let shaped = body.as_ref().is_some_and(|body| {
-        body.as_object().is_some_and(|o| o.len() == 1)
-            && body["error"].as_object().is_some_and(|e| {
-                e.len() == 2 && e["message"].as_str().is_some_and(|m| !m.is_empty())
-            })
-    });
-    match body {
-        Some(body) if shaped => {
-            if body["error"]["code"] != code {
-                problems.push(format!(
-                    "code {} instead of {code:?}",
-                    body["error"]["code"]
-                ));
-            }
-        }
-        _ => problems.push("body is not {\"error\":{\"code\":..,\"message\":..}}".into()),
-    }
-    if status == 401 && reply.challenge.as_deref() != Some("Bearer") {
-        problems.push(format!(
-            "WWW-Authenticate is {:?}, not \"Bearer\"",
-            reply.challenge
-        ));
-    }
-    (!problems.is_empty()).then(|| {
-        format!(
-            "{}; got {} {}",
-            problems.join("; "),
-            reply.status.as_u16(),
-            reply.text
-        )
-    })
+    Reply::read(response).await
 }
 
 #[track_caller]
@@ -202,15 +127,6 @@ fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
     if let Some(problem) = error_mismatch(reply, status, code) {
         panic!("{what}: {problem}");
     }
-}
-
-fn assert_no_failures(failures: &[String], total: usize) {
-    assert!(
-        failures.is_empty(),
-        "{} of {total} requests did not get their documented answer:\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,7 +179,7 @@ async fn create_key_with(node: &Instance, admin: &str, fields: Value) -> Key {
         "{fields}: {}",
         reply.text
     );
-    let body = reply.json();
+    let body = reply.body();
     let token = body["key"]
         .as_str()
         .expect("the key is a string")
@@ -280,13 +196,13 @@ async fn revoke(node: &Instance, id: &str) -> Value {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "revoke {id}: {}", reply.text);
-    reply.json()
+    reply.body()
 }
 
 async fn listing(node: &Instance) -> Value {
     let reply = send(node, &Call::get("/api-keys", json!({})), Some(ADMIN)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    reply.json()
+    reply.body()
 }
 
 fn is_lower_hex(value: &str, digits: usize) -> bool {
@@ -533,7 +449,7 @@ fn read_mismatch(path: &str, tenant: &str, reply: &Reply) -> Option<String> {
     let ok = match path {
         "/metrics" => reply.text.contains("rbac_key_reloads_total"),
         _ => {
-            let body = reply.json();
+            let body = reply.body();
             match path {
                 "/check-access" => body == json!({"allowed": true, "revision": 4}),
                 "/groups" => {
@@ -584,7 +500,7 @@ async fn writes_succeed(node: &Instance, credential: &str, tenant: &str) -> Vec<
     for (path, mut fields, status, flag) in steps {
         fields["tenant"] = json!(tenant);
         let reply = send(node, &Call::post(path, fields.clone()), Some(credential)).await;
-        if reply.status.as_u16() != status || reply.json()[flag] != true {
+        if reply.status.as_u16() != status || reply.body()[flag] != true {
             failures.push(format!(
                 "POST {path} {fields}: {} {}",
                 reply.status, reply.text

@@ -7,18 +7,14 @@
 //! one the handler takes (and no other is), every answer to a valid request has a documented
 //! status and the documented fields; and the routes are those of the table atop docs/API.md.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use rbac_server::app::App;
-use rbac_server::bus::Bus;
-use rbac_server::http::{AppState, Tokens, metrics, router};
-use rbac_server::stats::Stats;
-use rbac_server::store::sqlite::SqliteStore;
+use rbac_server::http::{Tokens, metrics};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -39,26 +35,11 @@ const METHODS: &[Method] = &[
 /// The whole API on an in-memory store, with both global tokens set, so that every guarded
 /// route is guarded and the admin token passes them all.
 async fn api() -> Router {
-    let store = Arc::new(
-        SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5))
-            .await
-            .unwrap(),
-    );
-    let stats = Arc::new(Stats::default());
-    let app = App::new(
-        "openapi".into(),
-        store,
-        Bus::disabled(stats.clone()),
-        stats,
-        Duration::from_secs(5),
-        Duration::from_secs(30),
-    );
-    router(AppState {
-        app: Arc::new(app),
-        tokens: Arc::new(Tokens::new(vec![ADMIN.into()], vec!["chk".into()])),
-        metrics: None,
-        request_timeout: Duration::from_secs(30),
-    })
+    common::in_process_api(
+        "openapi",
+        Tokens::new(vec![ADMIN.into()], vec!["chk".into()]),
+    )
+    .await
 }
 
 struct Answer {

@@ -352,15 +352,9 @@ struct Server {
 
 impl Server {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rbac-server"));
+        let mut command = common::server_command();
         command
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("ADMIN_TOKEN")
-            .env_remove("CHECK_TOKEN")
             .env_remove("RUST_LOG")
-            .env("PORT", "0")
-            .env("HOST", "127.0.0.1")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -129,15 +129,21 @@ fn bearer(request: &Request) -> Option<&str> {
 
 /// The grant of the request's credential: 401 without a valid one, 503 when it has the shape
 /// of a key but the keys could not be loaded yet.
+///
+/// Keys first: [`crate::keys::ring::KeyRing::verify`] hashes only what has the shape of a key,
+/// so every credential costs one SHA-256, a key its secret's and a global token its own.
 fn identify(state: &AppState, request: &Request) -> Result<Arc<Grant>, ApiError> {
     let presented = bearer(request).ok_or(ApiError::Unauthorized)?;
+    let as_key = state.app.keys.verify(presented);
+    if let Verdict::Valid(grant) = as_key {
+        return Ok(grant);
+    }
     if let Some(grant) = state.tokens.global(presented) {
         return Ok(grant.clone());
     }
-    match state.app.keys.verify(presented) {
-        Verdict::Valid(grant) => Ok(grant),
-        Verdict::Invalid => Err(ApiError::Unauthorized),
+    match as_key {
         Verdict::Unknown => Err(ApiError::Unavailable),
+        Verdict::Valid(_) | Verdict::Invalid => Err(ApiError::Unauthorized),
     }
 }
 

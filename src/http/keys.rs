@@ -80,11 +80,6 @@ pub struct KeysResponse {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The key, shown this once", body = CreatedKeyResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -136,12 +131,7 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key is revoked; `revoked` says whether it was in force", body = RevokedKeyResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 404, response = openapi::NotFound),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -182,8 +172,6 @@ pub async fn revoke(
     responses(
         (status = 200, description = "Every key, revoked ones included, oldest first", body = KeysResponse),
         (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )

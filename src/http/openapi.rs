@@ -60,7 +60,7 @@ use crate::stats::Stats;
             Unavailable
         )
     ),
-    modifiers(&BearerAuth, &Metrics),
+    modifiers(&BearerAuth, &Metrics, &ShapeErrors),
     tags(
         (name = "writes", description = "Change a tenant's policy in the store, then tell the other instances."),
         (name = "reads", description = "Answered from the instance's in-memory copy of the tenant."),
@@ -141,13 +141,45 @@ impl Modify for Metrics {
                     .description("The Prometheus text exposition format")
                     .content("text/plain; version=0.0.4", text),
             )
-            .response("401", shared::<Unauthorized>())
-            .response("403", shared::<Forbidden>())
             .response("404", shared::<NotFound>())
             .response("503", shared::<Unavailable>());
         openapi
             .paths
             .add_path_operation("/metrics", vec![HttpMethod::Get], operation);
+    }
+}
+
+/// The errors an operation answers because of its shape, added to every operation that has
+/// it, so that a handler lists only the errors of its own work: a guarded route answers 401
+/// and 403, a JSON body 400, 413 and 415, a query string 400.
+struct ShapeErrors;
+
+impl Modify for ShapeErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let mut errors: Vec<(&str, Ref)> = Vec::new();
+                if operation.security.is_some() {
+                    errors.push(("401", shared::<Unauthorized>()));
+                    errors.push(("403", shared::<Forbidden>()));
+                }
+                if operation.request_body.is_some() {
+                    errors.push(("400", shared::<InvalidRequest>()));
+                    errors.push(("413", shared::<PayloadTooLarge>()));
+                    errors.push(("415", shared::<UnsupportedMediaType>()));
+                }
+                if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    errors.push(("400", shared::<InvalidRequest>()));
+                }
+                for (status, error) in errors {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error.into());
+                }
+            }
+        }
     }
 }
 
@@ -179,7 +211,7 @@ fn shared<'r, R: ToResponse<'r>>() -> Ref {
 }
 
 /// One reusable response per `code` of the Errors table in docs/API.md; the handlers list the
-/// ones they can answer.
+/// ones their work can answer, and [`ShapeErrors`] the ones their shape does.
 macro_rules! error_responses {
     ($($name:ident: $description:literal,)*) => {$(
         pub struct $name;

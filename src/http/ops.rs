@@ -112,8 +112,6 @@ pub struct ReadyResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Counters since the process started, and every tenant held", body = CacheStatsResponse),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 503, response = openapi::Unavailable),
     )
 )]

@@ -94,12 +94,7 @@ pub struct GrantBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, allowed or not", body = CheckResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 409, response = openapi::RevisionNotReached),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -121,9 +116,6 @@ pub async fn check_post(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, allowed or not", body = CheckResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 409, response = openapi::RevisionNotReached),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
@@ -162,9 +154,6 @@ async fn check(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every group of the tenant, sorted by name", body = GroupsResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 409, response = openapi::RevisionNotReached),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
@@ -207,9 +196,6 @@ pub async fn groups(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user's groups and the permissions they give", body = UserResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 409, response = openapi::RevisionNotReached),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),

@@ -207,7 +207,8 @@ fn new_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
-/// Names the request's span after its tenant, once a handler has parsed it.
+/// Names the request's span after its tenant, once a handler has parsed it. A check whose span
+/// is not made yet has nothing to name; the span it may get later goes without.
 pub fn record_tenant(tenant: &str) {
     Span::current().record("tenant", tenant);
 }

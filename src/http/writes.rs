@@ -75,11 +75,6 @@ pub struct RefreshedResponse {
     responses(
         (status = 201, description = "The group was created", body = CreatedResponse),
         (status = 200, description = "The group existed already", body = CreatedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -121,11 +116,6 @@ pub async fn create_group(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group is gone; `changed` says whether it existed", body = ChangedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -149,12 +139,7 @@ pub async fn delete_group(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group holds the permission; `changed` says whether it is new", body = ChangedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 404, response = openapi::NotFound),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -183,11 +168,6 @@ pub async fn add_permission(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group does not hold the permission; `changed` says whether it did", body = ChangedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -216,12 +196,7 @@ pub async fn remove_permission(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user is a member; `changed` says whether it is new", body = ChangedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
         (status = 404, response = openapi::NotFound),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -244,11 +219,6 @@ pub async fn assign_user(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user is not a member; `changed` says whether it was", body = ChangedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )
@@ -277,11 +247,6 @@ pub async fn unassign_user(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Reloaded, with the revision now held", body = RefreshedResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 415, response = openapi::UnsupportedMediaType),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
     )

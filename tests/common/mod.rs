@@ -7,6 +7,7 @@
 //! TEST_LOG=1 to see the servers' logs.
 #![allow(dead_code)]
 
+pub mod reply;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};
@@ -216,6 +217,20 @@ impl std::ops::Index<usize> for Cluster {
     }
 }
 
+/// The rbac-server binary on a free loopback port, with none of the configuration the test
+/// process itself may have inherited: what a test wants, it sets.
+pub fn server_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rbac-server"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("ADMIN_TOKEN")
+        .env_remove("CHECK_TOKEN")
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1");
+    command
+}
+
 /// One running rbac-server process.
 pub struct Instance {
     child: Child,
@@ -230,14 +245,8 @@ impl Instance {
     /// Starts the binary with `env` (on top of PORT=0, HOST=127.0.0.1, LOG_FORMAT=json) and
     /// waits for its "listening" line.
     pub async fn spawn(env: &[(String, String)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rbac-server"));
+        let mut command = server_command();
         command
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("ADMIN_TOKEN")
-            .env_remove("CHECK_TOKEN")
-            .env("PORT", "0")
-            .env("HOST", "127.0.0.1")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info,rbac_server=debug,sqlx=warn")
             .stdout(Stdio::piped())
@@ -599,4 +608,30 @@ pub async fn stored_keys(database_url: &str) -> Vec<StoredKey> {
         let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
         sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
     }
+}
+
+/// The whole API in this process, on an in-memory SQLite store and without a bus, for tests
+/// that drive the router directly (`tower::ServiceExt::oneshot`) rather than a server process.
+pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) -> axum::Router {
+    use rbac_server::{app::App, bus::Bus, http, stats::Stats, store::sqlite::SqliteStore};
+    let store = Arc::new(
+        SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    let stats = Arc::new(Stats::default());
+    let app = App::new(
+        server_id.into(),
+        store,
+        Bus::disabled(stats.clone()),
+        stats,
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+    );
+    http::router(http::AppState {
+        app: Arc::new(app),
+        tokens: Arc::new(tokens),
+        metrics: None,
+        request_timeout: Duration::from_secs(30),
+    })
 }
