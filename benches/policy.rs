@@ -1,6 +1,7 @@
 //! In-process benchmarks of the policy model: the check on a standard and on the large tenant,
-//! building a tenant from its rows (what a full load does after the query), and applying one
-//! change to the large tenant the way an instance does (copy, change, swap).
+//! building a tenant from its rows (what a full load does after the query), applying one
+//! change to the large tenant the way an instance does (copy, change, swap), and the first
+//! page of each listing of the large tenant.
 //!
 //! `cargo bench --bench policy`; `scripts/bench.sh` runs it with the rest of the suite.
 
@@ -109,6 +110,24 @@ fn policy_benches(c: &mut Criterion) {
             },
             BatchSize::PerIteration,
         )
+    });
+    group.finish();
+
+    // A page of 100, as the listings answer by default.
+    let mut group = c.benchmark_group("page_of_100");
+    group.sample_size(10);
+    let listed = GroupName::parse("group", &dataset::group(42)).unwrap();
+    assert_eq!(large.group_page(None, 100).items.len(), 100);
+    assert_eq!(
+        large.member_page(&listed, None, 100).unwrap().items.len(),
+        100
+    );
+    group.bench_function("groups", |b| b.iter(|| large.group_page(None, 100)));
+    group.bench_function("group_permissions", |b| {
+        b.iter(|| large.permission_page(&listed, None, 100))
+    });
+    group.bench_function("group_members", |b| {
+        b.iter(|| large.member_page(&listed, None, 100))
     });
     group.finish();
 }

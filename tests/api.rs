@@ -182,7 +182,7 @@ async fn seeded(cluster: Cluster) -> Cluster {
     node.add_permission("acme", "g", "docs/a", "read").await;
     node.assign_user("acme", "alice", "g").await;
     node.create_group("acme", "spare").await;
-    assert_eq!(node.groups("acme").await["revision"], 4);
+    assert_eq!(node.revision("acme").await, 4);
     cluster
 }
 
@@ -256,6 +256,16 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::POST, "/check-access", &check),
         e(Method::GET, "/check-access", &check),
         e(Method::GET, "/groups", &[("tenant", "acme")]),
+        e(
+            Method::GET,
+            "/group-permissions",
+            &[("tenant", "acme"), ("group", "g")],
+        ),
+        e(
+            Method::GET,
+            "/group-members",
+            &[("tenant", "acme"), ("group", "g")],
+        ),
         e(
             Method::GET,
             "/user-permissions",
@@ -1416,7 +1426,7 @@ async fn tenants_with_the_same_group_and_user_names_do_not_leak_into_each_other(
              "members": ["bob"]}
         ]})
     );
-    assert_eq!(node.groups("acme").await["revision"], 4);
+    assert_eq!(node.revision("acme").await, 4);
     assert_eq!(
         node.groups("Acme").await,
         json!({"tenant": "Acme", "revision": 1, "groups": [
@@ -1924,4 +1934,248 @@ fn an_unreachable_database_is_refused_within_seconds_with_one_line() {
         "took {:?} to give up with STORE_TIMEOUT_SECS=1",
         exit.took
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paging
+// ---------------------------------------------------------------------------------------------
+
+/// One page of `path`: its items (under `items`) and its `next_cursor`.
+async fn page(
+    node: &Instance,
+    path: &str,
+    query: &[(&str, &str)],
+    items: &str,
+) -> (Vec<Value>, Option<String>) {
+    let (status, body) = node.get(path, query).await;
+    assert_eq!(status, StatusCode::OK, "{path} {query:?}: {body}");
+    let next = match &body["next_cursor"] {
+        Value::Null => None,
+        Value::String(cursor) => Some(cursor.clone()),
+        other => panic!("{path}: next_cursor is {other}"),
+    };
+    (body[items].as_array().unwrap().clone(), next)
+}
+
+#[tokio::test]
+async fn listings_page_by_limit_and_cursor_and_a_cursor_outlives_the_item_it_names() {
+    let cluster = Cluster::without_bus(1, &[]).await;
+    let node = &cluster[0];
+    for g in ["g3", "g1", "g4", "g0", "g2"] {
+        node.create_group("p", g).await;
+    }
+    for u in ["u4", "u2", "u0", "u3", "u1"] {
+        node.assign_user("p", u, "g0").await;
+    }
+    for (resource, action) in [("b", "write"), ("a", "*"), ("b", "read"), ("a/*", "read")] {
+        node.add_permission("p", "g0", resource, action).await;
+    }
+
+    // Pages of two, in order, ending with a null cursor.
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("tenant", "p"), ("limit", "2")];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.as_str()));
+        }
+        let (items, next) = page(node, "/groups", &query, "groups").await;
+        assert!(items.len() <= 2);
+        names.extend(
+            items
+                .iter()
+                .map(|g| g["name"].as_str().unwrap().to_string()),
+        );
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["g0", "g1", "g2", "g3", "g4"]);
+    // The default page holds them all; a page that fills exactly says there is no more.
+    let (items, next) = page(node, "/groups", &[("tenant", "p")], "groups").await;
+    assert_eq!((items.len(), next), (5, None));
+    let (items, next) = page(
+        node,
+        "/groups",
+        &[("tenant", "p"), ("limit", "5")],
+        "groups",
+    )
+    .await;
+    assert_eq!((items.len(), next), (5, None));
+    assert_eq!(
+        items[0],
+        json!({"name": "g0", "permission_count": 4, "member_count": 5})
+    );
+    assert_eq!(
+        items[1],
+        json!({"name": "g1", "permission_count": 0, "member_count": 0})
+    );
+
+    let query = [("tenant", "p"), ("group", "g0"), ("limit", "3")];
+    let (permissions, permission_cursor) =
+        page(node, "/group-permissions", &query, "permissions").await;
+    assert_eq!(
+        permissions,
+        [
+            json!({"resource": "a", "action": "*"}),
+            json!({"resource": "a/*", "action": "read"}),
+            json!({"resource": "b", "action": "read"}),
+        ]
+    );
+    let permission_cursor = permission_cursor.expect("a fourth permission follows");
+    let (members, member_cursor) = page(node, "/group-members", &query, "members").await;
+    assert_eq!(members, ["u0", "u1", "u2"]);
+    let member_cursor = member_cursor.expect("more members follow");
+
+    // The items a cursor names may go; the listing resumes after them all the same.
+    node.remove_permission("p", "g0", "b", "read").await;
+    node.unassign_user("p", "u2", "g0").await;
+    node.unassign_user("p", "u3", "g0").await;
+    let (permissions, next) = page(
+        node,
+        "/group-permissions",
+        &[
+            ("tenant", "p"),
+            ("group", "g0"),
+            ("cursor", &permission_cursor),
+        ],
+        "permissions",
+    )
+    .await;
+    assert_eq!(
+        (permissions, next),
+        (vec![json!({"resource": "b", "action": "write"})], None)
+    );
+    let (members, next) = page(
+        node,
+        "/group-members",
+        &[("tenant", "p"), ("group", "g0"), ("cursor", &member_cursor)],
+        "members",
+    )
+    .await;
+    assert_eq!((members, next), (vec![json!("u4")], None));
+
+    // A tenant never written lists nothing; so does an empty group.
+    let (status, body) = node.get("/groups", &[("tenant", "nobody")]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"tenant": "nobody", "revision": 0, "groups": [], "next_cursor": null})
+        )
+    );
+    let (members, next) = page(
+        node,
+        "/group-members",
+        &[("tenant", "p"), ("group", "g1")],
+        "members",
+    )
+    .await;
+    assert_eq!((members.len(), next), (0, None));
+}
+
+#[tokio::test]
+async fn bad_limits_bad_cursors_and_missing_groups_are_refused() {
+    let cluster = seeded(Cluster::without_bus(1, &[]).await).await;
+    let node = &cluster[0];
+    node.add_permission("acme", "g", "docs/b", "read").await;
+    node.assign_user("acme", "bob", "g").await;
+    let one = [("tenant", "acme"), ("group", "g"), ("limit", "1")];
+    let (_, group_cursor) = page(
+        node,
+        "/groups",
+        &[("tenant", "acme"), ("limit", "1")],
+        "groups",
+    )
+    .await;
+    let (_, permission_cursor) = page(node, "/group-permissions", &one, "permissions").await;
+    let (_, member_cursor) = page(node, "/group-members", &one, "members").await;
+    let [group_cursor, permission_cursor, member_cursor] =
+        [group_cursor, permission_cursor, member_cursor].map(|c| c.expect("a second page"));
+
+    let before = observe(&cluster, "acme").await;
+    let mut failures = Vec::new();
+    let expect = |path: &str, query: Vec<(&str, &str)>, status: u16, code: &str| {
+        let what = format!("{path} {query:?}");
+        let query: Vec<(String, String)> = query
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (what, path.to_string(), query, status, code.to_string())
+    };
+    let mut cases = Vec::new();
+    for path in ["/groups", "/group-permissions", "/group-members"] {
+        let base = vec![("tenant", "acme"), ("group", "g")];
+        let base = if path == "/groups" {
+            base[..1].to_vec()
+        } else {
+            base
+        };
+        for limit in ["0", "1001", "-1", "1.5", "abc", "", "99999999999"] {
+            let mut query = base.clone();
+            query.push(("limit", limit));
+            cases.push(expect(path, query, 400, "invalid_request"));
+        }
+        let flipped = group_cursor.replace('6', "f");
+        for cursor in ["", "zz", "abc", "0a", "ff", "2a", flipped.as_str()] {
+            let mut query = base.clone();
+            query.push(("cursor", cursor));
+            cases.push(expect(path, query, 400, "invalid_request"));
+        }
+    }
+    // A cursor is good only for the listing that handed it out.
+    let groups = [("tenant", "acme")];
+    let in_g = [("tenant", "acme"), ("group", "g")];
+    cases.push(expect(
+        "/groups",
+        [&groups[..], &[("cursor", permission_cursor.as_str())]].concat(),
+        400,
+        "invalid_request",
+    ));
+    cases.push(expect(
+        "/group-permissions",
+        [&in_g[..], &[("cursor", member_cursor.as_str())]].concat(),
+        400,
+        "invalid_request",
+    ));
+    cases.push(expect(
+        "/group-members",
+        [&in_g[..], &[("cursor", permission_cursor.as_str())]].concat(),
+        400,
+        "invalid_request",
+    ));
+    for path in ["/group-permissions", "/group-members"] {
+        cases.push(expect(
+            path,
+            vec![("tenant", "acme"), ("group", "nope")],
+            404,
+            "not_found",
+        ));
+        cases.push(expect(
+            path,
+            vec![("tenant", "acme"), ("group", "a*")],
+            400,
+            "invalid_request",
+        ));
+        cases.push(expect(
+            path,
+            vec![("tenant", "acme")],
+            400,
+            "invalid_request",
+        ));
+    }
+    let total = cases.len();
+    for (what, path, query, status, code) in cases {
+        let query: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (got, body) = node.get(&path, &query).await;
+        if got.as_u16() != status || body["error"]["code"] != code.as_str() {
+            failures.push(format!("{what}: {got} {body}, not {status} {code}"));
+        }
+    }
+    let after = observe(&cluster, "acme").await;
+    assert_refused_and_unchanged(&failures, total, &before, &after, "refused listings");
 }

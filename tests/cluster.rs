@@ -177,7 +177,7 @@ async fn state_survives_a_restart_of_all_instances() {
         assert!(instance.check("acme", "alice", "docs/a", "delete").await);
         assert!(!instance.check("acme", "alice", "doc", "read").await);
         assert_eq!(instance.groups("acme").await, before);
-        assert_eq!(instance.groups("globex").await["revision"], 1);
+        assert_eq!(instance.revision("globex").await, 1);
     }
     // Revisions continue from where they were.
     let body = cluster[1].create_group("acme", "g2").await;
@@ -228,7 +228,7 @@ async fn revisions_count_changing_writes_only() {
         untouched,
         json!({"success": true, "changed": false, "revision": 0})
     );
-    assert_eq!(node.groups("fresh").await["revision"], 0);
+    assert_eq!(node.revision("fresh").await, 0);
 
     let (status, body) = node.post("/refresh-tenant", json!({"tenant": "t"})).await;
     assert_eq!(
@@ -329,7 +329,7 @@ async fn concurrent_writers_on_three_instances_converge_to_the_store() {
     for group in groups {
         cluster[0].create_group("t", group).await;
     }
-    let base = cluster[0].groups("t").await["revision"].as_u64().unwrap();
+    let base = cluster[0].revision("t").await;
 
     let mut workers = Vec::new();
     for i in 0..3 {

@@ -25,6 +25,8 @@ const FIELDS: &[&str] = &[
     "resource",
     "action",
     "min_revision",
+    "limit",
+    "cursor",
     "role",
     "name",
     "id",
@@ -122,6 +124,8 @@ impl Harness {
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => "[a-z*/ ]{0,12}",
+        // Numbers and hex, as `limit` and `cursor` take.
+        1 => "[0-9a-f]{0,12}",
         1 => any::<String>(),
         1 => prop::collection::vec(any::<char>(), 250..260).prop_map(|c| c.into_iter().collect()),
         1 => Just("'; DROP TABLE groups; --".to_string()),

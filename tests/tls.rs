@@ -228,8 +228,17 @@ async fn a_write_on_one_instance_reaches_the_other_through_redis_over_tls() {
         second.server_id,
         second.logs().join("\n")
     );
-    let published = first.cache_stats().await["messages_published"].clone();
-    assert!(published.as_u64().unwrap_or(0) >= 3, "{published}");
+    // The counter moves once Redis has acknowledged a publish, which may be after the peer
+    // already acted on the message.
+    let published = eventually(PROPAGATION, || async {
+        first.cache_stats().await["messages_published"].as_u64() >= Some(3)
+    })
+    .await;
+    assert!(
+        published.is_some(),
+        "{}",
+        first.cache_stats().await["messages_published"]
+    );
 }
 
 #[tokio::test]

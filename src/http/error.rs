@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppError;
-use crate::policy::NameError;
+use crate::policy::{GroupName, NameError};
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -130,6 +130,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// 404 for a request about a group the tenant does not have.
+    pub fn no_group(group: &GroupName) -> Self {
+        ApiError::NotFound(format!("group '{group}' does not exist"))
+    }
+}
+
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         ApiError::InvalidRequest(e.to_string())
@@ -139,9 +146,7 @@ impl From<NameError> for ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::Store(StoreError::GroupNotFound(group)) => {
-                ApiError::NotFound(format!("group '{group}' does not exist"))
-            }
+            AppError::Store(StoreError::GroupNotFound(group)) => ApiError::no_group(&group),
             AppError::Store(e @ StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %crate::error_chain(&e), "store unavailable");
                 ApiError::Unavailable

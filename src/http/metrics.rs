@@ -53,6 +53,8 @@ pub const ROUTES: &[&str] = &[
     "/unassign-user",
     "/refresh-tenant",
     "/groups",
+    "/group-permissions",
+    "/group-members",
     "/user-permissions",
     "/cache-stats",
     "/metrics",

@@ -7,6 +7,7 @@ mod keys;
 pub mod metrics;
 mod openapi;
 mod ops;
+mod page;
 mod reads;
 pub mod request;
 mod writes;
@@ -62,6 +63,8 @@ pub fn router(state: AppState) -> Router {
             get(reads::check_get).post(reads::check_post),
         )
         .route("/groups", get(reads::groups))
+        .route("/group-permissions", get(reads::group_permissions))
+        .route("/group-members", get(reads::group_members))
         .route("/user-permissions", get(reads::user_permissions));
     let mut instance_views = Router::new()
         .route("/cache-stats", get(ops::cache_stats))

@@ -37,6 +37,8 @@ use crate::stats::Stats;
         reads::check_get,
         reads::check_post,
         reads::groups,
+        reads::group_permissions,
+        reads::group_members,
         reads::user_permissions,
         ops::health,
         ops::ready,
@@ -232,8 +234,8 @@ error_responses! {
         credential on a write, a key for another tenant, a one-tenant key on an instance-wide \
         view, anything but `ADMIN_TOKEN` on an API-key endpoint, or an API-key endpoint on an \
         instance without `ADMIN_TOKEN`",
-    NotFound: "`not_found`: the group a write adds to, or the API key to revoke, does not \
-        exist; or /metrics on an instance that does not record metrics",
+    NotFound: "`not_found`: the group a write adds to or a listing names, or the API key to \
+        revoke, does not exist; or /metrics on an instance that does not record metrics",
     RevisionNotReached: "`revision_not_reached`: `min_revision` is newer than the tenant's \
         revision in the store",
     PayloadTooLarge: "`payload_too_large`: the request body is larger than 64 KiB",

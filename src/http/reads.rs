@@ -10,7 +10,8 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use super::openapi;
-use crate::policy::{Action, Resource, UserName};
+use super::page;
+use crate::policy::{Action, GroupName, Permission, Resource, UserName};
 
 #[derive(Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -35,6 +36,12 @@ pub struct CheckResponse {
 #[serde(deny_unknown_fields)]
 pub struct GroupsQuery {
     tenant: String,
+    /// Groups per page, 1 to 1000; 100 if absent.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`, to resume after it; absent for the first page.
+    #[serde(default)]
+    cursor: Option<String>,
     #[serde(default)]
     min_revision: Option<u64>,
 }
@@ -43,20 +50,65 @@ pub struct GroupsQuery {
 pub struct GroupsResponse {
     tenant: String,
     revision: u64,
-    groups: Vec<GroupBody>,
+    /// Sorted by name.
+    groups: Vec<GroupSummaryBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct GroupBody {
+pub struct GroupSummaryBody {
     name: String,
+    permission_count: usize,
+    member_count: usize,
+}
+
+/// The query of the listings of one group's contents.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GroupQuery {
+    tenant: String,
+    group: String,
+    /// Items per page, 1 to 1000; 100 if absent.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`, to resume after it; absent for the first page.
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    min_revision: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GroupPermissionsResponse {
+    tenant: String,
+    group: String,
+    revision: u64,
+    /// Sorted by resource, then action.
     permissions: Vec<PermissionBody>,
-    members: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct PermissionBody {
     resource: String,
     action: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GroupMembersResponse {
+    tenant: String,
+    group: String,
+    revision: u64,
+    /// User names, sorted.
+    members: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -149,11 +201,11 @@ async fn check(
     get,
     path = "/groups",
     tag = "reads",
-    summary = "a tenant's groups, permissions and members",
+    summary = "a page of a tenant's groups, with their sizes",
     params(GroupsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Every group of the tenant, sorted by name", body = GroupsResponse),
+        (status = 200, description = "Up to `limit` groups, sorted by name", body = GroupsResponse),
         (status = 409, response = openapi::RevisionNotReached),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
@@ -165,25 +217,117 @@ pub async fn groups(
     QueryParams(query): QueryParams<GroupsQuery>,
 ) -> Result<Json<GroupsResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &query.tenant)?;
+    let limit = page::limit(query.limit)?;
+    let after = page::resume(query.cursor.as_deref(), |[group]| {
+        GroupName::parse("cursor", group)
+    })?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
-    let groups = snapshot
-        .policy
-        .groups()
-        .into_iter()
-        .map(|g| GroupBody {
-            name: g.name,
-            permissions: g
-                .permissions
-                .into_iter()
-                .map(|(resource, action)| PermissionBody { resource, action })
-                .collect(),
-            members: g.members,
-        })
-        .collect();
+    let page = snapshot.policy.group_page(after.as_ref(), limit);
+    let next_cursor = page.resume_after().map(|last| page::cursor([&last.name]));
     Ok(Json(GroupsResponse {
         tenant: tenant.to_string(),
         revision: snapshot.revision(),
-        groups,
+        groups: page
+            .items
+            .into_iter()
+            .map(|g| GroupSummaryBody {
+                name: g.name,
+                permission_count: g.permission_count,
+                member_count: g.member_count,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/group-permissions",
+    tag = "reads",
+    summary = "a page of one group's permissions",
+    params(GroupQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Up to `limit` permissions, sorted by resource, then action", body = GroupPermissionsResponse),
+        (status = 404, response = openapi::NotFound),
+        (status = 409, response = openapi::RevisionNotReached),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+pub async fn group_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<GroupQuery>,
+) -> Result<Json<GroupPermissionsResponse>, ApiError> {
+    let tenant = caller.tenant("tenant", &query.tenant)?;
+    let group = GroupName::parse("group", &query.group)?;
+    let limit = page::limit(query.limit)?;
+    let after = page::resume(query.cursor.as_deref(), |[resource, action]| {
+        Ok(Permission {
+            resource: Resource::parse("cursor", resource)?,
+            action: Action::parse("cursor", action)?,
+        })
+    })?;
+    let snapshot = state.app.read(&tenant, query.min_revision).await?;
+    let page = snapshot
+        .policy
+        .permission_page(&group, after.as_ref(), limit)
+        .ok_or_else(|| ApiError::no_group(&group))?;
+    let next_cursor = page
+        .resume_after()
+        .map(|(resource, action)| page::cursor([resource, action]));
+    Ok(Json(GroupPermissionsResponse {
+        tenant: tenant.to_string(),
+        group: group.to_string(),
+        revision: snapshot.revision(),
+        permissions: page
+            .items
+            .into_iter()
+            .map(|(resource, action)| PermissionBody { resource, action })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/group-members",
+    tag = "reads",
+    summary = "a page of one group's members",
+    params(GroupQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Up to `limit` user names, sorted", body = GroupMembersResponse),
+        (status = 404, response = openapi::NotFound),
+        (status = 409, response = openapi::RevisionNotReached),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+pub async fn group_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<GroupQuery>,
+) -> Result<Json<GroupMembersResponse>, ApiError> {
+    let tenant = caller.tenant("tenant", &query.tenant)?;
+    let group = GroupName::parse("group", &query.group)?;
+    let limit = page::limit(query.limit)?;
+    let after = page::resume(query.cursor.as_deref(), |[user]| {
+        UserName::parse("cursor", user)
+    })?;
+    let snapshot = state.app.read(&tenant, query.min_revision).await?;
+    let page = snapshot
+        .policy
+        .member_page(&group, after.as_ref(), limit)
+        .ok_or_else(|| ApiError::no_group(&group))?;
+    let next_cursor = page.resume_after().map(|last| page::cursor([last]));
+    Ok(Json(GroupMembersResponse {
+        tenant: tenant.to_string(),
+        group: group.to_string(),
+        revision: snapshot.revision(),
+        members: page.items,
+        next_cursor,
     }))
 }
 

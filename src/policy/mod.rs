@@ -5,6 +5,7 @@
 mod change;
 mod cow_map;
 mod name;
+mod page;
 mod tenant;
 
 pub use change::{Change, Permission};
@@ -12,4 +13,5 @@ pub use name::{
     Action, GroupName, KeyName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName,
     UserName,
 };
-pub use tenant::{AdvanceError, GroupView, TenantPolicy, UserView};
+pub use page::Page;
+pub use tenant::{AdvanceError, GroupSummary, GroupView, TenantPolicy, UserView};

@@ -10,13 +10,15 @@
 //! copies a few thousand entries, not a million.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use compact_str::CompactString;
 
 use super::change::{Change, Permission};
 use super::cow_map::CowMap;
-use super::name::GroupName;
+use super::name::{GroupName, UserName};
+use super::page::{self, Page};
 
 /// The action pattern that matches every action.
 const ANY_ACTION: &str = "*";
@@ -57,7 +59,10 @@ pub struct TenantPolicy {
 #[derive(Debug, Clone)]
 struct GroupRecord {
     id: GroupId,
-    permissions: BTreeSet<Permission>,
+    /// Shared, so that copying a shard of the group map copies no group's permissions.
+    permissions: Arc<BTreeSet<Permission>>,
+    /// How many users are members, kept so that a listing of groups need not count them.
+    member_count: usize,
 }
 
 /// Group ids, sorted; usually a handful.
@@ -158,6 +163,14 @@ pub struct GroupView {
     pub members: Vec<String>,
 }
 
+/// A group as a page of groups lists it: its size, not its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub name: String,
+    pub permission_count: usize,
+    pub member_count: usize,
+}
+
 /// What one user gets in a tenant, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserView {
@@ -247,7 +260,8 @@ impl TenantPolicy {
                     group.clone(),
                     GroupRecord {
                         id,
-                        permissions: BTreeSet::new(),
+                        permissions: Arc::default(),
+                        member_count: 0,
                     },
                 );
                 self.names.insert(id, group.clone());
@@ -258,7 +272,7 @@ impl TenantPolicy {
                     return false;
                 };
                 self.names.remove(&record.id);
-                for permission in &record.permissions {
+                for permission in record.permissions.iter() {
                     self.unindex(permission, record.id);
                 }
                 self.permission_count -= record.permissions.len();
@@ -277,9 +291,10 @@ impl TenantPolicy {
                 let Some(record) = self.groups.get_mut(group) else {
                     return false;
                 };
-                if !record.permissions.insert(permission.clone()) {
+                if record.permissions.contains(permission) {
                     return false;
                 }
+                Arc::make_mut(&mut record.permissions).insert(permission.clone());
                 let id = record.id;
                 self.index(permission, id);
                 self.permission_count += 1;
@@ -294,16 +309,17 @@ impl TenantPolicy {
                 }
                 let id = record.id;
                 if let Some(record) = self.groups.get_mut(group) {
-                    record.permissions.remove(permission);
+                    Arc::make_mut(&mut record.permissions).remove(permission);
                 }
                 self.unindex(permission, id);
                 self.permission_count -= 1;
                 true
             }
             Change::AssignUser { group, user } => {
-                let Some(id) = self.groups.get(group).map(|record| record.id) else {
+                let Some(record) = self.groups.get_mut(group) else {
                     return false;
                 };
+                let id = record.id;
                 if self
                     .members
                     .get(user.as_str())
@@ -314,13 +330,15 @@ impl TenantPolicy {
                 self.members
                     .get_or_insert_with(user.as_str().into(), GroupSet::default)
                     .insert(id);
+                record.member_count += 1;
                 self.assignment_count += 1;
                 true
             }
             Change::UnassignUser { group, user } => {
-                let Some(id) = self.groups.get(group).map(|record| record.id) else {
+                let Some(record) = self.groups.get_mut(group) else {
                     return false;
                 };
+                let id = record.id;
                 if !self
                     .members
                     .get(user.as_str())
@@ -328,6 +346,7 @@ impl TenantPolicy {
                 {
                     return false;
                 }
+                record.member_count -= 1;
                 self.leave(user.as_str(), id);
                 true
             }
@@ -428,6 +447,71 @@ impl TenantPolicy {
             .collect();
         groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         groups
+    }
+
+    /// The groups whose names sort after `after`, `limit` of them, by name.
+    pub fn group_page(&self, after: Option<&GroupName>, limit: usize) -> Page<GroupSummary> {
+        let names = self
+            .groups
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| after.is_none_or(|after| *name > after));
+        page::smallest(names, limit).map(|name| {
+            let (permission_count, member_count) = self.groups.get(name).map_or((0, 0), |record| {
+                (record.permissions.len(), record.member_count)
+            });
+            GroupSummary {
+                name: name.as_str().to_owned(),
+                permission_count,
+                member_count,
+            }
+        })
+    }
+
+    /// The permissions of `group` that sort after `after` (by resource, then action), `limit`
+    /// of them; None if there is no such group.
+    pub fn permission_page(
+        &self,
+        group: &GroupName,
+        after: Option<&Permission>,
+        limit: usize,
+    ) -> Option<Page<(String, String)>> {
+        let permissions = &self.groups.get(group)?.permissions;
+        let rest = match after {
+            Some(after) => permissions.range((Excluded(after), Unbounded)),
+            None => permissions.range::<Permission, _>(..),
+        };
+        Some(
+            page::first(rest, limit)
+                .map(|p| (p.resource.as_str().to_owned(), p.action.as_str().to_owned())),
+        )
+    }
+
+    /// The members of `group` whose names sort after `after`, `limit` of them, by name; None
+    /// if there is no such group.
+    ///
+    /// Memberships are indexed by user, for the check, so this reads every user of the tenant:
+    /// the answer is bounded, the work is not.
+    pub fn member_page(
+        &self,
+        group: &GroupName,
+        after: Option<&UserName>,
+        limit: usize,
+    ) -> Option<Page<String>> {
+        let record = self.groups.get(group)?;
+        if record.member_count == 0 {
+            return Some(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        }
+        let members = self
+            .members
+            .iter()
+            .filter(|(_, groups)| groups.contains(record.id))
+            .map(|(user, _)| user.as_str())
+            .filter(|user| after.is_none_or(|after| *user > after.as_str()));
+        Some(page::smallest(members, limit).map(str::to_owned))
     }
 
     /// The groups `user` belongs to and every permission those groups give, sorted.
@@ -761,6 +845,46 @@ mod tests {
             (2, 3, 2)
         );
     }
+
+    #[test]
+    fn pages_resume_after_a_name_even_once_it_is_gone() {
+        let mut policy = TenantPolicy::default();
+        for name in ["a", "b", "c", "d"] {
+            policy.apply(&Change::CreateGroup { group: group(name) });
+            policy.apply(&Change::AssignUser {
+                group: group("a"),
+                user: user(name),
+            });
+        }
+        let first = policy.group_page(None, 2);
+        let names: Vec<_> = first.items.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!((names, first.more), (vec!["a", "b"], true));
+        assert_eq!(first.items[0].member_count, 4);
+        policy.apply(&Change::DeleteGroup { group: group("b") });
+        let rest = policy.group_page(Some(&group("b")), 2);
+        let names: Vec<_> = rest.items.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!((names, rest.more), (vec!["c", "d"], false));
+
+        policy.apply(&Change::UnassignUser {
+            group: group("a"),
+            user: user("b"),
+        });
+        let members = policy
+            .member_page(&group("a"), Some(&user("b")), 10)
+            .unwrap();
+        assert_eq!(members.items, ["c", "d"]);
+        assert_eq!(policy.group_page(None, 1).items[0].member_count, 3);
+    }
+
+    #[test]
+    fn pages_of_a_group_that_does_not_exist_are_none() {
+        let policy = alice_with(&[("doc", "read")]);
+        assert_eq!(policy.member_page(&group("nope"), None, 10), None);
+        assert_eq!(policy.permission_page(&group("nope"), None, 10), None);
+        let permissions = policy.permission_page(&group("g"), None, 10).unwrap();
+        assert_eq!(permissions.items, [("doc".to_string(), "read".to_string())]);
+        assert!(!permissions.more);
+    }
 }
 
 #[cfg(test)]
@@ -842,6 +966,64 @@ mod properties {
         policy
     }
 
+    /// Every group as the pages of `limit` items list them, each page resuming after the last.
+    fn paged(policy: &TenantPolicy, limit: usize) -> Vec<GroupView> {
+        let mut views = Vec::new();
+        let mut after = None;
+        loop {
+            let page = policy.group_page(after.as_ref(), limit);
+            assert!(page.items.len() <= limit);
+            for summary in &page.items {
+                let name = GroupName::parse("group", &summary.name).unwrap();
+                let mut view = GroupView {
+                    name: summary.name.clone(),
+                    permissions: Vec::new(),
+                    members: Vec::new(),
+                };
+                let mut after = None;
+                loop {
+                    let page = policy
+                        .permission_page(&name, after.as_ref(), limit)
+                        .unwrap();
+                    assert!(page.items.len() <= limit);
+                    after = page.resume_after().map(|(r, a)| Permission {
+                        resource: Resource::parse("resource", r).unwrap(),
+                        action: Action::parse("action", a).unwrap(),
+                    });
+                    view.permissions.extend(page.items);
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                let mut after = None;
+                loop {
+                    let page = policy.member_page(&name, after.as_ref(), limit).unwrap();
+                    assert!(page.items.len() <= limit);
+                    after = page
+                        .resume_after()
+                        .map(|u| UserName::parse("user", u).unwrap());
+                    view.members.extend(page.items);
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    (summary.permission_count, summary.member_count),
+                    (view.permissions.len(), view.members.len()),
+                    "the counts of {}",
+                    summary.name
+                );
+                views.push(view);
+            }
+            after = page
+                .resume_after()
+                .map(|g| GroupName::parse("group", &g.name).unwrap());
+            if after.is_none() {
+                return views;
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn replaying_the_changelog_from_any_revision_equals_a_full_reload(
@@ -869,6 +1051,9 @@ mod properties {
                 (reloaded.prefixes.len(), reloaded.exact.len(), reloaded.prefix_lengths.clone())
             );
             prop_assert_eq!(replayed.revision(), changelog.len() as u64);
+            for limit in [1, 2, 3] {
+                prop_assert_eq!(paged(&replayed, limit), truth.groups());
+            }
             for user in USERS {
                 for resource in ["r0", "r1", "docs/a", "docs/b", "d", "x", "*"] {
                     for action in ["read", "write", "delete"] {

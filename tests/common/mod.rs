@@ -10,6 +10,7 @@
 pub mod reply;
 pub mod servers;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -465,10 +466,90 @@ impl Instance {
             .expect("allowed is a boolean")
     }
 
+    /// The whole of `tenant` at one revision: every group with its permissions and members,
+    /// `{"tenant", "revision", "groups": [{"name", "permissions", "members"}]}`, read through
+    /// the paged listings a few items at a time so that every listing pages.
     pub async fn groups(&self, tenant: &str) -> Value {
-        let (status, body) = self.get("/groups", &[("tenant", tenant)]).await;
+        // A write landing between two pages shows as two revisions: read again.
+        loop {
+            let mut revisions = BTreeSet::new();
+            let mut groups = Vec::new();
+            let mut counts = Vec::new();
+            for summary in self
+                .pages("/groups", &[("tenant", tenant)], "groups", &mut revisions)
+                .await
+            {
+                let name = summary["name"].as_str().expect("a group has a name");
+                let query = [("tenant", tenant), ("group", name)];
+                let permissions = self
+                    .pages("/group-permissions", &query, "permissions", &mut revisions)
+                    .await;
+                let members = self
+                    .pages("/group-members", &query, "members", &mut revisions)
+                    .await;
+                counts.push((
+                    name.to_owned(),
+                    (
+                        summary["permission_count"].as_u64(),
+                        summary["member_count"].as_u64(),
+                    ),
+                    (Some(permissions.len() as u64), Some(members.len() as u64)),
+                ));
+                groups.push(json!({"name": name, "permissions": permissions, "members": members}));
+            }
+            if let [revision] = *Vec::from_iter(revisions) {
+                for (name, counted, listed) in counts {
+                    assert_eq!(counted, listed, "the counts /groups gives for {name}");
+                }
+                return json!({"tenant": tenant, "revision": revision, "groups": groups});
+            }
+        }
+    }
+
+    /// The revision this instance holds `tenant` at, from one small page of /groups.
+    pub async fn revision(&self, tenant: &str) -> u64 {
+        let (status, body) = self
+            .get("/groups", &[("tenant", tenant), ("limit", "1")])
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        body
+        body["revision"].as_u64().expect("a page has a revision")
+    }
+
+    /// Every item of a paged listing, following `next_cursor` from page to page; the revision
+    /// of each page goes into `revisions`.
+    async fn pages(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        items: &str,
+        revisions: &mut BTreeSet<u64>,
+    ) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            // A first page of two makes any listing of three or more follow a cursor; the
+            // largest pages after it keep a tenant of thousands to a few requests.
+            let limit = if cursor.is_none() { "2" } else { "1000" };
+            let mut page_query = query.to_vec();
+            page_query.push(("limit", limit));
+            if let Some(cursor) = &cursor {
+                page_query.push(("cursor", cursor));
+            }
+            let (status, body) = self.get(path, &page_query).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            revisions.insert(body["revision"].as_u64().expect("a page has a revision"));
+            let page = body[items].as_array().expect("a page has its items");
+            assert!(
+                page.len() <= limit.parse().unwrap(),
+                "{path} gave more than `limit` items: {body}"
+            );
+            all.extend(page.iter().cloned());
+            match &body["next_cursor"] {
+                Value::String(next) => cursor = Some(next.clone()),
+                Value::Null => return all,
+                other => panic!("{path}: next_cursor is {other}"),
+            }
+        }
     }
 
     pub async fn cache_stats(&self) -> Value {

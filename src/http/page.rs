@@ -1,0 +1,113 @@
+//! Paging of the listings: how many items a page holds, and the cursor it resumes from.
+//!
+//! A cursor names the last item of the previous page, so a page resumes at the same place in
+//! the sort order whatever changed in between: an item that exists throughout the paging is
+//! listed exactly once. It is opaque to clients (the hex of the item's names, joined by a
+//! newline, which no name may hold), so that its form can change without breaking them.
+
+use super::error::ApiError;
+use crate::policy::NameError;
+
+/// Items per page when the request does not say.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// The most items a page holds, so that an answer stays small however large the tenant.
+pub const MAX_LIMIT: u32 = 1000;
+
+const SEPARATOR: char = '\n';
+
+/// The page size a request asked for, checked against [`MAX_LIMIT`].
+pub fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
+    match requested.unwrap_or(DEFAULT_LIMIT) {
+        limit @ 1..=MAX_LIMIT => Ok(limit as usize),
+        _ => Err(ApiError::InvalidRequest(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}"
+        ))),
+    }
+}
+
+/// The cursor that resumes a listing after the item with these names.
+pub fn cursor<const N: usize>(names: [&str; N]) -> String {
+    hex::encode(names.join(&SEPARATOR.to_string()))
+}
+
+/// The item a request's `cursor` resumes after, parsed by `parse` from the names in it;
+/// None without a cursor.
+pub fn resume<T, const N: usize>(
+    cursor: Option<&str>,
+    parse: impl FnOnce([&str; N]) -> Result<T, NameError>,
+) -> Result<Option<T>, ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::InvalidRequest(
+            "`cursor` is not one this server handed out: pass a page's `next_cursor` unchanged"
+                .into(),
+        )
+    };
+    let text = hex::decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)?;
+    let names: [&str; N] = text
+        .split(SEPARATOR)
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| invalid())?;
+    parse(names).map(Some).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, GroupName, Resource};
+
+    fn group(cursor: Option<&str>) -> Result<Option<GroupName>, ApiError> {
+        resume(cursor, |[name]| GroupName::parse("cursor", name))
+    }
+
+    fn permission(cursor: &str) -> Result<Option<(Resource, Action)>, ApiError> {
+        resume(Some(cursor), |[resource, action]| {
+            Ok((
+                Resource::parse("cursor", resource)?,
+                Action::parse("cursor", action)?,
+            ))
+        })
+    }
+
+    #[test]
+    fn a_cursor_resumes_after_the_names_it_was_made_from() {
+        let made = cursor(["editors é"]);
+        assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+        assert_eq!(group(Some(&made)).unwrap().unwrap().as_str(), "editors é");
+        assert!(group(None).unwrap().is_none());
+
+        let (resource, action) = permission(&cursor(["docs/*", "read"])).unwrap().unwrap();
+        assert_eq!((resource.as_str(), action.as_str()), ("docs/*", "read"));
+    }
+
+    #[test]
+    fn anything_else_is_an_invalid_request() {
+        let not_utf8 = hex::encode([0xff, 0xfe]);
+        let wildcard_group = cursor(["a*"]);
+        let two_names = cursor(["a", "b"]);
+        for bad in ["", "zz", "abc", &not_utf8, &wildcard_group, &two_names] {
+            let Err(ApiError::InvalidRequest(message)) = group(Some(bad)) else {
+                panic!("{bad:?} was taken as a cursor");
+            };
+            assert!(message.contains("`cursor`"), "{message}");
+        }
+        assert!(permission(&cursor(["docs/*"])).is_err());
+        assert!(permission(&cursor(["docs/*", "read", "x"])).is_err());
+    }
+
+    #[test]
+    fn limits_outside_the_range_are_refused() {
+        assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT as usize);
+        assert_eq!(limit(Some(1)).unwrap(), 1);
+        assert_eq!(limit(Some(MAX_LIMIT)).unwrap(), MAX_LIMIT as usize);
+        for bad in [0, MAX_LIMIT + 1, u32::MAX] {
+            assert!(matches!(limit(Some(bad)), Err(ApiError::InvalidRequest(_))));
+        }
+    }
+}
