@@ -106,13 +106,20 @@ pub async fn run(
         stopping.clone(),
     )));
 
+    let metrics = http::metrics::install();
+    if let Some(handle) = &metrics {
+        tasks.push(tokio::spawn(http::metrics::upkeep(
+            handle.clone(),
+            stopping.clone(),
+        )));
+    }
     let state = AppState {
         app,
         tokens: Arc::new(Tokens::new(
             config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
             config.check_token.clone().map(|t| t.0).unwrap_or_default(),
         )),
-        metrics: http::metrics::install(),
+        metrics,
         request_timeout: config.request_timeout(),
     };
     let local = listener.local_addr().map_err(|source| StartError::Listen {
