@@ -109,6 +109,8 @@ done
 # whatever else the machine does falls on both alike; the median of the rounds is reported,
 # and every round's ratio beside it.
 rounds=5
+# A's memory across the rounds: a server must not keep anything per request it has answered.
+rss_http_before=$(rss_kib "$pid_a")
 for round in $(seq 1 $rounds); do
     if [ $((round % 2)) = 1 ]; then order="rbac bare"; else order="bare rbac"; fi
     for which in $order; do
@@ -118,6 +120,8 @@ for round in $(seq 1 $rounds); do
     done
 done
 kill "$pid_bare"
+rss_http_after=$(rss_kib "$pid_a")
+rbac_requests=$(cat "$work"/wrk-rbac-*.txt | awk '/requests in/ { n += $1 } END { printf "%.1f", n / 1e6 }')
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 p50_of() { wrk_ms "$1" 50%; }
 p99_of() { wrk_ms "$1" 99%; }
@@ -165,6 +169,7 @@ check_standard=$(checks_per_s check/standard)
 check_large=$(checks_per_s check/large)
 load_large_ms=$(calc "$(ns load/large) / 1000000")
 apply_large_us=$(calc "$(ns apply_one_change/large) / 1000")
+page_us() { calc "$(ns "page_of_100/$1") / 1000"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -183,8 +188,10 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | in-process check, large tenant (1 core) | $check_large checks/s | >= 5000000 |
 | build the large tenant from its rows (in process) | $(printf '%.0f' "$load_large_ms") ms | |
 | apply one change to the large tenant (in process) | $(printf '%.1f' "$apply_large_us") us | |
+| first page of 100, large tenant (in process): groups, a group's permissions, a group's members | $(printf '%.1f' "$(page_us groups)") us, $(printf '%.1f' "$(page_us group_permissions)") us, $(printf '%.0f' "$(page_us group_members)") us | |
 | large tenant first load from PostgreSQL (over HTTP) | $(printf '%.2f' "$load_seconds") s | <= 2 s |
 | RSS per assignment, large tenant | $(printf '%.0f' "$bytes_per_assignment") bytes ($(( (rss_after - rss_before) / 1024 )) MiB for 1,000,000) | <= 150 bytes |
+| RSS of instance A before and after the HTTP rounds ($rbac_requests million checks timed, warm-ups besides) | $(( rss_http_before / 1024 )) MiB, $(( rss_http_after / 1024 )) MiB | |
 | propagation A -> B, standard tenant (200 trials) | p50 $(field "$prop_standard" p50_ms) ms, p99 $(field "$prop_standard" p99_ms) ms | <= 1 ms, <= 5 ms |
 | propagation A -> B, large tenant (200 trials) | p50 $(field "$prop_large" p50_ms) ms, p99 $(field "$prop_large" p99_ms) ms | p99 <= 10 ms |
 | changing writes over 100 tenants (16 clients) | $(field "$writes" per_second) writes/s | |
