@@ -2124,27 +2124,33 @@ async fn bad_limits_bad_cursors_and_missing_groups_are_refused() {
             cases.push(expect(path, query, 400, "invalid_request"));
         }
     }
-    // A cursor is good only for the listing that handed it out.
-    let groups = [("tenant", "acme")];
-    let in_g = [("tenant", "acme"), ("group", "g")];
-    cases.push(expect(
-        "/groups",
-        [&groups[..], &[("cursor", permission_cursor.as_str())]].concat(),
-        400,
-        "invalid_request",
-    ));
-    cases.push(expect(
-        "/group-permissions",
-        [&in_g[..], &[("cursor", member_cursor.as_str())]].concat(),
-        400,
-        "invalid_request",
-    ));
-    cases.push(expect(
-        "/group-members",
-        [&in_g[..], &[("cursor", permission_cursor.as_str())]].concat(),
-        400,
-        "invalid_request",
-    ));
+    // A cursor is good only for the listing, tenant and group that handed it out, even where
+    // its names would parse: a group's name is a valid user name, and the reverse.
+    let with = |base: &[(&'static str, &'static str)], cursor: &'static str| {
+        let mut query = base.to_vec();
+        query.push(("cursor", cursor));
+        query
+    };
+    let [group_cursor, permission_cursor, member_cursor]: [&'static str; 3] =
+        [group_cursor, permission_cursor, member_cursor].map(|c| &*String::leak(c));
+    let groups: &[(&str, &str)] = &[("tenant", "acme")];
+    let in_g: &[(&str, &str)] = &[("tenant", "acme"), ("group", "g")];
+    let in_spare: &[(&str, &str)] = &[("tenant", "acme"), ("group", "spare")];
+    let in_globex: &[(&str, &str)] = &[("tenant", "globex"), ("group", "g")];
+    for (path, base, cursor) in [
+        ("/groups", groups, permission_cursor),
+        ("/groups", groups, member_cursor),
+        ("/groups", &[("tenant", "globex")][..], group_cursor),
+        ("/group-permissions", in_g, member_cursor),
+        ("/group-permissions", in_g, group_cursor),
+        ("/group-permissions", in_spare, permission_cursor),
+        ("/group-members", in_g, permission_cursor),
+        ("/group-members", in_g, group_cursor),
+        ("/group-members", in_spare, member_cursor),
+        ("/group-members", in_globex, member_cursor),
+    ] {
+        cases.push(expect(path, with(base, cursor), 400, "invalid_request"));
+    }
     for path in ["/group-permissions", "/group-members"] {
         cases.push(expect(
             path,

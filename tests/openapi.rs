@@ -206,9 +206,14 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
         "role" => "check",
         "name" => "a key",
         "id" => "0123456789abcdef",
-        // The hex of the names of the item a page resumes after.
-        "cursor" if path == "/group-permissions" => "646f63732f726561646d650a72656164",
-        "cursor" => "67",
+        // The hex of the listing's scope and of the names of the item a page resumes after.
+        "cursor" => match path {
+            "/groups" => "2f67726f7570730a740a67",
+            "/group-permissions" =>
+                "2f67726f75702d7065726d697373696f6e730a740a670a646f63732f726561646d650a72656164",
+            "/group-members" => "2f67726f75702d6d656d626572730a740a670a75",
+            other => panic!("no sample cursor for {other}"),
+        },
         _ => panic!("no sample value for the new field `{name}`: add one here"),
     })
 }

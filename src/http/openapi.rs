@@ -229,7 +229,8 @@ macro_rules! error_responses {
 error_responses! {
     InvalidRequest: "`invalid_request`: malformed JSON or a body that is not a JSON object; a \
         query string that is not valid percent-encoded UTF-8; a missing, unknown, duplicated or \
-        ill-typed field or query parameter; a name that breaks the name rules",
+        ill-typed field or query parameter; a name that breaks the name rules; a `limit` \
+        outside 1 to 1000 or a `cursor` that is not one the listing handed out",
     Forbidden: "`forbidden`: the credential is valid but does not allow this: a `check` \
         credential on a write, a key for another tenant, a one-tenant key on an instance-wide \
         view, anything but `ADMIN_TOKEN` on an API-key endpoint, or an API-key endpoint on an \

@@ -2,8 +2,9 @@
 //!
 //! A cursor names the last item of the previous page, so a page resumes at the same place in
 //! the sort order whatever changed in between: an item that exists throughout the paging is
-//! listed exactly once. It is opaque to clients (the hex of the item's names, joined by a
-//! newline, which no name may hold), so that its form can change without breaking them.
+//! listed exactly once. It is opaque to clients (the hex of the listing's scope and the item's
+//! names, joined by a newline, which no name may hold), so that its form can change without
+//! breaking them.
 
 use super::error::ApiError;
 use crate::policy::NameError;
@@ -25,15 +26,19 @@ pub fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
     }
 }
 
-/// The cursor that resumes a listing after the item with these names.
-pub fn cursor<const N: usize>(names: [&str; N]) -> String {
-    hex::encode(names.join(&SEPARATOR.to_string()))
+/// The cursor that resumes the listing `scope` after the item with these names. The scope (the
+/// route, the tenant and, for a group's contents, the group) goes into the cursor, so that a
+/// cursor of one listing cannot silently skip or repeat items of another.
+pub fn cursor<const N: usize>(scope: &[&str], names: [&str; N]) -> String {
+    let parts: Vec<&str> = scope.iter().copied().chain(names).collect();
+    hex::encode(parts.join(&SEPARATOR.to_string()))
 }
 
-/// The item a request's `cursor` resumes after, parsed by `parse` from the names in it;
-/// None without a cursor.
+/// The item a request's `cursor` for the listing `scope` resumes after, parsed by `parse` from
+/// the names in it; None without a cursor.
 pub fn resume<T, const N: usize>(
     cursor: Option<&str>,
+    scope: &[&str],
     parse: impl FnOnce([&str; N]) -> Result<T, NameError>,
 ) -> Result<Option<T>, ApiError> {
     let Some(cursor) = cursor else {
@@ -41,7 +46,8 @@ pub fn resume<T, const N: usize>(
     };
     let invalid = || {
         ApiError::InvalidRequest(
-            "`cursor` is not one this server handed out: pass a page's `next_cursor` unchanged"
+            "`cursor` is not one this listing handed out: pass a page's `next_cursor` unchanged, \
+             with the same tenant and group"
                 .into(),
         )
     };
@@ -49,8 +55,11 @@ pub fn resume<T, const N: usize>(
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(invalid)?;
-    let names: [&str; N] = text
-        .split(SEPARATOR)
+    let mut parts = text.split(SEPARATOR);
+    if !scope.iter().all(|expected| parts.next() == Some(expected)) {
+        return Err(invalid());
+    }
+    let names: [&str; N] = parts
         .collect::<Vec<_>>()
         .try_into()
         .map_err(|_| invalid())?;
@@ -62,12 +71,15 @@ mod tests {
     use super::*;
     use crate::policy::{Action, GroupName, Resource};
 
+    const GROUPS: &[&str] = &["/groups", "acme"];
+    const PERMISSIONS: &[&str] = &["/group-permissions", "acme", "editors"];
+
     fn group(cursor: Option<&str>) -> Result<Option<GroupName>, ApiError> {
-        resume(cursor, |[name]| GroupName::parse("cursor", name))
+        resume(cursor, GROUPS, |[name]| GroupName::parse("cursor", name))
     }
 
     fn permission(cursor: &str) -> Result<Option<(Resource, Action)>, ApiError> {
-        resume(Some(cursor), |[resource, action]| {
+        resume(Some(cursor), PERMISSIONS, |[resource, action]| {
             Ok((
                 Resource::parse("cursor", resource)?,
                 Action::parse("cursor", action)?,
@@ -77,28 +89,49 @@ mod tests {
 
     #[test]
     fn a_cursor_resumes_after_the_names_it_was_made_from() {
-        let made = cursor(["editors é"]);
+        let made = cursor(GROUPS, ["editors é"]);
         assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
         assert_eq!(group(Some(&made)).unwrap().unwrap().as_str(), "editors é");
         assert!(group(None).unwrap().is_none());
 
-        let (resource, action) = permission(&cursor(["docs/*", "read"])).unwrap().unwrap();
+        let (resource, action) = permission(&cursor(PERMISSIONS, ["docs/*", "read"]))
+            .unwrap()
+            .unwrap();
         assert_eq!((resource.as_str(), action.as_str()), ("docs/*", "read"));
     }
 
     #[test]
     fn anything_else_is_an_invalid_request() {
         let not_utf8 = hex::encode([0xff, 0xfe]);
-        let wildcard_group = cursor(["a*"]);
-        let two_names = cursor(["a", "b"]);
-        for bad in ["", "zz", "abc", &not_utf8, &wildcard_group, &two_names] {
+        let wildcard_group = cursor(GROUPS, ["a*"]);
+        let two_names = cursor(GROUPS, ["a", "b"]);
+        let other_tenant = cursor(&["/groups", "globex"], ["a"]);
+        let other_listing = cursor(&["/group-members", "acme"], ["a"]);
+        let no_scope = cursor(&[], ["a"]);
+        let bad_cursors = [
+            "",
+            "zz",
+            "abc",
+            &not_utf8,
+            &wildcard_group,
+            &two_names,
+            &other_tenant,
+            &other_listing,
+            &no_scope,
+        ];
+        for bad in bad_cursors {
             let Err(ApiError::InvalidRequest(message)) = group(Some(bad)) else {
                 panic!("{bad:?} was taken as a cursor");
             };
             assert!(message.contains("`cursor`"), "{message}");
         }
-        assert!(permission(&cursor(["docs/*"])).is_err());
-        assert!(permission(&cursor(["docs/*", "read", "x"])).is_err());
+        assert!(permission(&cursor(PERMISSIONS, ["docs/*"])).is_err());
+        assert!(permission(&cursor(PERMISSIONS, ["docs/*", "read", "x"])).is_err());
+        let other_group = cursor(
+            &["/group-permissions", "acme", "admins"],
+            ["docs/*", "read"],
+        );
+        assert!(permission(&other_group).is_err());
     }
 
     #[test]

@@ -218,12 +218,15 @@ pub async fn groups(
 ) -> Result<Json<GroupsResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &query.tenant)?;
     let limit = page::limit(query.limit)?;
-    let after = page::resume(query.cursor.as_deref(), |[group]| {
+    let scope = ["/groups", tenant.as_str()];
+    let after = page::resume(query.cursor.as_deref(), &scope, |[group]| {
         GroupName::parse("cursor", group)
     })?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
     let page = snapshot.policy.group_page(after.as_ref(), limit);
-    let next_cursor = page.resume_after().map(|last| page::cursor([&last.name]));
+    let next_cursor = page
+        .resume_after()
+        .map(|last| page::cursor(&scope, [&last.name]));
     Ok(Json(GroupsResponse {
         tenant: tenant.to_string(),
         revision: snapshot.revision(),
@@ -263,7 +266,8 @@ pub async fn group_permissions(
     let tenant = caller.tenant("tenant", &query.tenant)?;
     let group = GroupName::parse("group", &query.group)?;
     let limit = page::limit(query.limit)?;
-    let after = page::resume(query.cursor.as_deref(), |[resource, action]| {
+    let scope = ["/group-permissions", tenant.as_str(), group.as_str()];
+    let after = page::resume(query.cursor.as_deref(), &scope, |[resource, action]| {
         Ok(Permission {
             resource: Resource::parse("cursor", resource)?,
             action: Action::parse("cursor", action)?,
@@ -276,7 +280,7 @@ pub async fn group_permissions(
         .ok_or_else(|| ApiError::no_group(&group))?;
     let next_cursor = page
         .resume_after()
-        .map(|(resource, action)| page::cursor([resource, action]));
+        .map(|(resource, action)| page::cursor(&scope, [resource, action]));
     Ok(Json(GroupPermissionsResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),
@@ -313,7 +317,8 @@ pub async fn group_members(
     let tenant = caller.tenant("tenant", &query.tenant)?;
     let group = GroupName::parse("group", &query.group)?;
     let limit = page::limit(query.limit)?;
-    let after = page::resume(query.cursor.as_deref(), |[user]| {
+    let scope = ["/group-members", tenant.as_str(), group.as_str()];
+    let after = page::resume(query.cursor.as_deref(), &scope, |[user]| {
         UserName::parse("cursor", user)
     })?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
@@ -321,7 +326,7 @@ pub async fn group_members(
         .policy
         .member_page(&group, after.as_ref(), limit)
         .ok_or_else(|| ApiError::no_group(&group))?;
-    let next_cursor = page.resume_after().map(|last| page::cursor([last]));
+    let next_cursor = page.resume_after().map(|last| page::cursor(&scope, [last]));
     Ok(Json(GroupMembersResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),

@@ -315,11 +315,12 @@ impl TenantPolicy {
                 self.permission_count -= 1;
                 true
             }
+            // Both look the group up twice, to change its record only once the change is
+            // known to change something: a mutable look-up copies the record's shard.
             Change::AssignUser { group, user } => {
-                let Some(record) = self.groups.get_mut(group) else {
+                let Some(id) = self.groups.get(group).map(|record| record.id) else {
                     return false;
                 };
-                let id = record.id;
                 if self
                     .members
                     .get(user.as_str())
@@ -330,15 +331,16 @@ impl TenantPolicy {
                 self.members
                     .get_or_insert_with(user.as_str().into(), GroupSet::default)
                     .insert(id);
-                record.member_count += 1;
                 self.assignment_count += 1;
+                if let Some(record) = self.groups.get_mut(group) {
+                    record.member_count += 1;
+                }
                 true
             }
             Change::UnassignUser { group, user } => {
-                let Some(record) = self.groups.get_mut(group) else {
+                let Some(id) = self.groups.get(group).map(|record| record.id) else {
                     return false;
                 };
-                let id = record.id;
                 if !self
                     .members
                     .get(user.as_str())
@@ -346,8 +348,10 @@ impl TenantPolicy {
                 {
                     return false;
                 }
-                record.member_count -= 1;
                 self.leave(user.as_str(), id);
+                if let Some(record) = self.groups.get_mut(group) {
+                    record.member_count -= 1;
+                }
                 true
             }
         }

@@ -470,8 +470,9 @@ impl Instance {
     /// `{"tenant", "revision", "groups": [{"name", "permissions", "members"}]}`, read through
     /// the paged listings a few items at a time so that every listing pages.
     pub async fn groups(&self, tenant: &str) -> Value {
-        // A write landing between two pages shows as two revisions: read again.
-        loop {
+        // A write landing between two pages shows as two revisions: read again, a few times.
+        let mut seen = Vec::new();
+        for _ in 0..20 {
             let mut revisions = BTreeSet::new();
             let mut groups = Vec::new();
             let mut counts = Vec::new();
@@ -497,13 +498,16 @@ impl Instance {
                 ));
                 groups.push(json!({"name": name, "permissions": permissions, "members": members}));
             }
-            if let [revision] = *Vec::from_iter(revisions) {
+            if let [revision] = *Vec::from_iter(revisions.iter().copied()) {
                 for (name, counted, listed) in counts {
                     assert_eq!(counted, listed, "the counts /groups gives for {name}");
                 }
                 return json!({"tenant": tenant, "revision": revision, "groups": groups});
             }
+            seen.push(revisions);
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        panic!("{tenant} never read at one revision; the pages' revisions were {seen:?}");
     }
 
     /// The revision this instance holds `tenant` at, from one small page of /groups.
