@@ -322,9 +322,21 @@ pub async fn group_members(
         UserName::parse("cursor", user)
     })?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
-    let page = snapshot
-        .policy
-        .member_page(&group, after.as_ref(), limit)
+    // A page of members reads every user of the tenant (TenantPolicy::member_page): on a large
+    // tenant that is milliseconds, which would hold up the checks queued behind it on this
+    // worker thread.
+    let listed = {
+        let (snapshot, group) = (snapshot.clone(), group.clone());
+        tokio::task::spawn_blocking(move || {
+            snapshot.policy.member_page(&group, after.as_ref(), limit)
+        })
+    };
+    let page = listed
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "listing members failed");
+            ApiError::Internal
+        })?
         .ok_or_else(|| ApiError::no_group(&group))?;
     let next_cursor = page.resume_after().map(|last| page::cursor(&scope, [last]));
     Ok(Json(GroupMembersResponse {
