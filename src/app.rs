@@ -225,9 +225,14 @@ impl App {
         .await
     }
 
-    /// Every key, revoked ones included, as the store has them now.
-    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, AppError> {
-        Ok(self.store.keys().await?)
+    /// Up to `limit` keys after the key `after`, revoked ones included, oldest first, as the
+    /// store has them now.
+    pub async fn list_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, AppError> {
+        Ok(self.store.key_page(after, limit).await?)
     }
 
     /// Reloads the keys here, then tells the other instances to reload theirs. A failed

@@ -199,10 +199,28 @@ async fn revoke(node: &Instance, id: &str) -> Value {
     reply.body()
 }
 
+/// Every key GET /api-keys lists, `{"keys": [...]}`, read two at a time so that the listing
+/// follows its cursor.
 async fn listing(node: &Instance) -> Value {
-    let reply = send(node, &Call::get("/api-keys", json!({})), Some(ADMIN)).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    reply.body()
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = json!({"limit": "2"});
+        if let Some(cursor) = &cursor {
+            query["cursor"] = json!(cursor);
+        }
+        let reply = send(node, &Call::get("/api-keys", query), Some(ADMIN)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let body = reply.body();
+        let page = body["keys"].as_array().expect("a page of keys");
+        assert!(page.len() <= 2, "{body}");
+        keys.extend(page.iter().cloned());
+        match &body["next_cursor"] {
+            Value::String(next) => cursor = Some(next.clone()),
+            Value::Null => return json!({ "keys": keys }),
+            other => panic!("next_cursor is {other}"),
+        }
+    }
 }
 
 fn is_lower_hex(value: &str, digits: usize) -> bool {
@@ -1565,4 +1583,73 @@ async fn keys_survive_a_restart_of_every_instance() {
     }
     assert_eq!(revoke(&cluster[0], &revoked.id).await["revoked"], false);
     assert_eq!(cluster[1].revision("acme").await, 2);
+}
+
+#[tokio::test]
+async fn the_key_listing_pages_oldest_first_and_refuses_bad_limits_and_cursors() {
+    let cluster = Cluster::start_with(1, &BOTH_TOKENS).await;
+    let node = &cluster[0];
+    let mut created = Vec::new();
+    for tenant in ["a", "b", "c", "d", "e"] {
+        created.push(create_key(node, tenant, "check").await.id);
+        // Apart by more than SQLite's millisecond timestamps, so that oldest first is one order.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    // One page of all of them, then pages of two by cursor (the helper), list the same keys.
+    let get = |query: Value| Call::get("/api-keys", query);
+    let whole = send(node, &get(json!({})), Some(ADMIN)).await.body();
+    assert_eq!(whole["next_cursor"], Value::Null, "{whole}");
+    let ids = |listing: &Value| -> Vec<String> {
+        listing["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&whole), created, "oldest first");
+    assert_eq!(listing(node).await["keys"], whole["keys"]);
+    let first = send(node, &get(json!({"limit": "4"})), Some(ADMIN))
+        .await
+        .body();
+    assert_eq!(ids(&first), created[..4]);
+    let cursor = first["next_cursor"].as_str().expect("a fifth key follows");
+    let rest = send(node, &get(json!({"cursor": cursor})), Some(ADMIN))
+        .await
+        .body();
+    assert_eq!(
+        (ids(&rest), &rest["next_cursor"]),
+        (created[4..].to_vec(), &Value::Null)
+    );
+
+    let before = common::stored_rows(&cluster.database_url).await;
+    let not_an_id = hex_of(&["/api-keys", "not-an-id"]);
+    let groups_cursor = hex_of(&["/groups", "acme", "g"]);
+    let mut failures = Vec::new();
+    let mut bad = vec![
+        json!({"limit": "0"}),
+        json!({"limit": "1001"}),
+        json!({"limit": "x"}),
+        json!({"cursor": "zz"}),
+        json!({"cursor": not_an_id}),
+        json!({"cursor": groups_cursor}),
+    ];
+    bad.push(json!({"cursor": cursor, "tenant": "a"}));
+    for query in &bad {
+        let reply = send(node, &get(query.clone()), Some(ADMIN)).await;
+        if let Some(problem) = error_mismatch(&reply, 400, "invalid_request") {
+            failures.push(format!("{query}: {problem}"));
+        }
+    }
+    assert_no_failures(&failures, bad.len());
+    assert_eq!(common::stored_rows(&cluster.database_url).await, before);
+}
+
+/// A cursor made the way the server makes them, to show that the scope in it is checked.
+fn hex_of(parts: &[&str]) -> String {
+    parts
+        .join("\n")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

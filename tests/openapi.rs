@@ -211,6 +211,7 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
             "/groups" => "2f67726f7570730a740a67",
             "/group-permissions" =>
                 "2f67726f75702d7065726d697373696f6e730a740a670a646f63732f726561646d650a72656164",
+            "/api-keys" => "2f6170692d6b6579730a30313233343536373839616263646566",
             "/group-members" => "2f67726f75702d6d656d626572730a740a670a75",
             other => panic!("no sample cursor for {other}"),
         },

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rbac_server::keys::{NewKey, Revocation, Role, Scope};
+use rbac_server::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
 use rbac_server::policy::{
     Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
 };
@@ -493,6 +493,33 @@ async fn a_key_id_is_unique(store: Arc<dyn Store>) {
     assert_eq!(store.keys().await.unwrap().len(), 1);
 }
 
+async fn keys_page_in_the_order_they_list_in(store: Arc<dyn Store>) {
+    for id in ["00000000000000e3", "00000000000000e1", "00000000000000e2"] {
+        store
+            .create_key(&new_key(id, Scope::All, Role::Check))
+            .await
+            .unwrap();
+    }
+    let all = store.keys().await.unwrap();
+    let ids = |keys: &[KeyRecord]| keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+    assert_eq!(store.key_page(None, 10).await.unwrap(), all);
+    let first = store.key_page(None, 2).await.unwrap();
+    assert_eq!(ids(&first), ids(&all[..2]));
+    let rest = store.key_page(Some(&first[1].id), 2).await.unwrap();
+    assert_eq!(ids(&rest), ids(&all[2..]));
+    assert_eq!(store.key_page(Some(&all[2].id), 2).await.unwrap(), vec![]);
+    // Revoked keys keep their place.
+    store.revoke_key(&all[1].id).await.unwrap();
+    let rest = store.key_page(Some(&all[0].id), 1).await.unwrap();
+    assert_eq!(ids(&rest), ids(&all[1..2]));
+    assert!(rest[0].revoked_at.is_some());
+    assert_eq!(
+        store.key_page(Some("00000000000000ff"), 10).await.unwrap(),
+        vec![],
+        "an unknown key is after every key"
+    );
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod postgres {
@@ -530,4 +557,5 @@ conformance!(
     concurrent_writers_get_a_gapless_sequence_of_revisions,
     keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_listed,
     a_key_id_is_unique,
+    keys_page_in_the_order_they_list_in,
 );

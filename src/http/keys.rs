@@ -10,9 +10,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
-use super::openapi;
+use super::{openapi, page};
 use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
-use crate::policy::KeyName;
+use crate::policy::{self, KeyName};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +32,14 @@ pub struct RevokeKeyRequest {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct ListKeysQuery {}
+pub struct ListKeysQuery {
+    /// Keys per page, 1 to 1000; 100 if absent.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`, to resume after it; absent for the first page.
+    #[serde(default)]
+    cursor: Option<String>,
+}
 
 /// A key as the API shows it: everything but the secret.
 #[derive(Serialize, ToSchema)]
@@ -67,7 +74,11 @@ pub struct RevokedKeyResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct KeysResponse {
+    /// Oldest first.
     keys: Vec<KeyBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -166,11 +177,11 @@ pub async fn revoke(
     path = "/api-keys",
     operation_id = "list_api_keys",
     tag = "API keys",
-    summary = "list the API keys, without their secrets",
+    summary = "a page of the API keys, without their secrets",
     params(ListKeysQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Every key, revoked ones included, oldest first", body = KeysResponse),
+        (status = 200, description = "Up to `limit` keys, revoked ones included, oldest first", body = KeysResponse),
         (status = 400, response = openapi::InvalidRequest),
         (status = 500, response = openapi::Internal),
         (status = 503, response = openapi::Unavailable),
@@ -178,11 +189,24 @@ pub async fn revoke(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    QueryParams(ListKeysQuery {}): QueryParams<ListKeysQuery>,
+    QueryParams(query): QueryParams<ListKeysQuery>,
 ) -> Result<Json<KeysResponse>, ApiError> {
-    let records = state.app.list_keys().await?;
+    let limit = page::limit(query.limit)?;
+    let scope = ["/api-keys"];
+    let after = page::resume(query.cursor.as_deref(), &scope, |[id]| {
+        keys::is_id(id).then_some(id.to_owned()).ok_or(())
+    })?;
+    let records = state
+        .app
+        .list_keys(after.as_deref(), limit.saturating_add(1))
+        .await?;
+    let listed = policy::page::first(records, limit);
+    let next_cursor = listed
+        .resume_after()
+        .map(|last| page::cursor(&scope, [&last.id]));
     Ok(Json(KeysResponse {
-        keys: records.into_iter().map(KeyBody::from).collect(),
+        keys: listed.items.into_iter().map(KeyBody::from).collect(),
+        next_cursor,
     }))
 }
 

@@ -7,7 +7,6 @@
 //! breaking them.
 
 use super::error::ApiError;
-use crate::policy::NameError;
 
 /// Items per page when the request does not say.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -36,10 +35,10 @@ pub fn cursor<const N: usize>(scope: &[&str], names: [&str; N]) -> String {
 
 /// The item a request's `cursor` for the listing `scope` resumes after, parsed by `parse` from
 /// the names in it; None without a cursor.
-pub fn resume<T, const N: usize>(
+pub fn resume<T, E, const N: usize>(
     cursor: Option<&str>,
     scope: &[&str],
-    parse: impl FnOnce([&str; N]) -> Result<T, NameError>,
+    parse: impl FnOnce([&str; N]) -> Result<T, E>,
 ) -> Result<Option<T>, ApiError> {
     let Some(cursor) = cursor else {
         return Ok(None);
@@ -74,13 +73,15 @@ mod tests {
     const GROUPS: &[&str] = &["/groups", "acme"];
     const PERMISSIONS: &[&str] = &["/group-permissions", "acme", "editors"];
 
+    use crate::policy::NameError;
+
     fn group(cursor: Option<&str>) -> Result<Option<GroupName>, ApiError> {
         resume(cursor, GROUPS, |[name]| GroupName::parse("cursor", name))
     }
 
     fn permission(cursor: &str) -> Result<Option<(Resource, Action)>, ApiError> {
         resume(Some(cursor), PERMISSIONS, |[resource, action]| {
-            Ok((
+            Ok::<_, NameError>((
                 Resource::parse("cursor", resource)?,
                 Action::parse("cursor", action)?,
             ))

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use super::openapi;
 use super::page;
-use crate::policy::{Action, GroupName, Permission, Resource, UserName};
+use crate::policy::{Action, GroupName, NameError, Permission, Resource, UserName};
 
 #[derive(Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -268,7 +268,7 @@ pub async fn group_permissions(
     let limit = page::limit(query.limit)?;
     let scope = ["/group-permissions", tenant.as_str(), group.as_str()];
     let after = page::resume(query.cursor.as_deref(), &scope, |[resource, action]| {
-        Ok(Permission {
+        Ok::<_, NameError>(Permission {
             resource: Resource::parse("cursor", resource)?,
             action: Action::parse("cursor", action)?,
         })

@@ -5,7 +5,7 @@
 mod change;
 mod cow_map;
 mod name;
-mod page;
+pub mod page;
 mod tenant;
 
 pub use change::{Change, Permission};

@@ -133,6 +133,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every key, revoked ones included, oldest first.
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
 
+    /// The first `limit` keys in the order of [`Store::keys`] that come after the key `after`
+    /// (from the first key without one). A key id that does not exist is after every key.
+    async fn key_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
+
     /// Succeeds if the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

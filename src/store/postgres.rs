@@ -322,8 +322,36 @@ impl Store for PgStore {
             sqlx::query_as(concat!(
                 "SELECT ",
                 key_columns!(),
-                " FROM api_keys ORDER BY created_at, id"
+                " FROM api_keys ORDER BY api_keys.created_at, api_keys.id"
             ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        rows.into_iter().map(KeyRow::into_record).collect()
+    }
+
+    async fn key_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        // Qualified, so that the order and the comparison use the timestamp itself and not the
+        // text it is shown as, which would tie keys made within the same millisecond.
+        let rows: Vec<KeyRow> = within(self.timeout, async {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys
+                 WHERE $1::text IS NULL
+                    OR (api_keys.created_at, api_keys.id)
+                       > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = $1)
+                 ORDER BY api_keys.created_at, api_keys.id
+                 LIMIT $2"
+            ))
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)

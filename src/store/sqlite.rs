@@ -360,6 +360,31 @@ impl Store for SqliteStore {
         rows.into_iter().map(KeyRow::into_record).collect()
     }
 
+    async fn key_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows: Vec<KeyRow> = within(self.timeout, async {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys
+                 WHERE ?1 IS NULL
+                    OR (created_at, id) > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = ?1)
+                 ORDER BY created_at, id
+                 LIMIT ?2"
+            ))
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        rows.into_iter().map(KeyRow::into_record).collect()
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
