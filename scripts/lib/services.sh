@@ -47,10 +47,14 @@ as_postgres() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Below the kernel's ephemeral range: a port there is never the local end of some client's
+# connection, whose TIME_WAIT would keep a server from listening on it for a minute.
 free_port() {
-    local port
+    local port low=32768
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    [ "$low" -gt 12000 ] || low=32768
     for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (low - 10000)))
         if ! port_in_use "$port"; then
             echo "$port"
             return
