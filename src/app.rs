@@ -48,6 +48,9 @@ pub enum AppError {
         requested: u64,
         current: u64,
     },
+    /// The task a write or key change ran in did not finish: a bug (it panicked).
+    #[error("the task of a write did not finish")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl App {
@@ -156,29 +159,33 @@ impl App {
         Ok(self.cache.get(tenant).await?)
     }
 
-    /// May `user` do `action` on `resource` in `tenant`? With the revision answered from.
-    /// A cached tenant answers without waiting on anything; otherwise as [`App::read`].
-    pub async fn check(
+    /// May `user` do `action` on `resource` in `tenant`? With the revision answered from, if
+    /// the tenant is cached at `min_revision` or newer: answered without waiting on anything,
+    /// or by allocating. None if the tenant must be loaded or caught up first.
+    pub fn check_cached(
         &self,
-        tenant: &TenantName,
+        tenant: &str,
         (user, resource, action): (&str, &str, &str),
         min_revision: Option<u64>,
+    ) -> Option<(bool, u64)> {
+        let answered = self.cache.with_cached(tenant, |snapshot| {
+            min_revision
+                .is_none_or(|min| snapshot.revision() >= min)
+                .then(|| answer(snapshot, (user, resource, action)))
+        })??;
+        bump(&self.stats.hits);
+        Some(answered)
+    }
+
+    /// The answer once the tenant is loaded, or caught up to `min_revision`: what a check
+    /// takes when [`App::check_cached`] has none.
+    pub async fn check_loaded(
+        &self,
+        tenant: &TenantName,
+        question: (&str, &str, &str),
+        min_revision: Option<u64>,
     ) -> Result<(bool, u64), AppError> {
-        let answer = |snapshot: &Snapshot| {
-            (
-                snapshot.policy.allows(user, resource, action),
-                snapshot.revision(),
-            )
-        };
-        let fresh = |snapshot: &Snapshot| min_revision.is_none_or(|min| snapshot.revision() >= min);
-        if let Some(Some(answered)) = self
-            .cache
-            .with_cached(tenant.as_str(), |s| fresh(s).then(|| answer(s)))
-        {
-            bump(&self.stats.hits);
-            return Ok(answered);
-        }
-        Ok(answer(&*self.read(tenant, min_revision).await?))
+        Ok(answer(&*self.read(tenant, min_revision).await?, question))
     }
 
     /// Reloads the tenant from the store and tells the other instances to check theirs.
@@ -238,20 +245,26 @@ impl App {
     /// Reloads the keys here, then tells the other instances to reload theirs. A failed
     /// reload is retried by the sweep; the change is committed either way.
     async fn keys_changed(&self, operation: &str) {
-        if let Err(e) = self.reload_keys().await {
-            tracing::warn!(error = %crate::error_chain(&e),
-                "keys not reloaded after a change; the next sweep will");
-        }
+        self.reload_keys("key change").await;
         self.bus
             .publish(Message::keys_changed(operation, &self.server_id));
     }
 
     /// Replaces the keys in force with the store's.
-    pub async fn reload_keys(&self) -> Result<(), StoreError> {
-        let count = self.keys.reload(&*self.store).await?;
-        bump(&self.stats.key_reloads);
-        tracing::debug!(count, "API keys reloaded");
-        Ok(())
+    /// A failure is counted and logged here, whoever asked: the keys held stay in force, and
+    /// the next sweep tries again.
+    pub async fn reload_keys(&self, reason: &'static str) {
+        match self.keys.reload(&*self.store).await {
+            Ok(count) => {
+                bump(&self.stats.key_reloads);
+                tracing::debug!(count, reason, "API keys reloaded");
+            }
+            Err(e) => {
+                bump(&self.stats.key_reload_failures);
+                tracing::warn!(reason, error = %crate::error_chain(&e),
+                    "API keys could not be reloaded; the keys held stay in force until the next try");
+            }
+        }
     }
 
     /// Why this instance cannot serve fresh answers now, if it cannot: the store does not
@@ -298,5 +311,13 @@ async fn detached<T: Send + 'static>(
 ) -> Result<T, AppError> {
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
-        .unwrap_or_else(|e| Err(AppError::Store(StoreError::Internal(Box::new(e)))))
+        .unwrap_or_else(|e| Err(AppError::Task(e)))
+}
+
+/// The check's answer from one snapshot, with the revision it was answered at.
+fn answer(snapshot: &Snapshot, (user, resource, action): (&str, &str, &str)) -> (bool, u64) {
+    (
+        snapshot.policy.allows(user, resource, action),
+        snapshot.revision(),
+    )
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::bus::{self, Bus};
 use crate::config::{Config, Database};
-use crate::http::{self, AppState, Tokens};
+use crate::http::{self, Tokens};
 use crate::redact::redact_url;
 use crate::stats::Stats;
 use crate::store::postgres::PgStore;
@@ -82,9 +82,7 @@ pub async fn run(
 
     // Before serving, so that a key works from the first request; if the store fails now,
     // the sweep tries again and key-authenticated requests get 503 meanwhile.
-    if let Err(e) = app.reload_keys().await {
-        tracing::warn!(error = %crate::error_chain(&e), "API keys could not be loaded yet");
-    }
+    app.reload_keys("start-up").await;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(sync::key_reloads(
         app.clone(),
@@ -113,7 +111,7 @@ pub async fn run(
             stopping.clone(),
         )));
     }
-    let state = AppState {
+    let state = Arc::new(http::Services {
         app,
         tokens: Arc::new(Tokens::new(
             config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
@@ -121,7 +119,7 @@ pub async fn run(
         )),
         metrics,
         request_timeout: config.request_timeout(),
-    };
+    });
     let local = listener.local_addr().map_err(|source| StartError::Listen {
         address: address.clone(),
         source,

@@ -73,7 +73,7 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
 /// Reloads the API keys, then compares every cached tenant's revision with the store's in one
 /// query and refreshes those behind.
 pub async fn resync(app: Arc<App>, reason: &'static str) {
-    reload_keys(&app, reason).await;
+    app.reload_keys(reason).await;
     let held = app.cache.held();
     if held.is_empty() {
         app.resynced();
@@ -147,15 +147,7 @@ pub async fn key_reloads(app: Arc<App>, shutdown: CancellationToken) {
             _ = app.keys.reload_requested() => {}
             _ = shutdown.cancelled() => return,
         }
-        reload_keys(&app, "message").await;
-    }
-}
-
-async fn reload_keys(app: &App, reason: &'static str) {
-    if let Err(e) = app.reload_keys().await {
-        bump(&app.stats.key_reload_failures);
-        tracing::warn!(reason, error = %crate::error_chain(&e),
-            "API keys could not be reloaded; the keys held stay in force until the next try");
+        app.reload_keys("message").await;
     }
 }
 

@@ -1776,12 +1776,6 @@ struct Exit {
     took: Duration,
 }
 
-/// A port on 127.0.0.1 that nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Runs the binary with only PATH and `env`, killing it after `deadline`.
 fn run_binary(env: &[(String, String)], deadline: Duration) -> Exit {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rbac-server"))
@@ -1854,7 +1848,7 @@ fn base_env() -> Vec<(String, String)> {
     [
         (
             "DATABASE_URL",
-            format!("postgres://127.0.0.1:{}/rbac", closed_port()),
+            format!("postgres://127.0.0.1:{}/rbac", common::servers::free_port()),
         ),
         ("STORE_TIMEOUT_SECS", "1".to_string()),
         ("PORT", "0".to_string()),

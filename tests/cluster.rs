@@ -444,6 +444,13 @@ async fn metrics_are_prometheus_text_with_requests_by_route_and_the_counters() {
     }
     let (status, _) = node.get("/no-such-route", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The publish counter moves once Redis has acknowledged, which may be after the write's
+    // answer: wait for it (through /cache-stats, whose requests no assertion below counts).
+    let published = eventually(PROPAGATION, || async {
+        node.cache_stats().await["messages_published"] == 3
+    })
+    .await;
+    assert!(published.is_some(), "{}", node.cache_stats().await);
 
     let response = node.client.get(node.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

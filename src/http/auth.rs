@@ -85,16 +85,30 @@ impl Tokens {
 pub struct Caller(Option<Arc<Grant>>);
 
 impl Caller {
-    /// Parses the request's tenant and checks that the credential reaches it (403 if not).
+    /// Parses the request's tenant, checks that the credential reaches it (403 if not), and
+    /// names the request's span after it.
     pub fn tenant(&self, field: &'static str, value: &str) -> Result<TenantName, ApiError> {
         let tenant = TenantName::parse(field, value)?;
+        self.reach(tenant.as_str())?;
         super::request::record_tenant(tenant.as_str());
+        Ok(tenant)
+    }
+
+    /// The same checks for a tenant only looked up, without keeping a copy of its name: the
+    /// check's, whose span, if it ever gets one, is made later.
+    pub fn tenant_str<'a>(&self, field: &'static str, value: &'a str) -> Result<&'a str, ApiError> {
+        let tenant = TenantName::validate(field, value)?;
+        self.reach(tenant)?;
+        Ok(tenant)
+    }
+
+    fn reach(&self, tenant: &str) -> Result<(), ApiError> {
         match &self.0 {
-            Some(grant) if !grant.scope.covers(&tenant) => Err(ApiError::Forbidden(format!(
+            Some(grant) if !grant.scope.covers(tenant) => Err(ApiError::Forbidden(format!(
                 "this credential is for tenant '{}' only",
                 grant.scope
             ))),
-            _ => Ok(tenant),
+            _ => Ok(()),
         }
     }
 
@@ -108,11 +122,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .unwrap_or_default())
+        // Taken, not cloned: nothing else reads it, and a clone would touch the grant's
+        // reference count, which every core shares when one key carries all the traffic.
+        Ok(parts.extensions.remove::<Caller>().unwrap_or_default())
     }
 }
 

@@ -156,6 +156,10 @@ impl From<AppError> for ApiError {
                 ApiError::Internal
             }
             e @ AppError::RevisionNotReached { .. } => ApiError::RevisionNotReached(e.to_string()),
+            e @ AppError::Task(_) => {
+                tracing::error!(error = %crate::error_chain(&e), "write failed");
+                ApiError::Internal
+            }
         }
     }
 }

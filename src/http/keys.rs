@@ -10,7 +10,8 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
-use super::{openapi, page};
+use super::openapi;
+use super::page::Paging;
 use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{self, KeyName};
 
@@ -191,19 +192,16 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListKeysQuery>,
 ) -> Result<Json<KeysResponse>, ApiError> {
-    let limit = page::limit(query.limit)?;
     let scope = ["/api-keys"];
-    let after = page::resume(query.cursor.as_deref(), &scope, |[id]| {
+    let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[id]| {
         keys::is_id(id).then_some(id.to_owned()).ok_or(())
     })?;
     let records = state
         .app
-        .list_keys(after.as_deref(), limit.saturating_add(1))
+        .list_keys(paging.after.as_deref(), paging.limit.saturating_add(1))
         .await?;
-    let listed = policy::page::first(records, limit);
-    let next_cursor = listed
-        .resume_after()
-        .map(|last| page::cursor(&scope, [&last.id]));
+    let listed = policy::page::first(records, paging.limit);
+    let next_cursor = paging.next_cursor(&listed, |last| [last.id.as_str()]);
     Ok(Json(KeysResponse {
         keys: listed.items.into_iter().map(KeyBody::from).collect(),
         next_cursor,

@@ -28,9 +28,12 @@ pub use error::ApiError;
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What every handler gets.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler gets. axum clones it for every request, more than once: behind one
+/// pointer, that is one shared counter to touch rather than one per field.
+pub type AppState = Arc<Services>;
+
+/// The parts of [`AppState`].
+pub struct Services {
     pub app: Arc<App>,
     pub tokens: Arc<Tokens>,
     /// Renders /metrics; without it requests are not measured and /metrics is 404.

@@ -7,6 +7,7 @@
 //! breaking them.
 
 use super::error::ApiError;
+use crate::policy::Page;
 
 /// Items per page when the request does not say.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -15,8 +16,44 @@ pub const MAX_LIMIT: u32 = 1000;
 
 const SEPARATOR: char = '\n';
 
+/// Where a request is in one listing: how many items it wants, the item its cursor resumes
+/// after, and the scope (route, tenant, group) every cursor of that listing carries.
+pub struct Paging<'a, T> {
+    scope: &'a [&'a str],
+    pub limit: usize,
+    pub after: Option<T>,
+}
+
+impl<'a, T> Paging<'a, T> {
+    /// A request's `limit` and `cursor` for the listing `scope`; `parse` makes the item to
+    /// resume after from the names in the cursor.
+    pub fn new<E, const N: usize>(
+        scope: &'a [&'a str],
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        parse: impl FnOnce([&str; N]) -> Result<T, E>,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            scope,
+            limit: self::limit(limit)?,
+            after: resume(cursor, scope, parse)?,
+        })
+    }
+
+    /// The cursor of the page after `page`, made of the names of its last item; None on the
+    /// last page.
+    pub fn next_cursor<U, const N: usize>(
+        &self,
+        page: &Page<U>,
+        names: impl FnOnce(&U) -> [&str; N],
+    ) -> Option<String> {
+        page.resume_after()
+            .map(|last| cursor(self.scope, names(last)))
+    }
+}
+
 /// The page size a request asked for, checked against [`MAX_LIMIT`].
-pub fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
+fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
     match requested.unwrap_or(DEFAULT_LIMIT) {
         limit @ 1..=MAX_LIMIT => Ok(limit as usize),
         _ => Err(ApiError::InvalidRequest(format!(
@@ -28,14 +65,14 @@ pub fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
 /// The cursor that resumes the listing `scope` after the item with these names. The scope (the
 /// route, the tenant and, for a group's contents, the group) goes into the cursor, so that a
 /// cursor of one listing cannot silently skip or repeat items of another.
-pub fn cursor<const N: usize>(scope: &[&str], names: [&str; N]) -> String {
+fn cursor<const N: usize>(scope: &[&str], names: [&str; N]) -> String {
     let parts: Vec<&str> = scope.iter().copied().chain(names).collect();
     hex::encode(parts.join(&SEPARATOR.to_string()))
 }
 
 /// The item a request's `cursor` for the listing `scope` resumes after, parsed by `parse` from
 /// the names in it; None without a cursor.
-pub fn resume<T, E, const N: usize>(
+fn resume<T, E, const N: usize>(
     cursor: Option<&str>,
     scope: &[&str],
     parse: impl FnOnce([&str; N]) -> Result<T, E>,

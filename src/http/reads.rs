@@ -10,8 +10,8 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use super::openapi;
-use super::page;
-use crate::policy::{Action, GroupName, NameError, Permission, Resource, UserName};
+use super::page::Paging;
+use crate::policy::{Action, GroupName, NameError, Permission, Resource, TenantName, UserName};
 
 #[derive(Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -186,14 +186,22 @@ async fn check(
     caller: &Caller,
     req: CheckRequest,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    let tenant = caller.tenant("tenant", &req.tenant)?;
-    let user = UserName::validate("user", &req.user)?;
-    let resource = Resource::validate("resource", &req.resource)?;
-    let action = Action::validate("action", &req.action)?;
-    let (allowed, revision) = state
-        .app
-        .check(&tenant, (user, resource, action), req.min_revision)
-        .await?;
+    let tenant = caller.tenant_str("tenant", &req.tenant)?;
+    let question = (
+        UserName::validate("user", &req.user)?,
+        Resource::validate("resource", &req.resource)?,
+        Action::validate("action", &req.action)?,
+    );
+    let (allowed, revision) = match state.app.check_cached(tenant, question, req.min_revision) {
+        Some(answered) => answered,
+        None => {
+            let tenant = TenantName::parse("tenant", tenant)?;
+            state
+                .app
+                .check_loaded(&tenant, question, req.min_revision)
+                .await?
+        }
+    };
     Ok(Json(CheckResponse { allowed, revision }))
 }
 
@@ -217,16 +225,15 @@ pub async fn groups(
     QueryParams(query): QueryParams<GroupsQuery>,
 ) -> Result<Json<GroupsResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &query.tenant)?;
-    let limit = page::limit(query.limit)?;
     let scope = ["/groups", tenant.as_str()];
-    let after = page::resume(query.cursor.as_deref(), &scope, |[group]| {
+    let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[group]| {
         GroupName::parse("cursor", group)
     })?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
-    let page = snapshot.policy.group_page(after.as_ref(), limit);
-    let next_cursor = page
-        .resume_after()
-        .map(|last| page::cursor(&scope, [&last.name]));
+    let page = snapshot
+        .policy
+        .group_page(paging.after.as_ref(), paging.limit);
+    let next_cursor = paging.next_cursor(&page, |last| [last.name.as_str()]);
     Ok(Json(GroupsResponse {
         tenant: tenant.to_string(),
         revision: snapshot.revision(),
@@ -265,9 +272,9 @@ pub async fn group_permissions(
 ) -> Result<Json<GroupPermissionsResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &query.tenant)?;
     let group = GroupName::parse("group", &query.group)?;
-    let limit = page::limit(query.limit)?;
     let scope = ["/group-permissions", tenant.as_str(), group.as_str()];
-    let after = page::resume(query.cursor.as_deref(), &scope, |[resource, action]| {
+    let cursor = query.cursor.as_deref();
+    let paging = Paging::new(&scope, query.limit, cursor, |[resource, action]| {
         Ok::<_, NameError>(Permission {
             resource: Resource::parse("cursor", resource)?,
             action: Action::parse("cursor", action)?,
@@ -276,11 +283,9 @@ pub async fn group_permissions(
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
     let page = snapshot
         .policy
-        .permission_page(&group, after.as_ref(), limit)
+        .permission_page(&group, paging.after.as_ref(), paging.limit)
         .ok_or_else(|| ApiError::no_group(&group))?;
-    let next_cursor = page
-        .resume_after()
-        .map(|(resource, action)| page::cursor(&scope, [resource, action]));
+    let next_cursor = paging.next_cursor(&page, |(resource, action)| [resource, action]);
     Ok(Json(GroupPermissionsResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),
@@ -316,9 +321,8 @@ pub async fn group_members(
 ) -> Result<Json<GroupMembersResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &query.tenant)?;
     let group = GroupName::parse("group", &query.group)?;
-    let limit = page::limit(query.limit)?;
     let scope = ["/group-members", tenant.as_str(), group.as_str()];
-    let after = page::resume(query.cursor.as_deref(), &scope, |[user]| {
+    let mut paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[user]| {
         UserName::parse("cursor", user)
     })?;
     let snapshot = state.app.read(&tenant, query.min_revision).await?;
@@ -327,6 +331,7 @@ pub async fn group_members(
     // worker thread.
     let listed = {
         let (snapshot, group) = (snapshot.clone(), group.clone());
+        let (after, limit) = (paging.after.take(), paging.limit);
         tokio::task::spawn_blocking(move || {
             snapshot.policy.member_page(&group, after.as_ref(), limit)
         })
@@ -338,7 +343,7 @@ pub async fn group_members(
             ApiError::Internal
         })?
         .ok_or_else(|| ApiError::no_group(&group))?;
-    let next_cursor = page.resume_after().map(|last| page::cursor(&scope, [last]));
+    let next_cursor = paging.next_cursor(&page, |last| [last.as_str()]);
     Ok(Json(GroupMembersResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),

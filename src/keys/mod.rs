@@ -71,10 +71,10 @@ impl Scope {
         }
     }
 
-    pub fn covers(&self, tenant: &TenantName) -> bool {
+    pub fn covers(&self, tenant: &str) -> bool {
         match self {
             Scope::All => true,
-            Scope::Tenant(own) => own == tenant,
+            Scope::Tenant(own) => own.as_str() == tenant,
         }
     }
 
@@ -255,11 +255,11 @@ mod tests {
         let acme = TenantName::parse("tenant", "acme").unwrap();
         let other = TenantName::parse("tenant", "other").unwrap();
         let scope = Scope::parse("tenant", "acme").unwrap();
-        assert!(scope.covers(&acme));
-        assert!(!scope.covers(&other));
+        assert!(scope.covers(acme.as_str()));
+        assert!(!scope.covers(other.as_str()));
         let all = Scope::parse("tenant", "*").unwrap();
         assert_eq!(all, Scope::All);
-        assert!(all.covers(&other));
+        assert!(all.covers(other.as_str()));
         assert_eq!(all.to_string(), "*");
         assert!(Scope::parse("tenant", "a*").is_err());
         assert!(Scope::parse("tenant", "").is_err());

@@ -276,12 +276,17 @@ impl TenantPolicy {
                     self.unindex(permission, record.id);
                 }
                 self.permission_count -= record.permissions.len();
-                let members: Vec<Key> = self
-                    .members
-                    .iter()
-                    .filter(|(_, groups)| groups.contains(record.id))
-                    .map(|(user, _)| user.clone())
-                    .collect();
+                // Memberships are indexed by user: finding the group's members reads every
+                // user, so only when it has some.
+                let members: Vec<Key> = if record.member_count == 0 {
+                    Vec::new()
+                } else {
+                    self.members
+                        .iter()
+                        .filter(|(_, groups)| groups.contains(record.id))
+                        .map(|(user, _)| user.clone())
+                        .collect()
+                };
                 for user in &members {
                     self.leave(user, record.id);
                 }

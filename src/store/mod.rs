@@ -131,10 +131,13 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError>;
 
     /// Every key, revoked ones included, oldest first.
-    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.key_page(None, usize::MAX).await
+    }
 
-    /// The first `limit` keys in the order of [`Store::keys`] that come after the key `after`
-    /// (from the first key without one). A key id that does not exist is after every key.
+    /// The first `limit` keys, revoked ones included, oldest first (ties by id), that come
+    /// after the key `after` (from the first key without one). A key id that does not exist is
+    /// after every key.
     async fn key_page(
         &self,
         after: Option<&str>,

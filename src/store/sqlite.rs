@@ -345,21 +345,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows: Vec<KeyRow> = within(self.timeout, async {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                key_columns!(),
-                " FROM api_keys ORDER BY created_at, id"
-            ))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
-        })
-        .await?;
-        rows.into_iter().map(KeyRow::into_record).collect()
-    }
-
     async fn key_page(
         &self,
         after: Option<&str>,

@@ -713,10 +713,10 @@ pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) 
         Duration::from_secs(5),
         Duration::from_secs(30),
     );
-    http::router(http::AppState {
+    http::router(Arc::new(http::Services {
         app: Arc::new(app),
         tokens: Arc::new(tokens),
         metrics: None,
         request_timeout: Duration::from_secs(30),
-    })
+    }))
 }

@@ -10,11 +10,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free loopback port")
-        .port()
+/// A loopback port nothing listens on, below the kernel's ephemeral range as in
+/// `scripts/lib/services.sh`: a port there is never the local end of a client connection,
+/// whose TIME_WAIT would keep a server from listening on it when it starts, or restarts.
+pub fn free_port() -> u16 {
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|low| *low > 12_000)
+        .unwrap_or(32_768);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos())
+        ^ std::process::id();
+    (0..1000u32)
+        .map(|i| 10_000 + seed.wrapping_add(i.wrapping_mul(7919)) % (low - 10_000))
+        .filter_map(|port| u16::try_from(port).ok())
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free loopback port below the ephemeral range")
 }
 
 fn wait_for_port(port: u16, up: bool) {
