@@ -4,6 +4,7 @@
 
 mod change;
 mod cow_map;
+mod footprint;
 mod name;
 pub mod page;
 mod tenant;
