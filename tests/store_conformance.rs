@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rbac_server::policy::{
 };
 use rbac_server::store::postgres::PgStore;
 use rbac_server::store::sqlite::SqliteStore;
-use rbac_server::store::{Store, StoreError, WriteOutcome};
+use rbac_server::store::{Changed, Position, Store, StoreError, WriteOutcome};
 use time::format_description::well_known::Rfc3339;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -414,6 +415,148 @@ async fn concurrent_writers_get_a_gapless_sequence_of_revisions(store: Arc<dyn S
     assert_eq!(replayed, store.load(&t).await.unwrap());
 }
 
+/// Every tenant [`Store::tenants`] lists, by name, and the position it gives.
+async fn listed(store: &dyn Store) -> (BTreeSet<String>, Position) {
+    let mut names = BTreeSet::new();
+    let position = store
+        .tenants(&mut |tenant| assert!(names.insert(tenant.to_string()), "{tenant} twice"))
+        .await
+        .unwrap();
+    (names, position)
+}
+
+/// The tenants of a listing, by name.
+fn by_name(changed: &Changed) -> BTreeMap<String, u64> {
+    changed
+        .tenants
+        .iter()
+        .map(|(t, revision)| (t.to_string(), *revision))
+        .collect()
+}
+
+async fn tenants_lists_what_exists_and_changed_since_what_was_written_after(store: Arc<dyn Store>) {
+    let (empty, start) = listed(store.as_ref()).await;
+    assert!(empty.is_empty(), "{empty:?}");
+    write(store.as_ref(), "a", create("g")).await;
+    write(store.as_ref(), "a", create("h")).await;
+    write(store.as_ref(), "b", create("g")).await;
+    // A write that changes nothing does not make a tenant.
+    write(store.as_ref(), "c", remove("g", "r", "a")).await;
+
+    let (names, position) = listed(store.as_ref()).await;
+    assert_eq!(names, BTreeSet::from(["a".into(), "b".into()]));
+    assert!(position >= start);
+    let quiet = store.changed_since(position).await.unwrap();
+    assert!(quiet.tenants.is_empty(), "{quiet:?}");
+    assert!(quiet.position >= position);
+
+    write(store.as_ref(), "b", create("h")).await;
+    write(store.as_ref(), "d", create("g")).await;
+    write(store.as_ref(), "a", create("h")).await; // no change
+    let changed = store.changed_since(quiet.position).await.unwrap();
+    assert_eq!(
+        by_name(&changed),
+        BTreeMap::from([("b".into(), 2), ("d".into(), 1)])
+    );
+    assert!(changed.position > quiet.position);
+    let quiet = store.changed_since(changed.position).await.unwrap();
+    assert!(quiet.tenants.is_empty(), "{quiet:?}");
+    // From the smallest position, every tenant written since the listing above.
+    let all = store.changed_since(Position::default()).await.unwrap();
+    for name in ["b", "d"] {
+        assert!(by_name(&all).contains_key(name), "{all:?}");
+    }
+}
+
+async fn changes_committed_while_changed_since_reads_are_never_missed(store: Arc<dyn Store>) {
+    const TENANTS: usize = 12;
+    let (_, start) = listed(store.as_ref()).await;
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    let t = format!("t{}", (w * 7 + n) % TENANTS);
+                    write(store.as_ref(), &t, create(&format!("g{w}-{n}"))).await;
+                }
+            })
+        })
+        .collect();
+    // A sweep that keeps asking while the writes commit, keeping the newest revision it saw.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut position = start;
+    let sweep = async |seen: &mut BTreeMap<String, u64>, position: &mut Position| {
+        let changed = store.changed_since(*position).await.unwrap();
+        for (t, revision) in by_name(&changed) {
+            let held = seen.entry(t).or_default();
+            *held = (*held).max(revision);
+        }
+        *position = changed.position;
+    };
+    while writers.iter().any(|w| !w.is_finished()) {
+        sweep(&mut seen, &mut position).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    sweep(&mut seen, &mut position).await;
+    let names: Vec<TenantName> = (0..TENANTS).map(|t| tenant(&format!("t{t}"))).collect();
+    let truth: BTreeMap<String, u64> = store
+        .revisions(&names)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, revision)| (t.to_string(), revision))
+        .collect();
+    assert_eq!(seen, truth);
+}
+
+/// A write whose transaction is still open while `changed_since` reads, and commits after:
+/// the position that read returns must still lead to it. (A number handed out before commit
+/// would not: the reader would step past it.) Each backend's write is held open by hand.
+#[tokio::test]
+async fn postgres_a_write_committing_after_a_read_is_reported_by_the_next() {
+    use sqlx::{Connection, Executor};
+    let url = common::fresh_postgres_database().await;
+    let store = PgStore::connect(&url, TIMEOUT).await.unwrap();
+    let (_, start) = listed(&store).await;
+    let mut open = sqlx::PgConnection::connect(&url).await.unwrap();
+    open.execute("BEGIN").await.unwrap();
+    open.execute(
+        "SELECT * FROM rbac_write('late', 'create-group', 'g', NULL, NULL, NULL, 'test', NULL)",
+    )
+    .await
+    .unwrap();
+    write(&store, "early", create("g")).await;
+    let before = store.changed_since(start).await.unwrap();
+    assert_eq!(by_name(&before), BTreeMap::from([("early".into(), 1)]));
+    open.execute("COMMIT").await.unwrap();
+    let after = store.changed_since(before.position).await.unwrap();
+    assert_eq!(by_name(&after).get("late"), Some(&1), "{after:?}");
+}
+
+#[tokio::test]
+async fn sqlite_a_write_committing_after_a_read_is_reported_by_the_next() {
+    use sqlx::{Connection, Executor};
+    let url = common::fresh_sqlite_database();
+    let store = SqliteStore::open_url(&url, TIMEOUT).await.unwrap();
+    write(&store, "early", create("g")).await;
+    let (_, start) = listed(&store).await;
+    let mut open = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    open.execute("BEGIN IMMEDIATE").await.unwrap();
+    open.execute("INSERT INTO tenants (name) VALUES ('late')")
+        .await
+        .unwrap();
+    open.execute("UPDATE tenants SET revision = revision + 1 WHERE name = 'late'")
+        .await
+        .unwrap();
+    let before = store.changed_since(start).await.unwrap();
+    assert!(before.tenants.is_empty(), "{before:?}");
+    open.execute("COMMIT").await.unwrap();
+    let after = store.changed_since(before.position).await.unwrap();
+    assert_eq!(by_name(&after), BTreeMap::from([("late".into(), 1)]));
+}
+
 fn new_key(id: &str, scope: Scope, role: Role) -> NewKey {
     NewKey {
         id: id.into(),
@@ -558,4 +701,6 @@ conformance!(
     keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_listed,
     a_key_id_is_unique,
     keys_page_in_the_order_they_list_in,
+    tenants_lists_what_exists_and_changed_since_what_was_written_after,
+    changes_committed_while_changed_since_reads_are_never_missed,
 );

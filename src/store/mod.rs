@@ -45,6 +45,20 @@ pub enum StoreError {
     Internal(#[source] BoxError),
 }
 
+/// A point in the store's history of changes, from which [`Store::changed_since`] reports
+/// what came after. Opaque: each backend has its own meaning for the number, and the smallest
+/// position comes before every change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position(pub u64);
+
+/// Tenants with their current revisions, as of `position`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changed {
+    pub tenants: Vec<(TenantName, u64)>,
+    /// Where the next [`Store::changed_since`] starts.
+    pub position: Position,
+}
+
 /// Why a store could not be opened at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -104,6 +118,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenants: &[TenantName],
     ) -> Result<HashMap<TenantName, u64>, StoreError>;
+
+    /// Every tenant that exists (has been written), each handed to `each` as it is read (there
+    /// may be millions), and the position from which [`Store::changed_since`] reports every
+    /// later change: one consistent read.
+    async fn tenants(
+        &self,
+        each: &mut (dyn FnMut(TenantName) + Send),
+    ) -> Result<Position, StoreError>;
+
+    /// Every tenant written since `position`, with its current revision, and the position to
+    /// ask from next time; one consistent read. A tenant may be reported that did not change
+    /// since (the answer errs on the side of more), never left out. Its cost follows the
+    /// number of changes since `position`, not the number of tenants.
+    async fn changed_since(&self, position: Position) -> Result<Changed, StoreError>;
 
     /// The changes that took `tenant` from revision `after` to its current revision, oldest
     /// first, each with the revision it made; empty when the tenant is not past `after`.
@@ -218,6 +246,46 @@ pub(crate) fn revisions_by_tenant(
             ))
         })
         .collect()
+}
+
+/// A row of [`Store::tenants`] or [`Store::changed_since`] as both backends answer them: a
+/// tenant and its revision, or (in one row, with neither) the position the read was made at.
+/// One statement reads both, so that they come from one snapshot.
+pub(crate) type ChangedRow = (Option<String>, Option<i64>, Option<i64>);
+
+/// Reads one [`ChangedRow`]: a tenant, handed to `each`, or the position, returned.
+pub(crate) fn read_changed_row(
+    row: ChangedRow,
+    each: &mut dyn FnMut(TenantName, u64),
+) -> Result<Option<Position>, StoreError> {
+    match row {
+        (Some(name), Some(revision), None) => {
+            each(
+                stored(TenantName::parse("tenant", &name))?,
+                to_revision(revision),
+            );
+            Ok(None)
+        }
+        (None, None, Some(position)) => {
+            Ok(Some(Position(u64::try_from(position).unwrap_or_default())))
+        }
+        other => Err(StoreError::Internal(
+            format!("a list of tenants has a malformed row {other:?}").into(),
+        )),
+    }
+}
+
+/// The tenants and the position of [`ChangedRow`]s.
+pub(crate) fn changed_from_rows(rows: Vec<ChangedRow>) -> Result<Changed, StoreError> {
+    let mut changed = Changed::default();
+    for row in rows {
+        if let Some(position) = read_changed_row(row, &mut |tenant, revision| {
+            changed.tenants.push((tenant, revision))
+        })? {
+            changed.position = position;
+        }
+    }
+    Ok(changed)
 }
 
 /// An `api_keys` row as both backends read it; timestamps are formatted by the SQL.

@@ -5,13 +5,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryFutureExt;
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    BoxError, ChangeRow, ChangelogRow, KeyRow, OpenError, Store, StoreError, WriteOutcome,
-    assign_row, build_policy, replay, revisions_by_tenant, to_revision, within,
+    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
+    StoreError, WriteOutcome, assign_row, build_policy, changed_from_rows, read_changed_row,
+    replay, revisions_by_tenant, to_revision, within,
 };
 use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
@@ -244,6 +246,44 @@ impl Store for PgStore {
         })
         .await?;
         revisions_by_tenant(rows)
+    }
+
+    async fn tenants(
+        &self,
+        each: &mut (dyn FnMut(TenantName) + Send),
+    ) -> Result<Position, StoreError> {
+        // The position is the xmin of the statement's own snapshot: see the migration
+        // 20261130000001_change_positions.sql.
+        // However many tenants there are, the listing takes as long as it takes; what is
+        // bounded is each wait for the store.
+        let mut rows = sqlx::query_as::<_, ChangedRow>(
+            "SELECT NULL::text, NULL::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 UNION ALL
+                 SELECT name, revision, NULL FROM tenants WHERE revision > 0",
+        )
+        .fetch(&self.pool);
+        let mut position = None;
+        while let Some(row) = within(self.timeout, rows.try_next().map_err(classify)).await? {
+            position = position.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
+        }
+        position.ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
+    }
+
+    async fn changed_since(&self, position: Position) -> Result<Changed, StoreError> {
+        let rows: Vec<ChangedRow> = within(self.timeout, async {
+            sqlx::query_as(
+                "SELECT NULL::text, NULL::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 UNION ALL
+                 SELECT t.name, t.revision, NULL FROM tenants t
+                 WHERE t.name IN (SELECT c.tenant FROM changelog c WHERE c.xid >= $1::text::xid8)",
+            )
+            .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+        })
+        .await?;
+        changed_from_rows(rows)
     }
 
     async fn changes_since(
