@@ -16,6 +16,16 @@ use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName};
 use crate::stats::{Stats, bump};
 use crate::store::{Store, StoreError, WriteOutcome};
+use crate::sync::ResyncPoint;
+
+/// How long an instance waits on the store, and how often it sweeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// How long one store operation, or a first load with its lock wait, may take.
+    pub store: Duration,
+    /// The sweep's period.
+    pub resync_interval: Duration,
+}
 
 /// How long /health waits for the store before calling it down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +35,8 @@ pub struct App {
     /// This instance's name on the bus.
     pub server_id: String,
     pub store: Arc<dyn Store>,
-    pub cache: TenantCache,
+    /// Shared with the task that evicts from it.
+    pub cache: Arc<TenantCache>,
     /// The API keys in force.
     pub keys: KeyRing,
     pub bus: Bus,
@@ -35,6 +46,8 @@ pub struct App {
     /// When this instance last compared its tenants' revisions with the store successfully
     /// (at start-up: when it started, holding nothing yet).
     pub last_resync: Mutex<Instant>,
+    /// Where the next resync starts; also keeps resyncs from running two at once.
+    pub resync_from: tokio::sync::Mutex<ResyncPoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,25 +67,53 @@ pub enum AppError {
 }
 
 impl App {
-    /// An instance on `store`, publishing on `bus`.
+    /// An instance on `store`, publishing on `bus`, whose cache fits `cache_budget` bytes.
+    /// It knows no tenant until [`App::load_tenants`].
     pub fn new(
         server_id: String,
         store: Arc<dyn Store>,
         bus: Bus,
         stats: Arc<Stats>,
-        store_timeout: Duration,
-        resync_interval: Duration,
+        timeouts: Timeouts,
+        cache_budget: u64,
     ) -> Self {
         Self {
             server_id,
-            cache: TenantCache::new(store.clone(), stats.clone(), store_timeout),
+            cache: Arc::new(TenantCache::new(
+                store.clone(),
+                stats.clone(),
+                timeouts.store,
+                cache_budget,
+            )),
             keys: KeyRing::default(),
             store,
             bus,
             stats,
-            resync_interval,
+            resync_interval: timeouts.resync_interval,
             last_resync: Mutex::new(Instant::now()),
+            resync_from: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Learns which tenants exist, before serving: until then, every tenant would read as
+    /// never written. The next resync asks the store only for what changed after this.
+    pub async fn load_tenants(&self) -> Result<usize, StoreError> {
+        let mut resync_from = self.resync_from.lock().await;
+        let mut listed = 0;
+        let mut batch = Vec::with_capacity(1024);
+        let directory = &self.cache.directory;
+        resync_from.position = self
+            .store
+            .tenants(&mut |tenant| {
+                listed += 1;
+                batch.push(tenant);
+                if batch.len() == batch.capacity() {
+                    directory.extend(batch.drain(..));
+                }
+            })
+            .await?;
+        directory.extend(batch);
+        Ok(listed)
     }
 
     /// Commits `change` on behalf of `actor`, then brings this instance's cache up to date
@@ -104,6 +145,10 @@ impl App {
             .store
             .write(tenant, &change, &self.server_id, actor)
             .await?;
+        if outcome.revision > 0 {
+            // The tenant exists: created by this write, or known to the store before it.
+            self.cache.directory.insert(tenant);
+        }
         if outcome.changed {
             tracing::info!(%tenant, revision = outcome.revision, operation = change.operation(),
                 actor, "write committed");
@@ -126,13 +171,16 @@ impl App {
     }
 
     /// The tenant's snapshot, at `min_revision` or newer when given: a cache behind it catches
-    /// up from the store first, and a store behind it is an error.
+    /// up from the store first, and a store behind it is an error. A tenant that does not
+    /// exist as far as this instance knows reads as empty at revision 0, and is held by
+    /// nothing.
     pub async fn read(
         &self,
         tenant: &TenantName,
         min_revision: Option<u64>,
     ) -> Result<Arc<Snapshot>, AppError> {
         let snapshot = self.cache.get(tenant).await?;
+        let snapshot = snapshot.unwrap_or_else(|| self.cache.empty());
         let Some(requested) = min_revision else {
             return Ok(snapshot);
         };
@@ -140,41 +188,56 @@ impl App {
             return Ok(snapshot);
         }
         // Ask for the revision alone first: a client asking for a revision that does not exist
-        // costs one small query, not a reload.
-        let current = self
-            .store
-            .revisions(std::slice::from_ref(tenant))
-            .await?
-            .get(tenant)
-            .copied()
-            .unwrap_or(0);
+        // costs a name in a lookup, not a reload. For a tenant not known here (created on
+        // another instance a moment ago, perhaps) the lookup also makes it known.
+        let current = self.cache.directory.lookup(tenant).await?;
+        let not_reached = |current| AppError::RevisionNotReached {
+            tenant: tenant.clone(),
+            requested,
+            current,
+        };
         if current < requested {
-            return Err(AppError::RevisionNotReached {
-                tenant: tenant.clone(),
-                requested,
-                current,
-            });
+            return Err(not_reached(current));
         }
         self.cache.catch_up(tenant, requested).await?;
-        Ok(self.cache.get(tenant).await?)
+        let snapshot = self.cache.get(tenant).await?;
+        let snapshot = snapshot.unwrap_or_else(|| self.cache.empty());
+        if snapshot.revision() < requested {
+            // Never answer from older than asked, whatever raced the catch-up.
+            return Err(not_reached(snapshot.revision()));
+        }
+        Ok(snapshot)
     }
 
     /// May `user` do `action` on `resource` in `tenant`? With the revision answered from, if
-    /// the tenant is cached at `min_revision` or newer: answered without waiting on anything,
-    /// or by allocating. None if the tenant must be loaded or caught up first.
+    /// that needs no waiting: the tenant is held at `min_revision` or newer, or it does not
+    /// exist as far as this instance knows and no revision is asked for (it is the empty
+    /// tenant at revision 0). Answered without waiting on anything, or by allocating. None if
+    /// the tenant must be loaded or caught up first.
     pub fn check_cached(
         &self,
         tenant: &str,
         (user, resource, action): (&str, &str, &str),
         min_revision: Option<u64>,
     ) -> Option<(bool, u64)> {
-        let answered = self.cache.with_cached(tenant, |snapshot| {
+        let held = self.cache.with_cached(tenant, |snapshot| {
             min_revision
                 .is_none_or(|min| snapshot.revision() >= min)
                 .then(|| answer(snapshot, (user, resource, action)))
-        })??;
-        bump(&self.stats.hits);
-        Some(answered)
+        });
+        match held {
+            Some(answered) => {
+                if answered.is_some() {
+                    bump(&self.stats.hits);
+                }
+                answered
+            }
+            None if min_revision.unwrap_or(0) == 0 && !self.cache.directory.contains(tenant) => {
+                bump(&self.stats.unknown_tenant_reads);
+                Some((false, 0))
+            }
+            None => None,
+        }
     }
 
     /// The answer once the tenant is loaded, or caught up to `min_revision`: what a check
@@ -188,9 +251,12 @@ impl App {
         Ok(answer(&*self.read(tenant, min_revision).await?, question))
     }
 
-    /// Reloads the tenant from the store and tells the other instances to check theirs.
+    /// Reloads the tenant from the store and tells the other instances to check theirs. A
+    /// tenant the store does not have is at revision 0, and there is nothing to tell.
     pub async fn refresh(&self, tenant: &TenantName) -> Result<u64, AppError> {
-        let snapshot = self.cache.reload(tenant).await?;
+        let Some(snapshot) = self.cache.reload(tenant).await? else {
+            return Ok(0);
+        };
         self.bus.publish(Message::new(
             tenant,
             "refresh-tenant",

@@ -89,10 +89,25 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Megabytes (MiB) of memory the tenants held in memory may take, by estimate; past it
+    /// the least recently used are evicted and loaded again when next read. Default: half
+    /// of the memory limit of the process's container (its cgroup), or of the machine.
+    #[arg(long, env = "CACHE_MEMORY_MB",
+          value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub cache_memory_mb: Option<u64>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// The share of the memory limit the cache takes when CACHE_MEMORY_MB is not set: the rest is
+/// for the list of tenants, requests in flight, and the copies a refresh makes while it
+/// replaces a tenant.
+const DEFAULT_CACHE_SHARE: u64 = 2;
+
+/// The cache budget when not even the machine's memory can be read.
+const FALLBACK_CACHE_BYTES: u64 = 1 << 30;
 
 /// One or more bearer tokens, any of which is accepted.
 #[derive(Clone, PartialEq, Eq)]
@@ -218,6 +233,16 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
+
+    /// The bytes the tenants held may take: CACHE_MEMORY_MB, or by default half of the
+    /// memory limit (see [`crate::host::memory_limit`]).
+    pub fn cache_budget(&self) -> u64 {
+        match self.cache_memory_mb {
+            Some(mb) => mb << 20,
+            None => crate::host::memory_limit()
+                .map_or(FALLBACK_CACHE_BYTES, |limit| limit / DEFAULT_CACHE_SHARE),
+        }
+    }
 }
 
 /// Clap's message on one line: the error and its details, without the usage and help hints.
@@ -249,6 +274,7 @@ impl fmt::Debug for Config {
             .field("store_timeout_secs", &self.store_timeout_secs)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("cache_memory_mb", &self.cache_memory_mb)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -278,6 +304,17 @@ mod tests {
         assert_eq!(config.server_id(), "server-3001");
         assert_eq!(config.redis_channel, "tenant-refresh");
         assert_eq!(config.resync_interval_secs, 30);
+    }
+
+    #[test]
+    fn the_cache_budget_is_the_megabytes_given_or_half_the_memory_limit() {
+        assert_eq!(
+            parse(&["--cache-memory-mb", "3"]).unwrap().cache_budget(),
+            3 << 20
+        );
+        let limit = crate::host::memory_limit().unwrap();
+        assert_eq!(parse(&[]).unwrap().cache_budget(), limit / 2);
+        assert!(parse(&["--cache-memory-mb", "0"]).is_err());
     }
 
     #[test]

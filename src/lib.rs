@@ -11,13 +11,15 @@
 //!   Pure: no I/O, no async.
 //! - [`store`]: the source of truth behind the [`store::Store`] trait; [`store::sqlite`] and
 //!   [`store::postgres`] are its backends. All SQL lives there.
-//! - [`cache`]: per-tenant snapshots, swapped atomically, loaded on first use.
+//! - [`cache`]: per-tenant snapshots, swapped atomically, loaded on first use; the tenants
+//!   that exist ([`cache::directory`]); the memory budget and eviction ([`cache::memory`]).
 //! - [`keys`]: API keys and what a credential grants; [`keys::ring`] holds the keys in force.
 //! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub.
 //! - [`sync`]: what a message or a periodic sweep does to the cache.
 //! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).
 //! - [`http`]: the REST API, its auth and its error format.
-//! - [`server`]: start-up, serving and shutdown; [`config`] and [`telemetry`] feed it.
+//! - [`server`]: start-up, serving and shutdown; [`config`], [`host`] and [`telemetry`] feed
+//!   it.
 //! - [`redact`]: keeping the passwords in the store and Redis URLs out of anything shown.
 //!
 //! A write travels: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction)
@@ -29,6 +31,7 @@ pub mod app;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod host;
 pub mod http;
 pub mod keys;
 pub mod policy;

@@ -9,15 +9,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, Timeouts};
 use crate::bus::{self, Bus};
+use crate::cache;
 use crate::config::{Config, Database};
 use crate::http::{self, Tokens};
 use crate::redact::redact_url;
 use crate::stats::Stats;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{OpenError, Store};
+use crate::store::{OpenError, Store, StoreError};
 use crate::sync;
 
 /// How long shutdown waits for the bus tasks once HTTP has drained.
@@ -42,6 +43,8 @@ pub enum StartError {
     },
     #[error("cannot use REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("cannot list the tenants in the database: {}", crate::error_chain(.0))]
+    Tenants(#[source] StoreError),
 }
 
 /// Runs the server until `shutdown` resolves (a signal, in the binary).
@@ -63,14 +66,24 @@ pub async fn run(
             (Bus::disabled(stats.clone()), None)
         }
     };
+    let cache_budget = config.cache_budget();
     let app = Arc::new(App::new(
         server_id.clone(),
         store.clone(),
         bus,
         stats,
-        config.store_timeout(),
-        config.resync_interval(),
+        Timeouts {
+            store: config.store_timeout(),
+            resync_interval: config.resync_interval(),
+        },
+        cache_budget,
     ));
+    let tenants = app.load_tenants().await.map_err(StartError::Tenants)?;
+    tracing::info!(
+        tenants,
+        cache_budget_mib = cache_budget >> 20,
+        "tenants listed"
+    );
 
     let address = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&address)
@@ -97,6 +110,10 @@ pub async fn run(
             stopping.clone(),
         )?);
     }
+    tasks.push(tokio::spawn(cache::evictions(
+        app.cache.clone(),
+        stopping.clone(),
+    )));
     tasks.push(tokio::spawn(sync::sweep(
         app.clone(),
         config.resync_interval(),

@@ -83,6 +83,15 @@ counters! {
     misses,
     /// Tenants loaded from the store on first use.
     loads,
+    /// Reads of tenants that do not exist as far as this instance knows, answered as empty at
+    /// revision 0 without the store.
+    unknown_tenant_reads,
+    /// Store queries asking whether tenants not known here exist (each for up to 1,000 names).
+    tenant_lookups,
+    /// Tenants evicted to keep those held within the cache's memory budget.
+    evictions,
+    /// First loads of tenants that had been evicted before.
+    reloads_after_eviction,
     /// Cached tenants brought forward by replaying the store's changelog.
     incremental_refreshes,
     /// Cached tenants reloaded whole: too far behind, changelog pruned or not applying, or

@@ -70,34 +70,35 @@ async fn every_revocation_stops_access_on_the_other_instances() {
 #[tokio::test]
 async fn own_messages_are_ignored_and_counted() {
     let cluster = Cluster::start(2).await;
-    cluster[0].check("acme", "alice", "doc", "read").await;
-    cluster[1].check("acme", "alice", "doc", "read").await;
     cluster[0].create_group("acme", "g").await;
+    // The writer holds the tenant before the writes that follow.
+    cluster[0].check("acme", "alice", "doc", "read").await;
     cluster[0].add_permission("acme", "g", "doc", "read").await;
     cluster[0].assign_user("acme", "alice", "g").await;
+    cluster[0].add_permission("acme", "g", "doc", "write").await;
     assert_everywhere(&cluster, ("acme", "alice", "doc", "read"), true).await;
 
     let writer = &cluster[0];
     let took = eventually(PROPAGATION, || async {
-        writer.cache_stats().await["own_messages_ignored"] == 3
+        writer.cache_stats().await["own_messages_ignored"] == 4
     })
     .await;
     let stats = writer.cache_stats().await;
     assert!(
         took.is_some(),
-        "writer did not see its own 3 messages: {stats}"
+        "writer did not see its own 4 messages: {stats}"
     );
-    assert_eq!(stats["messages_published"], 3, "{stats}");
+    assert_eq!(stats["messages_published"], 4, "{stats}");
     // Its own messages never made it reload: its cache followed its writes directly.
     assert_eq!(stats["full_reloads"], 0, "{stats}");
     assert_eq!(stats["incremental_refreshes"], 0, "{stats}");
     assert_eq!(stats["writes_applied"], 3, "{stats}");
-    assert_eq!(stats["tenants"]["acme"]["revision"], 3, "{stats}");
+    assert_eq!(stats["largest_tenants"][0]["revision"], 4, "{stats}");
 
     let peer = cluster[1].cache_stats().await;
     assert_eq!(peer["own_messages_ignored"], 0, "{peer}");
-    assert!(peer["messages_received"].as_u64().unwrap() >= 3, "{peer}");
-    assert_eq!(peer["tenants"]["acme"]["revision"], 3, "{peer}");
+    assert!(peer["messages_received"].as_u64().unwrap() >= 4, "{peer}");
+    assert_eq!(peer["largest_tenants"][0]["revision"], 4, "{peer}");
 }
 
 #[tokio::test]
@@ -302,14 +303,21 @@ async fn health_and_cache_stats_describe_the_instance() {
     // The first read loads the tenant (a miss), the second is a hit.
     assert!(node.check("t", "u", "a", "b").await);
     assert!(!node.check("t", "u", "a", "c").await);
+    // A tenant nobody wrote is answered without being held.
+    assert!(!node.check("nobody", "u", "a", "b").await);
     let stats = node.cache_stats().await;
     assert_eq!(stats["server_id"], node.server_id.as_str());
     assert_eq!(stats["redis"], "connected");
     assert_eq!(stats["tenants_cached"], 1);
+    assert_eq!(stats["tenants_known"], 1);
     assert_eq!(stats["misses"], 1, "{stats}");
     assert_eq!(stats["hits"], 1, "{stats}");
     assert_eq!(stats["loads"], 1, "{stats}");
-    let tenant = &stats["tenants"]["t"];
+    assert_eq!(stats["unknown_tenant_reads"], 1, "{stats}");
+    let largest = stats["largest_tenants"].as_array().unwrap();
+    assert_eq!(largest.len(), 1, "{stats}");
+    let tenant = &largest[0];
+    assert_eq!(tenant["tenant"], "t");
     assert_eq!(tenant["revision"], 3);
     assert_eq!(tenant["groups"], 1);
     assert_eq!(tenant["permissions"], 1);
@@ -318,6 +326,22 @@ async fn health_and_cache_stats_describe_the_instance() {
         tenant["loaded_at"].as_str().unwrap().contains('T'),
         "{tenant}"
     );
+    // Everything held counts, and fits the default budget (half the machine's memory).
+    let bytes = stats["cache_bytes"].as_u64().unwrap();
+    assert_eq!(tenant["estimated_bytes"].as_u64(), Some(bytes), "{stats}");
+    assert!(bytes > 0 && bytes < stats["cache_budget_bytes"].as_u64().unwrap());
+    assert_eq!(stats["tenant"], Value::Null, "{stats}");
+
+    let (status, asked) = node.get("/cache-stats", &[("tenant", "t")]).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert_eq!(&asked["tenant"], tenant, "{asked}");
+    let (status, asked) = node.get("/cache-stats", &[("tenant", "nobody")]).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert_eq!(asked["tenant"], Value::Null, "{asked}");
+    let (status, refused) = node.get("/cache-stats", &[("tenant", "")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, refused) = node.get("/cache-stats", &[("tenants", "t")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
 }
 
 #[tokio::test]

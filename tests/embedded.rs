@@ -116,7 +116,15 @@ async fn instances_sharing_one_file_converge_through_the_sweep() {
     a.create_group("t", "g").await;
     a.add_permission("t", "g", "doc", "read").await;
     a.assign_user("t", "alice", "g").await;
-    assert!(b.check("t", "alice", "doc", "read").await);
+    // No bus: `b` learns that the tenant was created, as of any other change, by its sweep.
+    let took = eventually(Duration::from_secs(4), || async {
+        b.check("t", "alice", "doc", "read").await
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "b does not know the tenant after the sweep bound"
+    );
     b.remove_permission("t", "g", "doc", "read").await;
     // No bus: the sweep (1 s here) is what tells `a`.
     let took = eventually(Duration::from_secs(4), || async {

@@ -54,8 +54,17 @@ pub fn install() -> Option<PrometheusHandle> {
         "Time from the request's arrival to its response, by route and status; its _count is the number of requests."
     );
     metrics::describe_gauge!(
-        "rbac_tenant_revision_lag",
-        "Revisions a cached tenant was behind the store at the last resync (0 once caught up)."
+        "rbac_tenant_revision_lag_max",
+        "The most revisions a held tenant was behind the store at the last resync."
+    );
+    metrics::describe_gauge!(
+        "rbac_tenants_behind",
+        "Held tenants that were behind the store at the last resync."
+    );
+    metrics::describe_histogram!(
+        "rbac_resync_query_seconds",
+        metrics::Unit::Seconds,
+        "Time a resync spent asking the store which tenants changed since the previous one."
     );
     Some(handle)
 }
@@ -129,7 +138,12 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
     let bus = state.app.bus.state();
     metrics::gauge!("rbac_bus_connected")
         .set(f64::from(u8::from(bus == crate::bus::BusState::Connected)));
-    metrics::gauge!("rbac_tenants_cached").set(state.app.cache.held().len() as f64);
+    let cache = &state.app.cache;
+    metrics::gauge!("rbac_tenants_cached").set(cache.held_count() as f64);
+    metrics::gauge!("rbac_tenants_known").set(cache.directory.len() as f64);
+    let (held, budget) = cache.memory();
+    metrics::gauge!("rbac_cache_bytes").set(held as f64);
+    metrics::gauge!("rbac_cache_budget_bytes").set(budget as f64);
     handle.run_upkeep();
     Ok((
         [(

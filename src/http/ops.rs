@@ -1,18 +1,20 @@
-//! What an operator watches: /health and /cache-stats.
+//! What an operator watches: /health, /ready and /cache-stats.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::QueryParams;
 use super::openapi;
+use crate::cache::HeldTenant;
+use crate::policy::TenantName;
 use crate::stats::Counts;
 
 #[derive(Serialize, ToSchema)]
@@ -27,28 +29,73 @@ pub struct HealthResponse {
 pub struct CacheStatsResponse {
     server_id: String,
     redis: &'static str,
+    /// Tenants held in memory.
     tenants_cached: usize,
+    /// Tenants that exist, as far as this instance knows.
+    tenants_known: usize,
+    /// Estimated bytes of the tenants held.
+    cache_bytes: u64,
+    /// The bytes the tenants held may take (`CACHE_MEMORY_MB`).
+    cache_budget_bytes: u64,
     /// API keys in force; null until the keys could first be loaded.
     #[schema(required = true)]
     api_keys: Option<usize>,
     #[serde(flatten)]
     #[schema(schema_with = openapi::counters)]
     counts: Counts,
-    tenants: BTreeMap<String, TenantStats>,
+    /// The held tenants of the largest estimated size, largest first; at most 10.
+    largest_tenants: Vec<TenantStats>,
+    /// The tenant named by `?tenant=` as held here; null when none is named or it is not
+    /// held.
+    #[schema(required = true)]
+    tenant: Option<TenantStats>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TenantStats {
+    tenant: String,
     revision: u64,
     groups: usize,
     permissions: usize,
     assignments: usize,
+    /// What the memory budget counts for it.
+    estimated_bytes: u64,
     #[schema(format = DateTime)]
     loaded_at: String,
     #[schema(format = DateTime)]
     refreshed_at: String,
     refreshed_by: &'static str,
 }
+
+impl From<HeldTenant> for TenantStats {
+    fn from(held: HeldTenant) -> Self {
+        let snapshot = &held.snapshot;
+        let policy = &snapshot.policy;
+        Self {
+            tenant: held.tenant.to_string(),
+            revision: policy.revision(),
+            groups: policy.group_count(),
+            permissions: policy.permission_count(),
+            assignments: policy.assignment_count(),
+            estimated_bytes: held.bytes,
+            loaded_at: rfc3339(snapshot.loaded_at),
+            refreshed_at: rfc3339(snapshot.refreshed_at),
+            refreshed_by: snapshot.origin.as_str(),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CacheStatsQuery {
+    /// A tenant to show as held here (`tenant` in the answer).
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// How many of the largest tenants /cache-stats shows.
+const LARGEST: usize = 10;
 
 /// Liveness: answers 200 while the process serves HTTP, and says what it can reach.
 #[utoipa::path(
@@ -108,41 +155,43 @@ pub struct ReadyResponse {
     get,
     path = "/cache-stats",
     tag = "operations",
-    summary = "counters and the tenants held in memory",
+    summary = "counters, memory, and the largest tenants held in memory",
+    params(CacheStatsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Counters since the process started, and every tenant held", body = CacheStatsResponse),
+        (status = 200, description = "Counters since the process started, what the tenants held take, and the largest of them", body = CacheStatsResponse),
         (status = 503, response = openapi::Unavailable),
     )
 )]
-pub async fn cache_stats(State(state): State<AppState>) -> Json<CacheStatsResponse> {
+pub async fn cache_stats(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<CacheStatsQuery>,
+) -> Result<Json<CacheStatsResponse>, ApiError> {
     let app = &state.app;
-    let tenants: BTreeMap<String, TenantStats> = app
-        .cache
-        .held()
-        .into_iter()
-        .map(|(tenant, snapshot)| {
-            let policy = &snapshot.policy;
-            let stats = TenantStats {
-                revision: policy.revision(),
-                groups: policy.group_count(),
-                permissions: policy.permission_count(),
-                assignments: policy.assignment_count(),
-                loaded_at: rfc3339(snapshot.loaded_at),
-                refreshed_at: rfc3339(snapshot.refreshed_at),
-                refreshed_by: snapshot.origin.as_str(),
-            };
-            (tenant.to_string(), stats)
-        })
-        .collect();
-    Json(CacheStatsResponse {
+    let tenant = query
+        .tenant
+        .map(|tenant| TenantName::parse("tenant", &tenant))
+        .transpose()?;
+    let (cache_bytes, cache_budget_bytes) = app.cache.memory();
+    Ok(Json(CacheStatsResponse {
         server_id: app.server_id.clone(),
         redis: app.bus.state().as_str(),
-        tenants_cached: tenants.len(),
+        tenants_cached: app.cache.held_count(),
+        tenants_known: app.cache.directory.len(),
+        cache_bytes,
+        cache_budget_bytes,
         api_keys: app.keys.count(),
         counts: app.stats.counts(),
-        tenants,
-    })
+        largest_tenants: app
+            .cache
+            .largest(LARGEST)
+            .into_iter()
+            .map(TenantStats::from)
+            .collect(),
+        tenant: tenant
+            .and_then(|tenant| app.cache.held(tenant.as_str()))
+            .map(TenantStats::from),
+    }))
 }
 
 fn rfc3339(at: SystemTime) -> String {

@@ -460,6 +460,26 @@ impl Instance {
         body
     }
 
+    /// POST /check-access with `min_revision`; the whole response body.
+    pub async fn check_at(
+        &self,
+        tenant: &str,
+        user: &str,
+        resource: &str,
+        action: &str,
+        min_revision: u64,
+    ) -> Value {
+        let (status, body) = self
+            .post(
+                "/check-access",
+                json!({"tenant": tenant, "user": user, "resource": resource, "action": action,
+                       "min_revision": min_revision}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
     pub async fn check(&self, tenant: &str, user: &str, resource: &str, action: &str) -> bool {
         self.check_body(tenant, user, resource, action).await["allowed"]
             .as_bool()
@@ -554,6 +574,29 @@ impl Instance {
                 other => panic!("{path}: next_cursor is {other}"),
             }
         }
+    }
+
+    /// The process's resident set size, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the instance is running");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("a VmRSS line")
+            * 1024
+    }
+
+    /// GET /metrics, as text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .authorize(self.client.get(self.url("/metrics")))
+            .send()
+            .await
+            .expect("request reaches the server");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
     }
 
     pub async fn cache_stats(&self) -> Value {
@@ -698,7 +741,8 @@ pub async fn stored_keys(database_url: &str) -> Vec<StoredKey> {
 /// The whole API in this process, on an in-memory SQLite store and without a bus, for tests
 /// that drive the router directly (`tower::ServiceExt::oneshot`) rather than a server process.
 pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) -> axum::Router {
-    use rbac_server::{app::App, bus::Bus, http, stats::Stats, store::sqlite::SqliteStore};
+    use rbac_server::app::{App, Timeouts};
+    use rbac_server::{bus::Bus, http, stats::Stats, store::sqlite::SqliteStore};
     let store = Arc::new(
         SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5))
             .await
@@ -710,9 +754,13 @@ pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) 
         store,
         Bus::disabled(stats.clone()),
         stats,
-        Duration::from_secs(5),
-        Duration::from_secs(30),
+        Timeouts {
+            store: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(30),
+        },
+        64 << 20,
     );
+    app.load_tenants().await.unwrap();
     http::router(Arc::new(http::Services {
         app: Arc::new(app),
         tokens: Arc::new(tokens),

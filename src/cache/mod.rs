@@ -1,4 +1,4 @@
-//! The per-tenant cache: an immutable snapshot per tenant, swapped whole.
+//! The per-tenant cache: an immutable snapshot per tenant held, swapped whole.
 //!
 //! A check loads the current snapshot with one atomic read and never waits on a writer, a
 //! refresh or any I/O. Updates of one tenant (its first load, refreshes, own writes) are
@@ -8,17 +8,29 @@
 //! A tenant a few revisions behind is refreshed incrementally: the store's changelog entries
 //! since the revision held are applied to a copy of the snapshot, which then replaces it. A
 //! tenant further behind, or whose changelog no longer reaches back, is reloaded whole.
+//!
+//! Only tenants that exist are held ([`directory`]): a read of any other name is answered as
+//! the empty tenant at revision 0 and leaves nothing behind. The tenants held fit a memory
+//! budget ([`memory`]): past it the least recently used are evicted, and the next read of one
+//! loads it again like a first use.
 
+pub mod directory;
+pub mod memory;
+
+use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::stats::{Stats, bump};
 use crate::store::{Store, StoreError, WriteOutcome};
+use directory::Directory;
+use memory::Memory;
 
 /// The most changes replayed in one incremental refresh; beyond that a full reload is cheaper
 /// than fetching and applying them one by one.
@@ -88,6 +100,33 @@ struct Slot {
     /// Whether a scheduled refresh is waiting for the update lock. With the one holding the
     /// lock, a flood of messages costs at most one refresh in flight plus one queued.
     queued: AtomicBool,
+    /// The recency clock's tick when the tenant was last read.
+    last_used: AtomicU64,
+    /// The estimated bytes of the snapshot held, as counted in the budget; set under the
+    /// update lock.
+    bytes: AtomicU64,
+    /// Set under the update lock when the slot leaves the map. Whoever still holds the slot
+    /// may read its last snapshot (a valid answer as of a moment ago), but nothing replaces
+    /// it any more: the next read loads the tenant afresh into a new slot.
+    evicted: AtomicBool,
+}
+
+impl Slot {
+    /// Stamps the slot with the clock's tick, writing only when the stamp changes.
+    fn touch(&self, now: u64) {
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What one held tenant is, for /cache-stats.
+#[derive(Debug, Clone)]
+pub struct HeldTenant {
+    pub tenant: TenantName,
+    pub snapshot: Arc<Snapshot>,
+    /// The bytes the budget counts for it.
+    pub bytes: u64,
 }
 
 pub struct TenantCache {
@@ -96,30 +135,58 @@ pub struct TenantCache {
     /// Bounds a first load, lock wait included: a read that needs the store while it is down
     /// fails after this long rather than queueing behind other failing loads.
     timeout: Duration,
-    /// A concurrent map whose reads take no lock and write no shared memory: with every
-    /// check of every tenant looking here, a lock's shared counter was a cache line that all
-    /// cores fought over.
+    /// The tenants held or being loaded. A concurrent map whose reads take no lock and write
+    /// no shared memory: with every check of every tenant looking here, a lock's shared
+    /// counter was a cache line that all cores fought over.
     slots: papaya::HashMap<TenantName, Arc<Slot>, foldhash::fast::RandomState>,
+    /// The tenants that exist.
+    pub directory: Directory,
+    memory: Memory,
+    /// What a tenant never written reads as.
+    empty: Arc<Snapshot>,
 }
 
 impl TenantCache {
-    pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>, timeout: Duration) -> Self {
+    /// A cache of the tenants of `store` that fits `budget` bytes (estimated).
+    pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>, timeout: Duration, budget: u64) -> Self {
+        let now = SystemTime::now();
         Self {
+            directory: Directory::new(store.clone(), stats.clone()),
             store,
             stats,
             timeout,
             slots: papaya::HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            memory: Memory::new(budget),
+            empty: Arc::new(Snapshot {
+                policy: TenantPolicy::default(),
+                loaded_at: now,
+                refreshed_at: now,
+                origin: Origin::Load,
+            }),
         }
     }
 
-    /// The tenant's snapshot, loading it from the store on first use.
-    pub async fn get(&self, tenant: &TenantName) -> Result<Arc<Snapshot>, StoreError> {
-        let slot = self.slot(tenant);
-        if let Some(current) = slot.current.get() {
+    /// What a tenant never written reads as: empty, at revision 0. Shared, never held.
+    pub fn empty(&self) -> Arc<Snapshot> {
+        self.empty.clone()
+    }
+
+    /// The tenant's snapshot, loading it from the store on first use; None if the tenant does
+    /// not exist as far as this instance knows (it reads as [`TenantCache::empty`]).
+    pub async fn get(&self, tenant: &TenantName) -> Result<Option<Arc<Snapshot>>, StoreError> {
+        if let Some(slot) = self.existing_slot(tenant.as_str())
+            && let Some(current) = slot.current.get()
+        {
             bump(&self.stats.hits);
-            return Ok(current.load_full());
+            slot.touch(self.memory.now());
+            return Ok(Some(current.load_full()));
+        }
+        if !self.directory.contains(tenant.as_str()) {
+            bump(&self.stats.unknown_tenant_reads);
+            return Ok(None);
         }
         bump(&self.stats.misses);
+        let slot = self.slot(tenant);
         tokio::time::timeout(self.timeout, self.first_load(tenant, &slot))
             .await
             .unwrap_or_else(|_| {
@@ -127,6 +194,7 @@ impl TenantCache {
                     "timed out loading the tenant".into(),
                 ))
             })
+            .map(Some)
     }
 
     async fn first_load(
@@ -141,6 +209,9 @@ impl TenantCache {
         }
         let policy = self.store.load(tenant).await?;
         bump(&self.stats.loads);
+        if self.directory.take_evicted(tenant.as_str()) {
+            bump(&self.stats.reloads_after_eviction);
+        }
         tracing::info!(%tenant, revision = policy.revision(), "tenant loaded");
         let now = SystemTime::now();
         let snapshot = Arc::new(Snapshot {
@@ -149,9 +220,18 @@ impl TenantCache {
             refreshed_at: now,
             origin: Origin::Load,
         });
+        // Newer than anything used before it, so that it is not the first to go.
+        slot.last_used.store(self.memory.tick(), Ordering::Relaxed);
+        self.account(tenant, slot, &snapshot);
         // Under the update lock, nobody else can have set it.
         let _ = slot.current.set(ArcSwap::new(snapshot.clone()));
         Ok(snapshot)
+    }
+
+    /// The revision held for `tenant`, if it is held.
+    pub fn held_revision(&self, tenant: &str) -> Option<u64> {
+        let slot = self.existing_slot(tenant)?;
+        Some(slot.current.get()?.load().revision())
     }
 
     /// Whether the tenant is held (or being loaded) at a revision older than `revision`.
@@ -214,6 +294,9 @@ impl TenantCache {
             // The first load failed; the next use loads afresh.
             return Ok(false);
         };
+        if slot.evicted.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
         // Whoever held the lock before may have brought the tenant far enough already.
         let held = current.load_full();
         if held.revision() >= revision {
@@ -233,7 +316,12 @@ impl TenantCache {
                     bump(&self.stats.incremental_refreshes);
                     tracing::info!(%tenant, from = held.revision(), revision = policy.revision(),
                         changes = changes.len(), "tenant refreshed incrementally");
-                    current.store(Arc::new(held.next(policy, Origin::Incremental)));
+                    self.replace(
+                        tenant,
+                        slot,
+                        current,
+                        held.next(policy, Origin::Incremental),
+                    );
                     return Ok(true);
                 }
                 // The store is not past what is held: a message promised a revision that does
@@ -244,19 +332,28 @@ impl TenantCache {
                 }
             }
         }
-        let after = self.reload_locked(tenant, current).await?;
+        let after = self.reload_locked(tenant, slot, current).await?;
         Ok(after.revision() > held.revision())
     }
 
-    /// Reloads the tenant whole from the store, loading it if it was not cached.
-    pub async fn reload(&self, tenant: &TenantName) -> Result<Arc<Snapshot>, StoreError> {
+    /// Reloads the tenant whole from the store, loading it if it was not held; None if the
+    /// store has no such tenant. A tenant not known here is asked of the store first: it may
+    /// have been created on another instance, and this is how an operator makes sure.
+    pub async fn reload(&self, tenant: &TenantName) -> Result<Option<Arc<Snapshot>>, StoreError> {
+        if !self.directory.contains(tenant.as_str()) && self.directory.lookup(tenant).await? == 0 {
+            return Ok(None);
+        }
         let slot = self.slot(tenant);
         let update = slot.update.lock().await;
         let Some(current) = slot.current.get() else {
             drop(update);
             return self.get(tenant).await;
         };
-        self.reload_locked(tenant, current).await
+        if slot.evicted.load(Ordering::Relaxed) {
+            drop(update);
+            return self.get(tenant).await;
+        }
+        self.reload_locked(tenant, &slot, current).await.map(Some)
     }
 
     /// Brings the cache up to date with one of this instance's own committed writes: applies
@@ -268,6 +365,10 @@ impl TenantCache {
         change: &Change,
         outcome: WriteOutcome,
     ) -> Result<(), StoreError> {
+        if outcome.revision > 0 {
+            // A write that made revision 1 created the tenant.
+            self.directory.insert(tenant);
+        }
         let Some(slot) = self.existing_slot(tenant.as_str()) else {
             return Ok(());
         };
@@ -276,6 +377,9 @@ impl TenantCache {
             // Not loaded, or its load failed: the next use loads a store that has the write.
             return Ok(());
         };
+        if slot.evicted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let held = current.load_full();
         if held.revision() >= outcome.revision {
             return Ok(());
@@ -284,7 +388,7 @@ impl TenantCache {
         match policy.advance(outcome.revision, change) {
             Ok(()) => {
                 bump(&self.stats.writes_applied);
-                current.store(Arc::new(held.next(policy, Origin::Write)));
+                self.replace(tenant, &slot, current, held.next(policy, Origin::Write));
                 Ok(())
             }
             Err(reason) => {
@@ -296,29 +400,114 @@ impl TenantCache {
         }
     }
 
-    /// Every cached tenant with its snapshot.
-    pub fn held(&self) -> Vec<(TenantName, Arc<Snapshot>)> {
+    /// Runs `read` on the tenant's snapshot if the tenant is held: the check's fast path,
+    /// which takes no lock, no reference count and no `.await`, and writes no shared memory
+    /// but the tenant's recency stamp, and that only when the clock moved.
+    pub fn with_cached<R>(&self, tenant: &str, read: impl FnOnce(&Snapshot) -> R) -> Option<R> {
+        let slots = self.slots.pin();
+        let slot = slots.get(tenant)?;
+        let current = slot.current.get()?;
+        slot.touch(self.memory.now());
+        Some(read(&current.load()))
+    }
+
+    /// How many tenants are held.
+    pub fn held_count(&self) -> usize {
         self.slots
             .pin()
-            .iter()
-            .filter_map(|(tenant, slot)| {
-                let current = slot.current.get()?;
-                Some((tenant.clone(), current.load_full()))
-            })
+            .values()
+            .filter(|slot| slot.current.get().is_some())
+            .count()
+    }
+
+    /// The estimated bytes of the tenants held, and the budget they must fit.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.memory.held(), self.memory.budget())
+    }
+
+    /// The `count` held tenants of the largest estimated size, largest first.
+    pub fn largest(&self, count: usize) -> Vec<HeldTenant> {
+        let slots = self.slots.pin();
+        let sizes = slots.iter().filter_map(|(tenant, slot)| {
+            slot.current.get()?;
+            Some((
+                std::cmp::Reverse(slot.bytes.load(Ordering::Relaxed)),
+                tenant,
+            ))
+        });
+        crate::policy::page::smallest(sizes, count)
+            .items
+            .into_iter()
+            .filter_map(|(_, tenant)| self.held(tenant.as_str()))
             .collect()
     }
 
-    /// Runs `read` on the tenant's snapshot if the tenant is cached: the check's fast path,
-    /// which takes no lock, no reference count and no `.await`.
-    pub fn with_cached<R>(&self, tenant: &str, read: impl FnOnce(&Snapshot) -> R) -> Option<R> {
+    /// One held tenant, if it is held.
+    pub fn held(&self, tenant: &str) -> Option<HeldTenant> {
         let slots = self.slots.pin();
-        let current = slots.get(tenant)?.current.get()?;
-        Some(read(&current.load()))
+        let (tenant, slot) = slots.get_key_value(tenant)?;
+        Some(HeldTenant {
+            tenant: tenant.clone(),
+            snapshot: slot.current.get()?.load_full(),
+            bytes: slot.bytes.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Evicts the least recently used tenants until those held fit the budget again. The
+    /// work is a few passes over the tenants held: for a background task, off the async
+    /// workers.
+    pub fn evict_over_budget(&self) -> usize {
+        if self.memory.held() <= self.memory.budget() {
+            return 0;
+        }
+        // From here on every use is newer than anything weighed below.
+        self.memory.tick();
+        let slots = self.slots.pin();
+        let held = || {
+            slots
+                .values()
+                .filter(|slot| slot.current.get().is_some())
+                .map(|slot| {
+                    (
+                        slot.last_used.load(Ordering::Relaxed),
+                        slot.bytes.load(Ordering::Relaxed),
+                    )
+                })
+        };
+        let Some(plan) = self.memory.plan(held) else {
+            return 0;
+        };
+        let (mut evicted, mut freed_from_cutoff) = (0, 0);
+        for (tenant, slot) in slots.iter() {
+            let (last_used, bytes) = (
+                slot.last_used.load(Ordering::Relaxed),
+                slot.bytes.load(Ordering::Relaxed),
+            );
+            if slot.current.get().is_none() || !plan.evicts(last_used, bytes, freed_from_cutoff) {
+                continue;
+            }
+            // A tenant being loaded, refreshed or written right now is in use: it stays.
+            let Ok(_update) = slot.update.try_lock() else {
+                continue;
+            };
+            slot.evicted.store(true, Ordering::Relaxed);
+            let _ = slots.remove_if(tenant, |_, held| Arc::ptr_eq(held, slot));
+            self.memory.resize(slot.bytes.swap(0, Ordering::Relaxed), 0);
+            self.directory.mark_evicted(tenant.as_str());
+            if plan.in_cutoff(last_used) {
+                freed_from_cutoff += bytes;
+            }
+            bump(&self.stats.evictions);
+            tracing::debug!(%tenant, "tenant evicted");
+            evicted += 1;
+        }
+        evicted
     }
 
     async fn reload_locked(
         &self,
         tenant: &TenantName,
+        slot: &Slot,
         current: &ArcSwap<Snapshot>,
     ) -> Result<Arc<Snapshot>, StoreError> {
         let policy = self.store.load(tenant).await?;
@@ -332,9 +521,28 @@ impl TenantCache {
         }
         bump(&self.stats.full_reloads);
         tracing::info!(%tenant, from = held.revision(), revision = policy.revision(), "tenant reloaded");
-        let snapshot = Arc::new(held.next(policy, Origin::Reload));
+        Ok(self.replace(tenant, slot, current, held.next(policy, Origin::Reload)))
+    }
+
+    /// Puts `snapshot` in place of the slot's current one, under the slot's update lock.
+    fn replace(
+        &self,
+        tenant: &TenantName,
+        slot: &Slot,
+        current: &ArcSwap<Snapshot>,
+        snapshot: Snapshot,
+    ) -> Arc<Snapshot> {
+        let snapshot = Arc::new(snapshot);
+        self.account(tenant, slot, &snapshot);
         current.store(snapshot.clone());
-        Ok(snapshot)
+        snapshot
+    }
+
+    /// Counts the slot's new snapshot in the budget, under the slot's update lock.
+    fn account(&self, tenant: &TenantName, slot: &Slot, snapshot: &Snapshot) {
+        let bytes = (snapshot.policy.estimated_bytes() + held_overhead(tenant)) as u64;
+        self.memory
+            .resize(slot.bytes.swap(bytes, Ordering::Relaxed), bytes);
     }
 
     fn existing_slot(&self, tenant: &str) -> Option<Arc<Slot>> {
@@ -347,4 +555,33 @@ impl TenantCache {
             .get_or_insert_with(tenant.clone(), Arc::default)
             .clone()
     }
+}
+
+/// Evicts tenants whenever those held grow past the cache's budget, until shutdown.
+pub async fn evictions(cache: Arc<TenantCache>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cache.memory.over_budget() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        // A pass over every tenant held: off the async workers, so that no check waits on it.
+        let cache = cache.clone();
+        match tokio::task::spawn_blocking(move || cache.evict_over_budget()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::debug!(count, "tenants evicted to fit the cache budget"),
+            Err(e) => tracing::error!(error = %e, "eviction failed"),
+        }
+    }
+}
+
+/// What holding a tenant costs beyond its policy: the slot, the snapshot around the policy,
+/// the map's entry and the tenant's name.
+fn held_overhead(tenant: &TenantName) -> usize {
+    const ARC: usize = 2 * size_of::<usize>();
+    const MAP_ENTRY: usize = 64;
+    ARC + size_of::<Slot>()
+        + ARC
+        + size_of::<Snapshot>()
+        + MAP_ENTRY
+        + (ARC + tenant.as_str().len()).next_multiple_of(8)
 }
