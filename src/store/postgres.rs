@@ -30,6 +30,10 @@ macro_rules! key_columns {
     };
 }
 
+/// A tenant with fewer rows than this of each kind (groups, permissions, memberships) loads
+/// in one statement: see [`PgStore::load_at_once`].
+const AT_ONCE_ROWS: usize = 1000;
+
 /// Connections per instance. Checks never touch the database, so this only bounds concurrent
 /// writes and tenant loads.
 const MAX_CONNECTIONS: u32 = 16;
@@ -117,6 +121,70 @@ impl PgStore {
                 format!("rbac_write answered {other:?}").into(),
             )),
         }
+    }
+
+    /// A small tenant in one statement (so one snapshot) and one round trip: its rows as JSON
+    /// arrays beside its revision. None if the tenant has [`AT_ONCE_ROWS`] rows of a kind or
+    /// more: a large tenant is streamed by [`PgStore::load_in_transaction`] instead, rather
+    /// than held whole as text. Most tenants are small, and a first load of one was six round
+    /// trips, which bounded how fast an instance could load many.
+    async fn load_at_once(&self, tenant: &TenantName) -> Result<Option<TenantPolicy>, StoreError> {
+        /// The revision, then groups, permissions and memberships as JSON arrays (null if
+        /// none).
+        #[derive(sqlx::FromRow)]
+        struct Rows {
+            revision: i64,
+            groups: Option<String>,
+            permissions: Option<String>,
+            assignments: Option<String>,
+        }
+        let row: Option<Rows> = sqlx::query_as(
+            "SELECT t.revision,
+                    (SELECT json_agg(g.name)::text
+                     FROM (SELECT name FROM groups WHERE tenant = t.name LIMIT $2) g) AS groups,
+                    (SELECT json_agg(json_build_array(p.group_name, p.resource, p.action))::text
+                     FROM (SELECT group_name, resource, action FROM permissions
+                           WHERE tenant = t.name LIMIT $2) p) AS permissions,
+                    (SELECT json_agg(json_build_array(a.group_name, a.user_name))::text
+                     FROM (SELECT group_name, user_name FROM assignments
+                           WHERE tenant = t.name LIMIT $2) a) AS assignments
+             FROM tenants t WHERE t.name = $1",
+        )
+        .bind(tenant.as_str())
+        .bind(AT_ONCE_ROWS as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some(Rows {
+            revision,
+            groups,
+            permissions,
+            assignments,
+        }) = row
+        else {
+            return Ok(Some(TenantPolicy::default()));
+        };
+        fn rows<T: serde::de::DeserializeOwned>(
+            json: Option<String>,
+        ) -> Result<Vec<T>, StoreError> {
+            json.map_or(Ok(Vec::new()), |json| {
+                serde_json::from_str(&json).map_err(|e| StoreError::Internal(Box::new(e)))
+            })
+        }
+        let groups: Vec<String> = rows(groups)?;
+        let permissions: Vec<(String, String, String)> = rows(permissions)?;
+        let assignments: Vec<(String, String)> = rows(assignments)?;
+        if [groups.len(), permissions.len(), assignments.len()]
+            .iter()
+            .any(|&count| count >= AT_ONCE_ROWS)
+        {
+            return Ok(None);
+        }
+        let mut policy = build_policy(to_revision(revision), groups, permissions)?;
+        for (group, user) in assignments {
+            assign_row(&mut policy, &group, &user)?;
+        }
+        Ok(Some(policy))
     }
 
     async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -229,7 +297,13 @@ impl Store for PgStore {
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
-        within(self.timeout, self.load_in_transaction(tenant)).await
+        within(self.timeout, async {
+            match self.load_at_once(tenant).await? {
+                Some(policy) => Ok(policy),
+                None => self.load_in_transaction(tenant).await,
+            }
+        })
+        .await
     }
 
     async fn revisions(
