@@ -2,6 +2,7 @@
 //! publish; reads from the cache with read-your-writes; and the refresh an operator asks for.
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::keys::ring::KeyRing;
 use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName};
 use crate::stats::{Stats, bump};
-use crate::store::{Store, StoreError, WriteOutcome};
+use crate::store::{Position, Store, StoreError, WriteOutcome};
 use crate::sync::ResyncPoint;
 
 /// How long an instance waits on the store, and how often it sweeps.
@@ -43,11 +44,13 @@ pub struct App {
     pub stats: Arc<Stats>,
     /// The sweep's period: with the bus down, how stale a cached tenant may get.
     pub resync_interval: Duration,
-    /// When this instance last compared its tenants' revisions with the store successfully
+    /// When this instance last resynced with the store successfully
     /// (at start-up: when it started, holding nothing yet).
     pub last_resync: Mutex<Instant>,
     /// Where the next resync starts; also keeps resyncs from running two at once.
     pub resync_from: tokio::sync::Mutex<ResyncPoint>,
+    /// Whether a resync waits for the one running, which other requests fold into.
+    pub resync_queued: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,7 @@ impl App {
             resync_interval: timeouts.resync_interval,
             last_resync: Mutex::new(Instant::now()),
             resync_from: tokio::sync::Mutex::default(),
+            resync_queued: AtomicBool::new(false),
         }
     }
 
@@ -99,10 +103,18 @@ impl App {
     /// never written. The next resync asks the store only for what changed after this.
     pub async fn load_tenants(&self) -> Result<usize, StoreError> {
         let mut resync_from = self.resync_from.lock().await;
+        let (listed, position) = self.list_tenants().await?;
+        resync_from.position = position;
+        Ok(listed)
+    }
+
+    /// Makes every tenant of the store known; returns how many there are, and the position
+    /// the listing was read at.
+    pub async fn list_tenants(&self) -> Result<(usize, Position), StoreError> {
         let mut listed = 0;
         let mut batch = Vec::with_capacity(1024);
         let directory = &self.cache.directory;
-        resync_from.position = self
+        let position = self
             .store
             .tenants(&mut |tenant| {
                 listed += 1;
@@ -113,7 +125,7 @@ impl App {
             })
             .await?;
         directory.extend(batch);
-        Ok(listed)
+        Ok((listed, position))
     }
 
     /// Commits `change` on behalf of `actor`, then brings this instance's cache up to date
@@ -180,30 +192,35 @@ impl App {
         min_revision: Option<u64>,
     ) -> Result<Arc<Snapshot>, AppError> {
         let snapshot = self.cache.get(tenant).await?;
-        let snapshot = snapshot.unwrap_or_else(|| self.cache.empty());
-        let Some(requested) = min_revision else {
-            return Ok(snapshot);
+        // Every answer is at revision 0 or newer.
+        let Some(requested) = min_revision.filter(|&requested| requested > 0) else {
+            return Ok(snapshot.unwrap_or_else(|| self.cache.empty()));
         };
-        if snapshot.revision() >= requested {
-            return Ok(snapshot);
-        }
-        // Ask for the revision alone first: a client asking for a revision that does not exist
-        // costs a name in a lookup, not a reload. For a tenant not known here (created on
-        // another instance a moment ago, perhaps) the lookup also makes it known.
-        let current = self.cache.directory.lookup(tenant).await?;
         let not_reached = |current| AppError::RevisionNotReached {
             tenant: tenant.clone(),
             requested,
             current,
         };
-        if current < requested {
-            return Err(not_reached(current));
+        match snapshot {
+            Some(snapshot) if snapshot.revision() >= requested => return Ok(snapshot),
+            // Held, or just loaded, at an older revision: catching up reads the store after this
+            // read began, and holds what it has, up to the revision asked for or short of it.
+            Some(_) => {
+                self.cache.catch_up(tenant, requested).await?;
+            }
+            // Not known here, but perhaps created on another instance a moment ago: only the
+            // store can say. The lookup makes it known if it exists, and it loads below.
+            None => {
+                let current = self.cache.directory.lookup(tenant).await?;
+                if current < requested {
+                    return Err(not_reached(current));
+                }
+            }
         }
-        self.cache.catch_up(tenant, requested).await?;
         let snapshot = self.cache.get(tenant).await?;
         let snapshot = snapshot.unwrap_or_else(|| self.cache.empty());
         if snapshot.revision() < requested {
-            // Never answer from older than asked, whatever raced the catch-up.
+            // The store is not there yet; nor is any answer older than asked given.
             return Err(not_reached(snapshot.revision()));
         }
         Ok(snapshot)
@@ -212,7 +229,7 @@ impl App {
     /// May `user` do `action` on `resource` in `tenant`? With the revision answered from, if
     /// that needs no waiting: the tenant is held at `min_revision` or newer, or it does not
     /// exist as far as this instance knows and no revision is asked for (it is the empty
-    /// tenant at revision 0). Answered without waiting on anything, or by allocating. None if
+    /// tenant at revision 0). Answered without waiting on any I/O, nor by allocating. None if
     /// the tenant must be loaded or caught up first.
     pub fn check_cached(
         &self,
@@ -353,7 +370,7 @@ impl App {
         reasons
     }
 
-    /// Records a successful comparison of every cached tenant with the store.
+    /// Records a successful resync with the store.
     pub fn resynced(&self) {
         *self
             .last_resync

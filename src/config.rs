@@ -60,8 +60,8 @@ pub struct Config {
     #[arg(long, env = "CHECK_TOKEN", hide_env_values = true, value_parser = parse_tokens)]
     pub check_token: Option<TokenList>,
 
-    /// Seconds between sweeps that compare every cached tenant's revision with the store's,
-    /// catching changes whose bus message was lost.
+    /// Seconds between sweeps that ask the store which tenants changed since the last one, and
+    /// catch up those held here: changes whose bus message was lost, tenants created elsewhere.
     #[arg(long, env = "RESYNC_INTERVAL_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub resync_interval_secs: u64,
@@ -91,7 +91,8 @@ pub struct Config {
 
     /// Megabytes (MiB) of memory the tenants held in memory may take, by estimate; past it
     /// the least recently used are evicted and loaded again when next read. Default: half
-    /// of the memory limit of the process's container (its cgroup), or of the machine.
+    /// of the memory limit of the process's container (its cgroup), or of the machine; 1024
+    /// when neither can be read.
     #[arg(long, env = "CACHE_MEMORY_MB",
           value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub cache_memory_mb: Option<u64>,

@@ -122,6 +122,9 @@ counters! {
     sweeps,
     /// Resyncs (sweep or reconnect) that could not read the store's revisions.
     sweep_failures,
+    /// Resyncs that compared every tenant held, because the store could no longer say what
+    /// changed since the previous one (retention deleted it, or the store went back in time).
+    full_resyncs,
     /// Changelog entries deleted by retention.
     changelog_pruned,
     /// Times the API keys in force were reloaded from the store.

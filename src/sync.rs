@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -21,10 +22,13 @@ use crate::app::App;
 use crate::bus::{Message, Notice};
 use crate::policy::TenantName;
 use crate::stats::bump;
-use crate::store::Position;
+use crate::store::{Changed, Position, StoreError};
 
 /// How often the sweep applies changelog retention.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Tenants asked about in one query when a resync compares every tenant held.
+const WHOLE_RESYNC_BATCH: usize = 10_000;
 
 /// Handles one payload from the channel. Never blocks the subscriber: a needed reload runs in
 /// its own task.
@@ -94,9 +98,16 @@ pub struct ResyncPoint {
 
 /// Reloads the API keys, then asks the store which tenants changed since the last resync and
 /// catches up those held here that are behind; tenants created elsewhere become known.
+///
+/// One resync runs at a time; those asked for while it runs (a sweep and a reconnection, or a
+/// flapping connection's many) fold into one more after it.
 pub async fn resync(app: Arc<App>, reason: &'static str) {
-    app.reload_keys(reason).await;
+    if app.resync_queued.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let mut from = app.resync_from.lock().await;
+    app.resync_queued.store(false, Ordering::SeqCst);
+    app.reload_keys(reason).await;
     let asked = Instant::now();
     let changed = app.store.changed_since(from.position).await;
     let retried = if from.retry.is_empty() {
@@ -106,9 +117,27 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
         app.store.revisions(&retry).await
     };
     metrics::histogram!("rbac_resync_query_seconds").record(asked.elapsed().as_secs_f64());
-    let (changed, retried) = match (changed, retried) {
-        (Ok(changed), Ok(retried)) => (changed, retried),
-        (Err(e), _) | (_, Err(e)) => {
+    let changed = match (changed, retried) {
+        // A position that went back is a store that went back in time (a restored backup):
+        // what it says changed since the old position is no guide.
+        (Ok(Some(changed)), Ok(retried)) if changed.position >= from.position => {
+            Ok((changed, retried))
+        }
+        (Ok(_), Ok(_)) => {
+            bump(&app.stats.full_resyncs);
+            tracing::warn!(
+                reason,
+                "the store cannot say what changed since the last resync; comparing every tenant held"
+            );
+            resync_whole(&app)
+                .await
+                .map(|changed| (changed, Default::default()))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let (changed, retried) = match changed {
+        Ok(changed) => changed,
+        Err(e) => {
             bump(&app.stats.sweep_failures);
             tracing::warn!(reason, error = %crate::error_chain(&e), "resync could not read revisions");
             return;
@@ -119,14 +148,16 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
     let mut failed = BTreeSet::new();
     for (tenant, revision) in changed.tenants.into_iter().chain(retried) {
         app.cache.directory.insert(&tenant);
-        let Some(held) = app.cache.held_revision(tenant.as_str()) else {
-            continue;
-        };
-        if revision <= held {
+        // Behind counts a tenant whose first load is under way: that load may have read the
+        // store before this change, and no later resync will name the tenant again.
+        if !app.cache.is_behind(tenant.as_str(), revision) {
             continue;
         }
         behind += 1;
-        lag_max = lag_max.max(revision - held);
+        let held = app.cache.held_revision(tenant.as_str());
+        if let Some(held) = held {
+            lag_max = lag_max.max(revision.saturating_sub(held));
+        }
         tracing::info!(%tenant, held, revision, reason, "tenant behind the store");
         if !catch_up(&app, &tenant, revision, reason).await {
             failed.insert(tenant);
@@ -137,6 +168,20 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
     from.position = changed.position;
     from.retry = failed;
     app.resynced();
+}
+
+/// What a resync compares when the store cannot say what changed since its position: every
+/// tenant listed afresh (made known), and every tenant held with its revision in the store,
+/// as at start-up. Costs in proportion to the tenants; only after retention outran the sweep
+/// or the store went back in time.
+async fn resync_whole(app: &App) -> Result<Changed, StoreError> {
+    let (_, position) = app.list_tenants().await?;
+    let held = app.cache.held_tenants();
+    let mut tenants = Vec::with_capacity(held.len());
+    for chunk in held.chunks(WHOLE_RESYNC_BATCH) {
+        tenants.extend(app.store.revisions(chunk).await?);
+    }
+    Ok(Changed { tenants, position })
 }
 
 /// Runs [`resync`] every `interval` until shutdown: the bound on staleness when messages are

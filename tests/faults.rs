@@ -12,6 +12,8 @@ use common::{
     Cluster, Instance, PROPAGATION, assert_converged, assert_everywhere, eventually,
     fresh_database, store_truth,
 };
+use rbac_server::store::Store;
+use rbac_server::store::postgres::PgStore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -128,6 +130,39 @@ async fn instances_catch_up_at_once_when_redis_returns() {
         assert_eq!(stats["sweeps"], 0, "{stats}");
         assert!(stats["reconnects"].as_u64().unwrap() >= 1, "{stats}");
     }
+}
+
+#[tokio::test]
+async fn a_change_whose_changelog_entry_retention_deleted_unseen_is_still_caught_up() {
+    let mut redis = PrivateRedis::start();
+    // PostgreSQL: its resync positions live in the changelog, which retention deletes.
+    let mut cluster = Cluster::on(
+        2,
+        common::fresh_postgres_database().await,
+        Some(redis.url()),
+        &[("RESYNC_INTERVAL_SECS", "3600")],
+    )
+    .await;
+    grant(&cluster[0], "t", "g", "alice", "doc").await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), true).await;
+
+    // The revocation's message is lost, and its changelog entry deleted by retention, before
+    // instance 1 resyncs: what changed since its last resync is gone from the store's history.
+    redis.stop();
+    cluster[0].unassign_user("t", "alice", "g").await;
+    let store = PgStore::connect(&cluster.database_url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(store.prune_changelog(Duration::ZERO).await.unwrap() > 0);
+    assert!(cluster[1].check("t", "alice", "doc", "read").await);
+
+    // The resync on reconnection finds the history short, and compares every tenant held.
+    redis.resume();
+    let truth = store_truth(&mut cluster, "t").await;
+    assert_converged(&cluster, "t", &truth, Duration::from_secs(8)).await;
+    assert_everywhere(&cluster, ("t", "alice", "doc", "read"), false).await;
+    let stats = cluster[1].cache_stats().await;
+    assert!(stats["full_resyncs"].as_u64().unwrap() >= 1, "{stats}");
 }
 
 #[tokio::test]

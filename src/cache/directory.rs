@@ -8,10 +8,11 @@
 //! known here is checked against the store before it counts, since anyone who can publish on
 //! the channel could name any tenant; so is a read that must see a revision (`min_revision`)
 //! of a tenant not known here, which may have been created on another instance a moment ago.
-//! Those checks are [`Directory::lookup`]s: many names per store query, never more than one
-//! query in flight, however many names arrive at once.
+//! Those checks are lookups: many names per store query, never more than one query in flight,
+//! however many names arrive at once, and answered in the order they were asked.
 
-use std::collections::HashMap as StdHashMap;
+use std::collections::{HashMap as StdHashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use compact_str::CompactString;
@@ -25,9 +26,15 @@ use crate::store::{Store, StoreError};
 /// The most names one lookup query asks about.
 const LOOKUP_BATCH: usize = 1000;
 
-/// The most names waiting for a lookup. Past this a lookup fails at once as unavailable: the
-/// store is not keeping up, and the waiters would only grow.
-const LOOKUPS_WAITING_MAX: usize = 10_000;
+/// The most names queued for discovery (from bus messages, which nobody waits for). Past this
+/// they are left to the sweep, so that a burst of new tenants elsewhere, or forged messages,
+/// cannot crowd out the lookups that reads wait for; those are bounded by the requests in
+/// flight, and always queued.
+const DISCOVERIES_MAX: usize = 5_000;
+
+/// The tables the known tenants are spread over, each behind a lock of its own: a first read
+/// waits at most for one table's insertion, however many tenants there are.
+const SHARDS: usize = 64;
 
 /// Cheap to share: the task that drains lookups holds it too, to record what it finds.
 pub struct Directory(Arc<Inner>);
@@ -35,26 +42,30 @@ pub struct Directory(Arc<Inner>);
 struct Inner {
     /// Every tenant known to exist, with whether it was evicted since it was last loaded (to
     /// count the loads that eviction cost). Every tenant of the store is here, so it must be
-    /// compact: a plain table with names inline, rather than a concurrent map of separately
+    /// compact: plain tables with names inline, rather than a concurrent map of separately
     /// allocated entries. Checks of held tenants never look here, only first reads and reads
-    /// of names that do not exist, so one lock does.
-    known: RwLock<Known>,
+    /// of names that do not exist.
+    known: Box<[RwLock<Known>]>,
+    /// Picks a name's table.
+    shard_hasher: foldhash::fast::RandomState,
     store: Arc<dyn Store>,
     stats: Arc<Stats>,
     /// Names waiting to be looked up in the store.
     queue: Mutex<Queue>,
 }
 
+/// Tenant name -> whether it was evicted since it was last loaded.
+type Known = HashMap<CompactString, bool, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Queue {
+    /// The names, in the order they were first asked about.
+    order: VecDeque<TenantName>,
     /// Each name, with whoever waits for its revision (nobody, for a bus message's name).
     waiting: StdHashMap<TenantName, Vec<oneshot::Sender<Result<u64, Failure>>>>,
     /// Whether the task that drains the queue is running.
     running: bool,
 }
-
-/// Tenant name -> whether it was evicted since it was last loaded.
-type Known = HashMap<CompactString, bool, foldhash::fast::RandomState>;
 
 /// Why a lookup failed, told to every waiter of the query that failed.
 #[derive(Debug, Clone)]
@@ -66,7 +77,8 @@ struct Failure {
 impl Directory {
     pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>) -> Self {
         Self(Arc::new(Inner {
-            known: RwLock::default(),
+            known: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shard_hasher: foldhash::fast::RandomState::default(),
             store,
             stats,
             queue: Mutex::default(),
@@ -74,7 +86,7 @@ impl Directory {
     }
 
     pub fn contains(&self, tenant: &str) -> bool {
-        self.0.read().contains_key(tenant)
+        self.0.read(tenant).contains_key(tenant)
     }
 
     /// Records that `tenant` exists in the store.
@@ -82,17 +94,16 @@ impl Directory {
         self.0.insert(tenant);
     }
 
-    /// Records that every one of `tenants` exists, at once.
+    /// Records that every one of `tenants` exists.
     pub fn extend(&self, tenants: impl IntoIterator<Item = TenantName>) {
-        let mut known = self.0.write();
         for tenant in tenants {
-            known.entry(tenant.as_str().into()).or_insert(false);
+            self.0.insert(&tenant);
         }
     }
 
     /// How many tenants are known to exist.
     pub fn len(&self) -> usize {
-        self.0.read().len()
+        self.0.known.iter().map(|shard| read(shard).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,18 +112,23 @@ impl Directory {
 
     /// Records that `tenant` was evicted from the cache.
     pub fn mark_evicted(&self, tenant: &str) {
-        if let Some(evicted) = self.0.write().get_mut(tenant) {
+        if let Some(evicted) = self.0.write(tenant).get_mut(tenant) {
             *evicted = true;
         }
     }
 
     /// Whether `tenant` was evicted since it was last loaded; forgets it.
     pub fn take_evicted(&self, tenant: &str) -> bool {
-        if !self.0.read().get(tenant).is_some_and(|evicted| *evicted) {
+        if !self
+            .0
+            .read(tenant)
+            .get(tenant)
+            .is_some_and(|evicted| *evicted)
+        {
             return false;
         }
         self.0
-            .write()
+            .write(tenant)
             .get_mut(tenant)
             .is_some_and(|evicted| std::mem::replace(evicted, false))
     }
@@ -121,7 +137,7 @@ impl Directory {
     /// acknowledged before it is seen); if the tenant exists, it is known from then on.
     pub async fn lookup(&self, tenant: &TenantName) -> Result<u64, StoreError> {
         let (answer, answered) = oneshot::channel();
-        self.0.enqueue(tenant, Some(answer))?;
+        self.0.enqueue(tenant, Some(answer));
         answered
             .await
             .map_err(|_| StoreError::Internal("the tenant lookup task ended".into()))?
@@ -138,68 +154,90 @@ impl Directory {
     /// Asks the store, in the background, whether `tenant` exists, and records it if it
     /// does. A name that cannot be queued now is left to the next sweep.
     pub fn discover(&self, tenant: &TenantName) {
-        if let Err(e) = self.0.enqueue(tenant, None) {
-            tracing::debug!(%tenant, error = %e, "tenant lookup not queued; the sweep will find it");
-        }
+        self.0.enqueue(tenant, None);
     }
 }
 
+fn read(shard: &RwLock<Known>) -> RwLockReadGuard<'_, Known> {
+    // A poisoned lock still guards a whole table: every change to it is one insertion or one
+    // flag.
+    shard.read().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Inner {
-    /// The tenants known. A poisoned lock still guards a whole table: every change to it is
-    /// one insertion or one flag.
-    fn read(&self) -> RwLockReadGuard<'_, Known> {
-        self.known.read().unwrap_or_else(PoisonError::into_inner)
+    fn shard(&self, tenant: &str) -> &RwLock<Known> {
+        &self.known[self.shard_hasher.hash_one(tenant) as usize % SHARDS]
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Known> {
-        self.known.write().unwrap_or_else(PoisonError::into_inner)
+    fn read(&self, tenant: &str) -> RwLockReadGuard<'_, Known> {
+        read(self.shard(tenant))
+    }
+
+    fn write(&self, tenant: &str) -> RwLockWriteGuard<'_, Known> {
+        self.shard(tenant)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn insert(&self, tenant: &TenantName) {
-        if self.read().contains_key(tenant.as_str()) {
+        if self.read(tenant.as_str()).contains_key(tenant.as_str()) {
             return;
         }
-        self.write().entry(tenant.as_str().into()).or_insert(false);
+        self.write(tenant.as_str())
+            .entry(tenant.as_str().into())
+            .or_insert(false);
     }
 
-    /// Queues `tenant`, and starts the task that drains the queue if it is not running.
+    /// Queues `tenant`, and starts the task that drains the queue if it is not running. A name
+    /// nobody waits for is dropped when too many are queued already.
     fn enqueue(
         self: &Arc<Self>,
         tenant: &TenantName,
         answer: Option<oneshot::Sender<Result<u64, Failure>>>,
-    ) -> Result<(), StoreError> {
+    ) {
         let start = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            if queue.waiting.len() >= LOOKUPS_WAITING_MAX && !queue.waiting.contains_key(tenant) {
-                return Err(StoreError::Unavailable(
-                    "too many tenant lookups waiting for the store".into(),
-                ));
+            let queued = queue.waiting.len();
+            match queue.waiting.get_mut(tenant) {
+                Some(waiters) => waiters.extend(answer),
+                None if answer.is_none() && queued >= DISCOVERIES_MAX => {
+                    tracing::debug!(%tenant, "too many tenant lookups queued; the sweep will find it");
+                    return;
+                }
+                None => {
+                    queue.order.push_back(tenant.clone());
+                    queue
+                        .waiting
+                        .insert(tenant.clone(), answer.into_iter().collect());
+                }
             }
-            queue
-                .waiting
-                .entry(tenant.clone())
-                .or_default()
-                .extend(answer);
             !std::mem::replace(&mut queue.running, true)
         };
         if start {
             tokio::spawn(self.clone().drain());
         }
-        Ok(())
     }
 
-    /// Looks up what is queued, a batch per query, until nothing is. A name queued while a
-    /// query runs waits for the next one: its answer is always read after it was asked.
+    /// Looks up what is queued, a batch per query, oldest first, until nothing is. A name
+    /// queued while a query runs waits for the next one: its answer is always read after it
+    /// was asked.
     async fn drain(self: Arc<Self>) {
+        // If this task dies (a panic, a runtime shutting down), the next lookup starts another,
+        // and those waiting now are told rather than left waiting.
+        let mut stopped = Stopped {
+            inner: &self,
+            armed: true,
+        };
         loop {
             let batch: Vec<_> = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                if queue.waiting.is_empty() {
+                if queue.order.is_empty() {
                     queue.running = false;
+                    stopped.armed = false;
                     return;
                 }
-                let names: Vec<TenantName> =
-                    queue.waiting.keys().take(LOOKUP_BATCH).cloned().collect();
+                let count = queue.order.len().min(LOOKUP_BATCH);
+                let names: Vec<TenantName> = queue.order.drain(..count).collect();
                 names
                     .into_iter()
                     .map(|name| {
@@ -233,6 +271,28 @@ impl Inner {
                     let _ = waiter.send(answer.clone());
                 }
             }
+        }
+    }
+}
+
+/// When the drain ends other than by finding the queue empty, marks it stopped and drops the
+/// waiters, whose lookups then fail.
+struct Stopped<'a> {
+    inner: &'a Inner,
+    armed: bool,
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut queue = self
+                .inner
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.running = false;
+            queue.order.clear();
+            queue.waiting.clear();
         }
     }
 }

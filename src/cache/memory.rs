@@ -3,10 +3,10 @@
 //!
 //! Each held tenant's size is an estimate ([`crate::policy::TenantPolicy::estimated_bytes`]
 //! plus the cache's own bookkeeping), updated whenever its snapshot is replaced. Recency is a
-//! logical clock: it moves on every first load and every eviction round, and a check stamps
-//! its tenant with the current tick (only when the stamp differs, so that the cores checking
-//! one tenant do not all write its line on every check). Between two ticks every tenant used
-//! counts as equally recent; what was not used since an older tick is evicted first.
+//! logical clock that moves at every eviction round; a check stamps its tenant with the
+//! current tick, writing only when the stamp differs, so that the cores checking one tenant
+//! do not all write to it on every check. Every tenant used since the last round counts as
+//! equally recent; what was not used since an older round is evicted first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,13 +20,29 @@ pub struct Memory {
     budget: u64,
     /// The estimated bytes of every tenant held.
     held: AtomicU64,
-    clock: AtomicU64,
+    /// How many tenants are held.
+    count: AtomicU64,
+    /// Read by every check: on a cache line of its own, not one that every load and
+    /// replacement writes to, as `held` and `count` are.
+    clock: Padded<AtomicU64>,
     over_budget: Notify,
 }
+
+/// A value alone on its cache line (two, for CPUs that fetch lines in pairs).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// How many spans of the recency clock eviction tells apart: tenants last used within one
 /// span are equally recent to it.
 const SPANS: usize = 256;
+
+/// The span of a tick. Clamped: checks go on while eviction reads the stamps, so a stamp may
+/// be newer than the newest, or (stamped with a tick read a moment before) older than the
+/// oldest, that an earlier pass saw.
+fn span(last_used: u64, oldest: u64, width: u64) -> usize {
+    ((last_used.saturating_sub(oldest) / width) as usize).min(SPANS - 1)
+}
 
 /// Which tenants to evict, decided from every held tenant's recency and size in two passes
 /// over them and a fixed-size table: a list of a few million tenants, sorted, would itself
@@ -47,7 +63,7 @@ pub struct Plan {
 
 impl Plan {
     fn span(&self, last_used: u64) -> usize {
-        ((last_used.saturating_sub(self.oldest)) / self.width) as usize
+        span(last_used, self.oldest, self.width)
     }
 
     /// Whether a tenant last used at `last_used`, of `bytes`, goes, given the bytes already
@@ -71,7 +87,8 @@ impl Memory {
         Self {
             budget,
             held: AtomicU64::new(0),
-            clock: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            clock: Padded(AtomicU64::new(0)),
             over_budget: Notify::new(),
         }
     }
@@ -84,19 +101,35 @@ impl Memory {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// How many tenants are held.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// The current tick of the recency clock.
     pub fn now(&self) -> u64 {
-        self.clock.load(Ordering::Relaxed)
+        self.clock.0.load(Ordering::Relaxed)
     }
 
     /// Moves the clock on: whatever is used from now on is newer than anything used before.
     pub fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+        self.clock.0.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Records that a held tenant went from `old` to `new` estimated bytes (0 for a tenant not
-    /// held before, or no longer held), and wakes the evictor if that is over the budget.
+    /// held before, or no longer held: no tenant held weighs nothing), and wakes the evictor
+    /// if that is over the budget.
     pub fn resize(&self, old: u64, new: u64) {
+        match (old, new) {
+            (0, 0) => {}
+            (0, _) => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+            (_, 0) => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         let held = if new >= old {
             self.held.fetch_add(new - old, Ordering::Relaxed) + (new - old)
         } else {
@@ -115,9 +148,9 @@ impl Memory {
 
     /// What to evict, least recently used first, to bring the tenants held down to the
     /// low-water mark; None while they fit. `held` gives every held tenant's (last used,
-    /// bytes), the same each time it is called (it is called twice). The most recently used
-    /// tenant stays whatever it weighs, so that a tenant larger than the whole budget is still
-    /// served from memory rather than loaded again for every read.
+    /// bytes); it is called twice, and checks may stamp tenants in between. The most recently
+    /// used tenant stays whatever it weighs, so that a tenant larger than the whole budget is
+    /// still served from memory rather than loaded again for every read.
     pub fn plan<I>(&self, held: impl Fn() -> I) -> Option<Plan>
     where
         I: Iterator<Item = (u64, u64)>,
@@ -137,7 +170,7 @@ impl Memory {
         let mut spans = [0u64; SPANS];
         for (last_used, bytes) in held() {
             if (last_used, bytes) != keep {
-                spans[((last_used - oldest) / width) as usize] += bytes;
+                spans[span(last_used, oldest, width)] += bytes;
             }
         }
         let mut older = 0;
@@ -264,7 +297,23 @@ mod tests {
         memory.resize(0, 20);
         memory.resize(70, 50);
         assert_eq!(memory.held(), 70);
+        assert_eq!(memory.count(), 2);
         memory.resize(50, 0);
         assert_eq!(memory.held(), 20);
+        assert_eq!(memory.count(), 1);
+    }
+
+    #[test]
+    fn stamps_outside_the_range_first_seen_fall_in_the_nearest_span() {
+        assert_eq!(span(u64::MAX, 10, 1), SPANS - 1);
+        assert_eq!(span(0, 10, 1), 0);
+        // 200 held, 110 to free: "old" (100) is not enough, so the cutoff is the last span,
+        // and 10 more bytes must come from it.
+        let memory = Memory::new(100);
+        let plan = memory.plan(|| [(10, 100), (20, 100)].into_iter()).unwrap();
+        // Stamped between the passes: older than the oldest, newer than the newest.
+        assert!(plan.evicts(0, 100, 0) && !plan.in_cutoff(0));
+        assert!(plan.evicts(1_000, 50, 0) && plan.in_cutoff(1_000));
+        assert!(!plan.evicts(1_000, 50, 10));
     }
 }

@@ -30,7 +30,7 @@ pub struct CacheStatsResponse {
     server_id: String,
     redis: &'static str,
     /// Tenants held in memory.
-    tenants_cached: usize,
+    tenants_cached: u64,
     /// Tenants that exist, as far as this instance knows.
     tenants_known: usize,
     /// Estimated bytes of the tenants held.

@@ -131,7 +131,11 @@ pub trait Store: Send + Sync + 'static {
     /// ask from next time; one consistent read. A tenant may be reported that did not change
     /// since (the answer errs on the side of more), never left out. Its cost follows the
     /// number of changes since `position`, not the number of tenants.
-    async fn changed_since(&self, position: Position) -> Result<Changed, StoreError>;
+    ///
+    /// `None` when the store can no longer tell: retention ([`Store::prune_changelog`]) may
+    /// have deleted the trace of changes made after `position`. The caller then compares
+    /// every tenant it holds, and lists the tenants afresh.
+    async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError>;
 
     /// The changes that took `tenant` from revision `after` to its current revision, oldest
     /// first, each with the revision it made; empty when the tenant is not past `after`.
@@ -249,43 +253,55 @@ pub(crate) fn revisions_by_tenant(
 }
 
 /// A row of [`Store::tenants`] or [`Store::changed_since`] as both backends answer them: a
-/// tenant and its revision, or (in one row, with neither) the position the read was made at.
-/// One statement reads both, so that they come from one snapshot.
-pub(crate) type ChangedRow = (Option<String>, Option<i64>, Option<i64>);
+/// tenant and its revision; or, in one row with neither, the position the read was made at
+/// and whether the store's history still reaches back to the position asked from. One
+/// statement reads both, so that they come from one snapshot.
+pub(crate) type ChangedRow = (Option<String>, Option<i64>, Option<i64>, Option<bool>);
 
-/// Reads one [`ChangedRow`]: a tenant, handed to `each`, or the position, returned.
+/// The position a read was made at, and whether the history reached back far enough.
+type Sentinel = (Position, bool);
+
+/// Reads one [`ChangedRow`]: a tenant, handed to `each`, or the sentinel, returned.
 pub(crate) fn read_changed_row(
     row: ChangedRow,
     each: &mut dyn FnMut(TenantName, u64),
-) -> Result<Option<Position>, StoreError> {
+) -> Result<Option<Sentinel>, StoreError> {
     match row {
-        (Some(name), Some(revision), None) => {
+        (Some(name), Some(revision), None, None) => {
             each(
                 stored(TenantName::parse("tenant", &name))?,
                 to_revision(revision),
             );
             Ok(None)
         }
-        (None, None, Some(position)) => {
-            Ok(Some(Position(u64::try_from(position).unwrap_or_default())))
-        }
+        (None, None, Some(position), Some(complete)) => Ok(Some((
+            Position(u64::try_from(position).unwrap_or_default()),
+            complete,
+        ))),
         other => Err(StoreError::Internal(
             format!("a list of tenants has a malformed row {other:?}").into(),
         )),
     }
 }
 
-/// The tenants and the position of [`ChangedRow`]s.
-pub(crate) fn changed_from_rows(rows: Vec<ChangedRow>) -> Result<Changed, StoreError> {
+/// The tenants and the position of [`ChangedRow`]s; None if the history did not reach back.
+pub(crate) fn changed_from_rows(rows: Vec<ChangedRow>) -> Result<Option<Changed>, StoreError> {
     let mut changed = Changed::default();
+    let mut sentinel = None;
     for row in rows {
-        if let Some(position) = read_changed_row(row, &mut |tenant, revision| {
-            changed.tenants.push((tenant, revision))
-        })? {
-            changed.position = position;
-        }
+        let mut add = |tenant, revision| changed.tenants.push((tenant, revision));
+        sentinel = sentinel.or(read_changed_row(row, &mut add)?);
     }
-    Ok(changed)
+    match sentinel {
+        Some((position, true)) => {
+            changed.position = position;
+            Ok(Some(changed))
+        }
+        Some((_, false)) => Ok(None),
+        None => Err(StoreError::Internal(
+            "a list of changes has no position".into(),
+        )),
+    }
 }
 
 /// An `api_keys` row as both backends read it; timestamps are formatted by the SQL.

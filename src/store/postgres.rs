@@ -331,24 +331,30 @@ impl Store for PgStore {
         // However many tenants there are, the listing takes as long as it takes; what is
         // bounded is each wait for the store.
         let mut rows = sqlx::query_as::<_, ChangedRow>(
-            "SELECT NULL::text, NULL::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                 UNION ALL
-                 SELECT name, revision, NULL FROM tenants WHERE revision > 0",
+            "SELECT NULL::text, NULL::bigint,
+                    pg_snapshot_xmin(pg_current_snapshot())::text::bigint, TRUE
+             UNION ALL
+             SELECT name, revision, NULL, NULL FROM tenants WHERE revision > 0",
         )
         .fetch(&self.pool);
         let mut position = None;
         while let Some(row) = within(self.timeout, rows.try_next().map_err(classify)).await? {
             position = position.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
         }
-        position.ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
+        position
+            .map(|(position, _)| position)
+            .ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
     }
 
-    async fn changed_since(&self, position: Position) -> Result<Changed, StoreError> {
+    async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError> {
+        // Complete unless retention deleted a change made at or after the position.
         let rows: Vec<ChangedRow> = within(self.timeout, async {
             sqlx::query_as(
-                "SELECT NULL::text, NULL::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                "SELECT NULL::text, NULL::bigint,
+                        pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                        NOT EXISTS (SELECT 1 FROM changelog_pruned WHERE xid >= $1::text::xid8)
                  UNION ALL
-                 SELECT t.name, t.revision, NULL FROM tenants t
+                 SELECT t.name, t.revision, NULL, NULL FROM tenants t
                  WHERE t.name IN (SELECT c.tenant FROM changelog c WHERE c.xid >= $1::text::xid8)",
             )
             .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
@@ -376,14 +382,24 @@ impl Store for PgStore {
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError> {
         let seconds = age.as_secs_f64();
         within(self.timeout, async {
-            sqlx::query(
-                "DELETE FROM changelog WHERE created_at < now() - make_interval(secs => $1)",
+            // Notes the newest transaction id deleted, for changed_since to know what it can
+            // no longer tell.
+            let deleted: i64 = sqlx::query_scalar(
+                "WITH gone AS (
+                     DELETE FROM changelog WHERE created_at < now() - make_interval(secs => $1)
+                     RETURNING xid),
+                 noted AS (
+                     INSERT INTO changelog_pruned (xid)
+                     SELECT max(xid) FROM gone HAVING max(xid) IS NOT NULL
+                     ON CONFLICT (singleton)
+                     DO UPDATE SET xid = GREATEST(changelog_pruned.xid, EXCLUDED.xid))
+                 SELECT count(*) FROM gone",
             )
             .bind(seconds)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await
-            .map(|done| done.rows_affected())
-            .map_err(classify)
+            .map_err(classify)?;
+            Ok(u64::try_from(deleted).unwrap_or_default())
         })
         .await
     }

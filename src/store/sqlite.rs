@@ -272,24 +272,27 @@ impl Store for SqliteStore {
         // However many tenants there are, the listing takes as long as it takes; what is
         // bounded is each wait for the store.
         let mut rows = sqlx::query_as::<_, ChangedRow>(
-            "SELECT NULL, NULL, (SELECT COALESCE(MAX(changed_seq), 0) FROM tenants)
-                 UNION ALL
-                 SELECT name, revision, NULL FROM tenants WHERE revision > 0",
+            "SELECT NULL, NULL, (SELECT COALESCE(MAX(changed_seq), 0) FROM tenants), TRUE
+             UNION ALL
+             SELECT name, revision, NULL, NULL FROM tenants WHERE revision > 0",
         )
         .fetch(&self.pool);
         let mut position = None;
         while let Some(row) = within(self.timeout, rows.try_next().map_err(classify)).await? {
             position = position.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
         }
-        position.ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
+        position
+            .map(|(position, _)| position)
+            .ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
     }
 
-    async fn changed_since(&self, position: Position) -> Result<Changed, StoreError> {
+    async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError> {
+        // Always complete: the numbers live on the tenants, which retention does not touch.
         let rows: Vec<ChangedRow> = within(self.timeout, async {
             sqlx::query_as(
-                "SELECT NULL, NULL, (SELECT COALESCE(MAX(changed_seq), 0) FROM tenants)
+                "SELECT NULL, NULL, (SELECT COALESCE(MAX(changed_seq), 0) FROM tenants), TRUE
                  UNION ALL
-                 SELECT name, revision, NULL FROM tenants WHERE changed_seq > ?1",
+                 SELECT name, revision, NULL, NULL FROM tenants WHERE changed_seq > ?1",
             )
             .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
