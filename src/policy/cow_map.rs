@@ -81,7 +81,12 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
 
     /// The table for `hash`, made this copy's own: a shared table is copied on first change.
     fn table_mut(&mut self, hash: u64) -> &mut Table<K, V> {
-        match &mut self.tables {
+        Self::table_of(&mut self.tables, hash)
+    }
+
+    /// [`CowMap::table_mut`] borrowing only the tables, so that the length can change beside.
+    fn table_of(tables: &mut Tables<K, V>, hash: u64) -> &mut Table<K, V> {
+        match tables {
             Tables::One(table) => Arc::make_mut(table),
             Tables::Sharded(shards) => {
                 if Arc::get_mut(shards).is_none() {
@@ -135,45 +140,38 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let hash = self.hash(&key);
-        self.make_room(hash, &key);
-        let hasher = self.hasher.clone();
-        match self
-            .table_mut(hash)
-            .entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k))
-        {
-            hashbrown::hash_table::Entry::Occupied(mut entry) => {
-                Some(std::mem::replace(&mut entry.get_mut().1, value))
-            }
-            hashbrown::hash_table::Entry::Vacant(entry) => {
-                entry.insert((key, value));
-                None
-            }
-        }
+        let mut value = Some(value);
+        let slot = self.entry(key, || value.take().expect("taken once"));
+        value.map(|value| std::mem::replace(slot, value))
     }
 
     /// The value for `key`, inserted with `default` if missing.
     pub fn get_or_insert_with(&mut self, key: K, default: impl FnOnce() -> V) -> &mut V {
-        let hash = self.hash(&key);
-        self.make_room(hash, &key);
-        let hasher = self.hasher.clone();
-        let entry = self
-            .table_mut(hash)
-            .entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k))
-            .or_insert_with(|| (key, default()));
-        &mut entry.into_mut().1
+        self.entry(key, default)
     }
 
-    /// Counts the entry for `key` if it is new, and splits the map first when that takes it
-    /// past [`ONE_TABLE_MAX`]: before the entry is made, so that a reference into it stays
-    /// valid.
-    fn make_room(&mut self, hash: u64, key: &K) {
-        if self.find(hash, key).is_some() {
-            return;
-        }
-        self.len += 1;
-        if self.len > ONE_TABLE_MAX && matches!(self.tables, Tables::One(_)) {
+    /// The value for `key`, inserted with `default` if missing: one probe, but at the
+    /// threshold, where the map is split first if the key is new, so that the reference
+    /// returned stays valid.
+    fn entry(&mut self, key: K, default: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(&key);
+        if self.len >= ONE_TABLE_MAX
+            && matches!(self.tables, Tables::One(_))
+            && self.find(hash, &key).is_none()
+        {
             self.split();
+        }
+        let hasher = &self.hasher;
+        match Self::table_of(&mut self.tables, hash).entry(
+            hash,
+            |(k, _)| *k == key,
+            |(k, _)| hasher.hash_one(k),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(entry) => &mut entry.into_mut().1,
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                self.len += 1;
+                &mut entry.insert((key, default())).into_mut().1
+            }
         }
     }
 
