@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::{Stream, TryFutureExt, TryStreamExt};
 
 use crate::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{
@@ -262,7 +263,7 @@ pub(crate) type ChangedRow = (Option<String>, Option<i64>, Option<i64>, Option<b
 type Sentinel = (Position, bool);
 
 /// Reads one [`ChangedRow`]: a tenant, handed to `each`, or the sentinel, returned.
-pub(crate) fn read_changed_row(
+fn read_changed_row(
     row: ChangedRow,
     each: &mut dyn FnMut(TenantName, u64),
 ) -> Result<Option<Sentinel>, StoreError> {
@@ -282,6 +283,24 @@ pub(crate) fn read_changed_row(
             format!("a list of tenants has a malformed row {other:?}").into(),
         )),
     }
+}
+
+/// A listing of every tenant, handed to `each` as its rows stream in; the position it was
+/// read at. However many tenants there are, the listing takes as long as it takes: what is
+/// bounded is each wait for the store.
+pub(crate) async fn read_listing(
+    timeout: Duration,
+    mut rows: impl Stream<Item = Result<ChangedRow, sqlx::Error>> + Unpin,
+    classify: fn(sqlx::Error) -> StoreError,
+    each: &mut (dyn FnMut(TenantName) + Send),
+) -> Result<Position, StoreError> {
+    let mut sentinel = None;
+    while let Some(row) = within(timeout, rows.try_next().map_err(classify)).await? {
+        sentinel = sentinel.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
+    }
+    sentinel
+        .map(|(position, _)| position)
+        .ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
 }
 
 /// The tenants and the position of [`ChangedRow`]s; None if the history did not reach back.

@@ -5,15 +5,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryFutureExt;
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::{
     BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, assign_row, build_policy, changed_from_rows, read_changed_row,
-    replay, revisions_by_tenant, to_revision, within,
+    StoreError, WriteOutcome, assign_row, build_policy, changed_from_rows, read_listing, replay,
+    revisions_by_tenant, to_revision, within,
 };
 use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
@@ -328,22 +327,14 @@ impl Store for PgStore {
     ) -> Result<Position, StoreError> {
         // The position is the xmin of the statement's own snapshot: see the migration
         // 20261130000001_change_positions.sql.
-        // However many tenants there are, the listing takes as long as it takes; what is
-        // bounded is each wait for the store.
-        let mut rows = sqlx::query_as::<_, ChangedRow>(
+        let rows = sqlx::query_as::<_, ChangedRow>(
             "SELECT NULL::text, NULL::bigint,
                     pg_snapshot_xmin(pg_current_snapshot())::text::bigint, TRUE
              UNION ALL
              SELECT name, revision, NULL, NULL FROM tenants WHERE revision > 0",
         )
         .fetch(&self.pool);
-        let mut position = None;
-        while let Some(row) = within(self.timeout, rows.try_next().map_err(classify)).await? {
-            position = position.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
-        }
-        position
-            .map(|(position, _)| position)
-            .ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
+        read_listing(self.timeout, rows, classify, each).await
     }
 
     async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError> {
