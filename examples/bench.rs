@@ -4,8 +4,15 @@
 //!   store in bulk, straight into its tables, one transaction per tenant.
 //! - `requests`: prints check requests (JSON lines, with the expected answer) for the load
 //!   generator and the bare baseline.
+//! - `verify`: sends such requests to an instance and checks the answers, which the load
+//!   generator does not read.
 //! - `propagation`: writes on one instance and polls another until it reflects the write.
 //! - `writes`: concurrent changing writes spread over the standard tenants, for a while.
+//! - `seed-small`: writes the 100,000 small tenants of the many-tenants section, in bulk.
+//! - `requests-small`: check requests spread over the small tenants, as `requests` prints.
+//! - `load-all`: reads every small tenant once from an instance (its first loads), timed.
+//! - `in-process`: the same tenants in an instance made in this process: loads them all, then
+//!   checks random ones on one thread, timed.
 
 #[path = "../benches/support/dataset.rs"]
 mod dataset;
@@ -13,8 +20,13 @@ mod dataset;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
 use serde_json::json;
 use sqlx::Connection;
+
+/// The server's allocator, so that what is measured in process behaves as in the server.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
 struct Args {
@@ -30,6 +42,14 @@ enum Command {
     },
     Requests {
         #[arg(long, default_value_t = 20_000)]
+        count: usize,
+    },
+    Verify {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        requests: std::path::PathBuf,
+        #[arg(long, default_value_t = 2_000)]
         count: usize,
     },
     Propagation {
@@ -50,6 +70,34 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    SeedSmall {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = dataset::SMALL_TENANTS)]
+        count: usize,
+    },
+    RequestsSmall {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long, default_value_t = dataset::SMALL_TENANTS)]
+        tenants: usize,
+    },
+    LoadAll {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value_t = dataset::SMALL_TENANTS)]
+        tenants: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    InProcess {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = dataset::SMALL_TENANTS)]
+        tenants: usize,
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -57,6 +105,11 @@ async fn main() {
     match Args::parse().command {
         Command::Seed { database_url } => seed(&database_url).await,
         Command::Requests { count } => requests(count),
+        Command::Verify {
+            target,
+            requests,
+            count,
+        } => verify(&target, &requests, count).await,
         Command::Propagation {
             writer,
             reader,
@@ -68,6 +121,21 @@ async fn main() {
             concurrency,
             seconds,
         } => writes(&target, concurrency, Duration::from_secs(seconds)).await,
+        Command::SeedSmall {
+            database_url,
+            count,
+        } => seed_small(&database_url, count).await,
+        Command::RequestsSmall { count, tenants } => requests_small(count, tenants),
+        Command::LoadAll {
+            target,
+            tenants,
+            concurrency,
+        } => load_all(&target, tenants, concurrency).await,
+        Command::InProcess {
+            database_url,
+            tenants,
+            seconds,
+        } => in_process(&database_url, tenants, Duration::from_secs(seconds)).await,
     }
 }
 
@@ -78,61 +146,98 @@ async fn seed(database_url: &str) {
     let started = Instant::now();
     for i in 0..dataset::STANDARD_TENANTS {
         let rows = dataset::rows(&dataset::standard_tenant(i), &dataset::STANDARD);
-        insert(&mut db, &rows).await;
+        insert(&mut db, std::slice::from_ref(&rows)).await;
     }
     insert(
         &mut db,
-        &dataset::rows(dataset::LARGE_TENANT, &dataset::LARGE),
+        &[dataset::rows(dataset::LARGE_TENANT, &dataset::LARGE)],
     )
     .await;
     eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// One tenant's rows in one transaction, in batches of arrays (unnest), at revision 1.
-async fn insert(db: &mut sqlx::PgConnection, rows: &dataset::TenantRows) {
+/// The small tenants, a few thousand to a transaction.
+async fn seed_small(database_url: &str, count: usize) {
+    let mut db = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("connect to PostgreSQL");
+    let started = Instant::now();
+    let tenants: Vec<dataset::TenantRows> = (0..count)
+        .map(|i| dataset::rows(&dataset::small_tenant(i), &dataset::SMALL))
+        .collect();
+    for chunk in tenants.chunks(5_000) {
+        insert(&mut db, chunk).await;
+    }
+    eprintln!(
+        "seeded {count} small tenants in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Tenants' rows in one transaction, in batches of arrays (unnest), at revision 1.
+async fn insert(db: &mut sqlx::PgConnection, tenants: &[dataset::TenantRows]) {
     const BATCH: usize = 50_000;
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("INSERT INTO tenants (name, revision) VALUES ($1, 1)")
-        .bind(&rows.tenant)
+    let names: Vec<&str> = tenants.iter().map(|t| t.tenant.as_str()).collect();
+    sqlx::query("INSERT INTO tenants (name, revision) SELECT unnest($1::text[]), 1")
+        .bind(names)
         .execute(&mut *tx)
         .await
-        .expect("a fresh database (the tenant already exists)");
-    for batch in rows.groups.chunks(BATCH) {
-        sqlx::query("INSERT INTO groups (tenant, name) SELECT $1, unnest($2::text[])")
-            .bind(&rows.tenant)
-            .bind(batch)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
-    for batch in rows.permissions.chunks(BATCH) {
-        let (groups, rest): (Vec<&str>, Vec<(&str, &str)>) = batch
-            .iter()
-            .map(|(g, r, a)| (g.as_str(), (r.as_str(), a.as_str())))
-            .unzip();
-        let (resources, actions): (Vec<&str>, Vec<&str>) = rest.into_iter().unzip();
+        .expect("a fresh database (a tenant already exists)");
+    let groups: Vec<(&str, &str)> = tenants
+        .iter()
+        .flat_map(|t| t.groups.iter().map(|g| (t.tenant.as_str(), g.as_str())))
+        .collect();
+    for batch in groups.chunks(BATCH) {
+        let (tenants, groups): (Vec<&str>, Vec<&str>) = batch.iter().copied().unzip();
         sqlx::query(
-            "INSERT INTO permissions (tenant, group_name, resource, action)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
+            "INSERT INTO groups (tenant, name) SELECT * FROM unnest($1::text[], $2::text[])",
         )
-        .bind(&rows.tenant)
+        .bind(tenants)
         .bind(groups)
-        .bind(resources)
-        .bind(actions)
         .execute(&mut *tx)
         .await
         .unwrap();
     }
-    for batch in rows.assignments.chunks(BATCH) {
-        let (groups, users): (Vec<&str>, Vec<&str>) =
-            batch.iter().map(|(g, u)| (g.as_str(), u.as_str())).unzip();
+    let permissions: Vec<[&str; 4]> = tenants
+        .iter()
+        .flat_map(|t| {
+            t.permissions
+                .iter()
+                .map(|(g, r, a)| [t.tenant.as_str(), g.as_str(), r.as_str(), a.as_str()])
+        })
+        .collect();
+    for batch in permissions.chunks(BATCH) {
+        let column = |i: usize| batch.iter().map(|row| row[i]).collect::<Vec<&str>>();
+        sqlx::query(
+            "INSERT INTO permissions (tenant, group_name, resource, action)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+        )
+        .bind(column(0))
+        .bind(column(1))
+        .bind(column(2))
+        .bind(column(3))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    let assignments: Vec<[&str; 3]> = tenants
+        .iter()
+        .flat_map(|t| {
+            t.assignments
+                .iter()
+                .map(|(g, u)| [t.tenant.as_str(), g.as_str(), u.as_str()])
+        })
+        .collect();
+    for batch in assignments.chunks(BATCH) {
+        let column = |i: usize| batch.iter().map(|row| row[i]).collect::<Vec<&str>>();
         sqlx::query(
             "INSERT INTO assignments (tenant, group_name, user_name)
-             SELECT $1, * FROM unnest($2::text[], $3::text[])",
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
         )
-        .bind(&rows.tenant)
-        .bind(groups)
-        .bind(users)
+        .bind(column(0))
+        .bind(column(1))
+        .bind(column(2))
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -276,5 +381,174 @@ async fn writes(target: &str, concurrency: usize, duration: Duration) {
     println!(
         "writes concurrency={concurrency} total={done} failed={failed} seconds={seconds:.1} per_second={:.0}",
         done as f64 / seconds
+    );
+}
+
+/// Checks spread over the first `tenants` small tenants, half of them allowed.
+fn requests_small(count: usize, tenants: usize) {
+    for n in 0..count {
+        let tenant = dataset::small_tenant((n * 2_654_435_761) % tenants);
+        let (user, resource, action, expected) = dataset::check(&dataset::SMALL, n);
+        println!(
+            "{}",
+            json!({"tenant": tenant, "user": user, "resource": resource, "action": action,
+                   "expected": expected})
+        );
+    }
+}
+
+/// One check of every small tenant, `concurrency` at a time: each one a first load.
+async fn load_all(target: &str, tenants: usize, concurrency: usize) {
+    use futures_util::StreamExt;
+    let client = client();
+    let started = Instant::now();
+    let wrong = futures_util::stream::iter(0..tenants)
+        .map(|i| {
+            let (client, tenant) = (client.clone(), dataset::small_tenant(i));
+            let (user, resource, action, expected) = dataset::check(&dataset::SMALL, i);
+            async move {
+                let body: serde_json::Value = client
+                    .post(format!("{target}/check-access"))
+                    .json(
+                        &json!({"tenant": tenant, "user": user, "resource": resource,
+                                  "action": action}),
+                    )
+                    .send()
+                    .await
+                    .expect("check-access")
+                    .json()
+                    .await
+                    .expect("a JSON answer");
+                body["allowed"].as_bool() != Some(expected)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|wrong| std::future::ready(*wrong))
+        .count()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(wrong, 0, "{wrong} wrong answers");
+    println!(
+        "load_all tenants={tenants} seconds={seconds:.2} per_second={:.0}",
+        tenants as f64 / seconds
+    );
+}
+
+/// An instance made in this process on the store at `database_url`: loads the first
+/// `tenants` small tenants, then checks random ones on one thread, three rounds of `round`;
+/// prints the median rate and what the cache estimates a small tenant at.
+async fn in_process(database_url: &str, tenants: usize, round: Duration) {
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+    use rbac_server::app::{App, Timeouts};
+    use rbac_server::bus::Bus;
+    use rbac_server::policy::TenantName;
+    use rbac_server::stats::Stats;
+    use rbac_server::store::postgres::PgStore;
+
+    let store = Arc::new(
+        PgStore::connect(database_url, Duration::from_secs(30))
+            .await
+            .expect("connect to PostgreSQL"),
+    );
+    let stats = Arc::new(Stats::default());
+    let app = Arc::new(App::new(
+        "in-process".into(),
+        store,
+        Bus::disabled(stats.clone()),
+        stats,
+        Timeouts {
+            store: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(30),
+        },
+        u64::MAX,
+    ));
+    app.load_tenants().await.expect("list the tenants");
+    let names: Vec<TenantName> = (0..tenants)
+        .map(|i| TenantName::parse("tenant", &dataset::small_tenant(i)).unwrap())
+        .collect();
+    futures_util::stream::iter(&names)
+        .for_each_concurrent(16, |tenant| {
+            let app = app.clone();
+            async move {
+                app.read(tenant, None).await.expect("load a tenant");
+            }
+        })
+        .await;
+    let (held, _) = app.cache.memory();
+    let questions: Vec<(usize, (String, String, String, bool))> = (0..4096)
+        .map(|n| {
+            (
+                (n * 2_654_435_761) % tenants,
+                dataset::check(&dataset::SMALL, n),
+            )
+        })
+        .collect();
+    let app_ref = app.clone();
+    let rates = tokio::task::spawn_blocking(move || {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let mut checks = 0u64;
+            while started.elapsed() < round {
+                for (t, (user, resource, action, expected)) in &questions {
+                    let answer =
+                        app_ref.check_cached(names[*t].as_str(), (user, resource, action), None);
+                    assert_eq!(answer.map(|(allowed, _)| allowed), Some(*expected));
+                }
+                checks += questions.len() as u64;
+            }
+            rates.push(checks as f64 / started.elapsed().as_secs_f64());
+        }
+        rates.sort_by(f64::total_cmp);
+        rates[1]
+    })
+    .await
+    .unwrap();
+    println!(
+        "in_process tenants={tenants} checks_per_second={rates:.0} estimated_bytes_per_tenant={:.0}",
+        held as f64 / tenants as f64
+    );
+}
+
+/// The first `count` requests of a file `requests` printed, sent to `target`: every answer
+/// must be the expected one.
+async fn verify(target: &str, requests: &std::path::Path, count: usize) {
+    use futures_util::StreamExt;
+    let text = std::fs::read_to_string(requests).expect("read the requests");
+    let client = client();
+    let wrong = futures_util::stream::iter(text.lines().take(count))
+        .map(|line| {
+            let mut body: serde_json::Value = serde_json::from_str(line).expect("a request");
+            let expected = body["expected"].as_bool().expect("an expected answer");
+            body.as_object_mut().unwrap().remove("expected");
+            let client = client.clone();
+            async move {
+                let answer: serde_json::Value = client
+                    .post(format!("{target}/check-access"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("check-access")
+                    .json()
+                    .await
+                    .expect("a JSON answer");
+                (answer["allowed"].as_bool() != Some(expected)).then_some(body)
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(std::future::ready)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers, first {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    eprintln!(
+        "verified {} answers of {target}",
+        count.min(text.lines().count())
     );
 }

@@ -31,10 +31,12 @@ driver="$bin/examples/bench"
 export TMPDIR="$work/tmp"
 
 # At the default log level, as deployed: the per-request span is part of what is measured.
-start_instance() { # name port
+# Extra VAR=value arguments go to the instance's environment.
+start_instance() { # name port [VAR=value...]
     local name=$1 port=$2
-    DATABASE_URL=$TEST_DATABASE_URL REDIS_URL=$TEST_REDIS_URL PORT=$port HOST=127.0.0.1 \
-        SERVER_ID=$name "$bin/rbac-server" >"$work/$name.log" 2>&1 &
+    shift 2
+    env DATABASE_URL="$TEST_DATABASE_URL" REDIS_URL="$TEST_REDIS_URL" PORT="$port" HOST=127.0.0.1 \
+        SERVER_ID="$name" "$@" "$bin/rbac-server" >"$work/$name.log" 2>&1 &
     echo $!
 }
 
@@ -51,6 +53,15 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 port_a=$(free_port)
 port_b=$(free_port)
 port_bare=$(free_port)
+# The dataset goes straight into the tables: an instance that made the schema first, then the
+# seeding, then the instances measured, which list the seeded tenants when they start.
+pid_a=$(start_instance bench-a "$port_a")
+wait_for "http://127.0.0.1:$port_a/health"
+kill "$pid_a"
+wait "$pid_a" 2>/dev/null || true
+log "seeding 100 standard tenants and the large tenant"
+"$driver" seed --database-url "$TEST_DATABASE_URL"
+"$driver" requests --count 20000 >"$work/requests.jsonl"
 pid_a=$(start_instance bench-a "$port_a")
 on_exit+=("kill $pid_a 2>/dev/null")
 wait_for "http://127.0.0.1:$port_a/health"
@@ -59,10 +70,6 @@ on_exit+=("kill $pid_b 2>/dev/null")
 wait_for "http://127.0.0.1:$port_b/health"
 a="http://127.0.0.1:$port_a"
 b="http://127.0.0.1:$port_b"
-
-log "seeding 100 standard tenants and the large tenant"
-"$driver" seed --database-url "$TEST_DATABASE_URL"
-"$driver" requests --count 20000 >"$work/requests.jsonl"
 
 # Memory and load time, on instance B: the standard tenants first, then the large one.
 for i in $(seq 0 99); do
@@ -101,6 +108,8 @@ on_exit+=("kill $pid_bare 2>/dev/null")
 bare="http://127.0.0.1:$port_bare"
 wait_for_port() { for _ in $(seq 1 200); do port_in_use "$1" && return; sleep 0.05; done; die "port $1 did not open"; }
 wait_for_port "$port_bare"
+# The load generator does not read the answers: make sure they are right first.
+"$driver" verify --target "$a" --requests "$work/requests.jsonl"
 # Warm-up: every tenant of the request mix loaded, connections made, caches hot.
 for url in "$a" "$bare"; do
     wrk -t"$threads" -c"$connections" -d3s -s scripts/bench/check.lua "$url" -- "$work/requests.jsonl" >/dev/null
@@ -161,6 +170,87 @@ SQL
 "$pgbench_bin" -n -c 8 -j 2 -T "$seconds" -f "$work/write.sql" "$TEST_DATABASE_URL" >"$work/pgbench-write.txt" 2>&1
 pgbench_write_tps=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$work/pgbench-write.txt")
 
+log "many tenants: 100,000 small tenants on instance C"
+# Instances stop answering for the tenants they hold: A and B are done, and the cores are
+# C's. C starts after the seeding, so that it lists the tenants seeded straight into the
+# tables; it sweeps every second, for the sweep's figure.
+kill "$pid_a" "$pid_b"
+"$driver" seed-small --database-url "$TEST_DATABASE_URL"
+# An instance on an empty database, for the memory of an instance that knows no tenant.
+"${psql_cmd[@]}" -c "CREATE DATABASE bench_empty"
+port_empty=$(free_port)
+pid_empty=$(env DATABASE_URL="${TEST_DATABASE_URL%/*}/bench_empty" PORT="$port_empty" HOST=127.0.0.1 \
+    "$bin/rbac-server" >"$work/empty.log" 2>&1 & echo $!)
+on_exit+=("kill $pid_empty 2>/dev/null")
+wait_for "http://127.0.0.1:$port_empty/health"
+port_c=$(free_port)
+pid_c=$(start_instance bench-c "$port_c" RESYNC_INTERVAL_SECS=1)
+on_exit+=("kill $pid_c 2>/dev/null")
+c="http://127.0.0.1:$port_c"
+wait_for "$c/health"
+sleep 2
+anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+rss_empty=$(anon_kib "$pid_empty")
+kill "$pid_empty"
+rss_c_known=$(anon_kib "$pid_c")
+small_load=$("$driver" load-all --target "$c")
+sleep 1
+rss_c_loaded=$(anon_kib "$pid_c")
+json_field() { grep -o "\"$2\":[0-9]*" "$1" | head -1 | cut -d: -f2; }
+curl -sf "$c/cache-stats" >"$work/stats-c.json"
+small_estimated=$(json_field "$work/stats-c.json" cache_bytes)
+small_held=$(json_field "$work/stats-c.json" tenants_cached)
+log "many tenants: checks across all of them over HTTP, 3 rounds of ${seconds}s"
+"$driver" requests-small >"$work/requests-small.jsonl"
+"$driver" verify --target "$c" --requests "$work/requests-small.jsonl"
+wrk -t"$threads" -c"$connections" -d2s -s scripts/bench/check.lua "$c" -- "$work/requests-small.jsonl" >/dev/null
+for round in 1 2 3; do
+    wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s scripts/bench/check.lua "$c" \
+        -- "$work/requests-small.jsonl" >"$work/wrk-small-$round.txt"
+done
+small_rps=$(for r in 1 2 3; do wrk_rps "$work/wrk-small-$r.txt"; echo; done | median)
+# The sweep's store query with nothing changing, over 20 s of sweeps once the rounds above
+# have had every pooled connection prepare it.
+resync_sum() { curl -sf "$c/metrics" | awk -v k="rbac_resync_query_seconds_$1" '$1 == k {print $2}'; }
+sweep_sum_1=$(resync_sum sum)
+sweep_count_1=$(resync_sum count)
+sleep 20
+sweep_sum_2=$(resync_sum sum)
+sweep_count_2=$(resync_sum count)
+sweep_ms=$(calc "($sweep_sum_2 - $sweep_sum_1) * 1000 / ($sweep_count_2 - $sweep_count_1)")
+sweeps_timed=$(awk -v a="$sweep_count_1" -v b="$sweep_count_2" 'BEGIN { printf "%d", b - a }')
+# Of which PostgreSQL itself, planning and execution, without round trips or the pool's check
+# of the connection: the statement of PgStore::changed_since from the current position, 20
+# times in one session (the first ones warm its caches), the median of the last 15.
+xmin=$("${psql_cmd[@]}" -Atc "SELECT pg_snapshot_xmin(pg_current_snapshot())")
+for _ in $(seq 1 20); do
+    echo "EXPLAIN ANALYZE SELECT NULL::text, NULL::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+        NOT EXISTS (SELECT 1 FROM changelog_pruned WHERE xid >= '$xmin'::xid8)
+        UNION ALL SELECT t.name, t.revision, NULL, NULL FROM tenants t
+        WHERE t.name IN (SELECT c.tenant FROM changelog c WHERE c.xid >= '$xmin'::xid8);"
+done | "${psql_cmd[@]}" -At >"$work/sweep-explain.txt"
+sweep_pg_ms=$(awk '/^Planning Time/ { p = $3 } /^Execution Time/ { print p + $3 }' "$work/sweep-explain.txt" \
+    | tail -15 | median)
+log "many tenants: the same checks in process"
+small_in_process=$("$driver" in-process --database-url "$TEST_DATABASE_URL")
+log "many tenants: a flood of 1,000,000 made-up tenant names against C"
+rss_flood_before=$(anon_kib "$pid_c")
+flooded=0
+flood_run=0
+flood_started=$(date +%s.%N)
+while [ "$flooded" -lt 1000000 ]; do
+    flood_run=$((flood_run + 1))
+    wrk -t"$threads" -c"$connections" -d5s -s scripts/bench/flood.lua "$c" -- "$flood_run" \
+        >"$work/flood-$flood_run.txt"
+    flooded=$((flooded + $(awk '/requests in/ {print $1}' "$work/flood-$flood_run.txt")))
+done
+flood_seconds=$(calc "$(date +%s.%N) - $flood_started")
+sleep 1
+rss_flood_after=$(anon_kib "$pid_c")
+curl -sf "$c/cache-stats" >"$work/stats-flood.json"
+flood_held=$(json_field "$work/stats-flood.json" tenants_cached)
+flood_unknown=$(json_field "$work/stats-flood.json" unknown_tenant_reads)
+
 log "in-process (criterion)"
 cargo bench --locked --bench policy -- --output-format bencher 2>/dev/null | grep '^test ' >"$work/criterion.txt"
 ns() { awk -v n="$1" '$2 == n {gsub(/,/, "", $5); print $5}' "$work/criterion.txt"; }
@@ -198,6 +288,13 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | pgbench single-row insert (8 clients) | $pgbench_tps tps | |
 | ratio writes / pgbench | $(ratio "$(field "$writes" per_second)" "$pgbench_tps") | >= 0.50 |
 | rbac_write called straight from pgbench (8 clients) | $pgbench_write_tps tps ($(ratio "$pgbench_write_tps" "$pgbench_tps") of the inserts) | |
+| many tenants: anonymous RSS per small tenant held (2 groups, 2 permissions, 4 assignments; 100,000 loaded) | $(calc "($rss_c_loaded - $rss_c_known) * 1024 / 100000" | xargs printf '%.0f') bytes; the cache's estimate $(calc "$small_estimated / $small_held" | xargs printf '%.0f') bytes | <= 4096 bytes |
+| many tenants: anonymous RSS for knowing 100,000 tenants, none held, beside an instance on an empty database | $(calc "($rss_c_known - $rss_empty) * 1024 / 100000" | xargs printf '%.0f') bytes per tenant ($(( (rss_c_known - rss_empty) / 1024 )) MiB) | |
+| many tenants: first loads over HTTP (32 clients) | $(field "$small_load" per_second) tenants/s | |
+| many tenants: store time of a sweep with nothing changed: as the instance waits for it (mean of $sweeps_timed, round trips included), and in PostgreSQL (median of 15, planning included) | $(printf '%.3f' "$sweep_ms") ms, $(printf '%.3f' "$sweep_pg_ms") ms | <= 1 ms |
+| many tenants: check-access across all 100,000 over HTTP (median of 3) | $small_rps req/s | |
+| many tenants: check across all 100,000 in process (1 core) | $(field "$small_in_process" checks_per_second) checks/s | |
+| many tenants: flood of $flooded made-up tenant names (wrk, 5 s rounds, $(printf '%.0f' "$flood_seconds") s in all) | anonymous RSS $(( rss_flood_before / 1024 )) MiB before, $(( rss_flood_after / 1024 )) MiB after; tenants held $flood_held; $flood_unknown reads of unknown tenants | growth <= 10 MB |
 EOF
 )
 

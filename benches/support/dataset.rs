@@ -1,7 +1,8 @@
 //! The benchmark dataset, deterministic, shared by the in-process benches and the seeding tool:
-//! standard tenants (20 groups x 50 permissions, 500 users in 2 groups each) and one large
+//! standard tenants (20 groups x 50 permissions, 500 users in 2 groups each), one large
 //! tenant (10,000 groups x 10 permissions, 100,000 users in 10 groups each: 1,000,000
-//! assignments).
+//! assignments), and for the many-tenants section 100,000 small tenants (2 groups, 2
+//! permissions, 4 assignments).
 #![allow(dead_code)]
 
 /// One tenant's rows, as the store holds them.
@@ -34,6 +35,21 @@ pub const LARGE: Shape = Shape {
     users: 100_000,
     groups_per_user: 10,
 };
+
+/// The many-tenants section's tenants: 2 groups of one permission each, 2 users in both (4
+/// assignments).
+pub const SMALL: Shape = Shape {
+    groups: 2,
+    permissions_per_group: 1,
+    users: 2,
+    groups_per_user: 2,
+};
+
+pub const SMALL_TENANTS: usize = 100_000;
+
+pub fn small_tenant(i: usize) -> String {
+    format!("small-{i:06}")
+}
 
 pub const STANDARD_TENANTS: usize = 100;
 pub const LARGE_TENANT: &str = "large";
