@@ -89,6 +89,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Seconds within which a request's head must arrive whole, counted from when the
+    /// connection opened or from the previous response: a connection idle this long, or
+    /// sending its head more slowly, is closed. Behind a load balancer, make it longer than
+    /// the balancer's own idle timeout.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
+
+    /// Connections open at once; past it, new ones wait to be accepted until one closes.
+    /// Default: 10,000, or fewer when the limit on open files is lower (a quarter of that
+    /// limit is kept for the store, the bus and files).
+    #[arg(long, env = "MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+
     /// Megabytes (MiB) of memory the tenants held in memory may take, by estimate; past it
     /// the least recently used are evicted and loaded again when next read. Default: half
     /// of the memory limit of the process's container (its cgroup), or of the machine; 1024
@@ -106,6 +121,9 @@ pub struct Config {
 /// for the list of tenants, requests in flight, and the copies a refresh makes while it
 /// replaces a tenant.
 const DEFAULT_CACHE_SHARE: u64 = 2;
+
+/// Connections open at once when MAX_CONNECTIONS is not set and open files allow.
+const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 
 /// The cache budget when not even the machine's memory can be read.
 const FALLBACK_CACHE_BYTES: u64 = 1 << 30;
@@ -235,6 +253,19 @@ impl Config {
         Duration::from_secs(self.request_timeout_secs)
     }
 
+    /// The limits every HTTP connection is served within, given the process's limit on open
+    /// files.
+    pub fn connection_limits(&self, open_files: Option<u64>) -> crate::http::serve::Limits {
+        let files = open_files.unwrap_or(1024);
+        crate::http::serve::Limits {
+            max_connections: self
+                .max_connections
+                .unwrap_or((files - files / 4).clamp(1, DEFAULT_MAX_CONNECTIONS))
+                as usize,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+        }
+    }
+
     /// The bytes the tenants held may take: CACHE_MEMORY_MB, or by default half of the
     /// memory limit (see [`crate::host::memory_limit`]).
     pub fn cache_budget(&self) -> u64 {
@@ -275,6 +306,8 @@ impl fmt::Debug for Config {
             .field("store_timeout_secs", &self.store_timeout_secs)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .field("cache_memory_mb", &self.cache_memory_mb)
             .field("log_format", &self.log_format)
             .finish()

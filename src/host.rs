@@ -25,6 +25,40 @@ pub fn memory_limit() -> Option<u64> {
     [machine, group].into_iter().flatten().min()
 }
 
+/// Raises this process's limit on open files to the most it may have, as servers that hold many
+/// connections do, and returns the limit now in force. None where it cannot be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+/// A write past a file-size limit (`ulimit -f`) fails with an error, rather than killing the
+/// process with SIGXFSZ, its default, without a log line.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to "ignore" installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
+    rbac_server::host::ignore_file_size_signal();
     tracing::info!(?config, "starting");
     match server::run(config, server::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Timeouts};
@@ -86,7 +86,7 @@ pub async fn run(
     );
 
     let address = format!("{}:{}", config.host, config.port);
-    let listener = TcpListener::bind(&address)
+    let listener = listen(&address)
         .await
         .map_err(|source| StartError::Listen {
             address: address.clone(),
@@ -137,6 +137,7 @@ pub async fn run(
         metrics,
         request_timeout: config.request_timeout(),
     });
+    let router = http::router(state);
     let local = listener.local_addr().map_err(|source| StartError::Listen {
         address: address.clone(),
         source,
@@ -150,18 +151,22 @@ pub async fn run(
         tracing::info!("shutting down: draining in-flight requests");
         signalled.cancel();
     });
-    let serve = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(draining.clone().cancelled_owned());
+    let limits = config.connection_limits(crate::host::raise_open_files_limit());
+    tracing::info!(
+        max_connections = limits.max_connections,
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "connection limits"
+    );
+    let connections = http::serve::serve(listener, router, limits, draining.clone()).await;
     let drain_timeout = config.shutdown_timeout();
-    tokio::select! {
-        result = serve => {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "server error");
-            }
-        }
-        _ = async { draining.cancelled().await; tokio::time::sleep(drain_timeout).await } => {
-            tracing::warn!(timeout_secs = drain_timeout.as_secs(), "drain timed out; closing remaining connections");
-        }
+    if tokio::time::timeout(drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_secs = drain_timeout.as_secs(),
+            "drain timed out; closing remaining connections"
+        );
     }
 
     stopping.cancel();
@@ -172,6 +177,34 @@ pub async fn run(
     let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, store.close()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections past MAX_CONNECTIONS wait in the listener's backlog until one closes; the
+/// usual 128 would turn a burst away sooner than it needs to.
+const LISTEN_BACKLOG: u32 = 1024;
+
+async fn listen(address: &str) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for address in tokio::net::lookup_host(address).await? {
+        let socket = match address {
+            std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(address)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            "no address to listen on",
+        )
+    }))
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {

@@ -179,3 +179,32 @@ async fn a_request_not_answered_within_request_timeout_secs_is_a_503_and_changes
     // The instance goes on serving.
     assert_eq!(node.health().await["status"], "ok");
 }
+
+#[tokio::test]
+async fn a_tenant_name_cannot_forge_fields_in_either_log_format() {
+    let forged = "evil revision=999 actor=token:x";
+    for format in ["text", "json"] {
+        let cluster = Cluster::without_bus(1, &[("LOG_FORMAT", format)]).await;
+        let node = &cluster[0];
+        let created = node.create_group(forged, "g").await;
+        assert_eq!(created["revision"], 1, "{created}");
+        let committed = || {
+            node.logs()
+                .into_iter()
+                .find(|line| line.contains("write committed"))
+        };
+        eventually(PROPAGATION, || async { committed().is_some() }).await;
+        let line = &committed().unwrap_or_else(|| panic!("no write committed line"));
+        if format == "json" {
+            let event: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["tenant"], forged, "{line}");
+            assert_eq!(event["revision"], 1, "{line}");
+        } else {
+            assert!(line.contains(&format!("tenant={forged:?}")), "{line}");
+            assert!(line.contains(" revision=1 "), "{line}");
+            let rest = line.replace(&format!("{forged:?}"), "");
+            assert!(!rest.contains("revision=999"), "{line}");
+            assert!(!rest.contains("actor=token:x"), "{line}");
+        }
+    }
+}

@@ -22,6 +22,11 @@ where
         if !json_content_type(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // Refused on its declared length, before the body is read: a client that sent
+        // `Expect: 100-continue` gets 413 instead of an invitation to send it.
+        if declared_length(req.headers()).is_some_and(|length| length > super::MAX_BODY_BYTES) {
+            return Err(ApiError::PayloadTooLarge);
+        }
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {
             match rejection.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
@@ -39,6 +44,15 @@ where
             .map(Self)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
     }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn json_content_type(headers: &HeaderMap) -> bool {

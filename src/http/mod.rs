@@ -10,6 +10,7 @@ mod ops;
 mod page;
 mod reads;
 pub mod request;
+pub mod serve;
 mod writes;
 
 use std::sync::Arc;

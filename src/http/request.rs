@@ -10,6 +10,7 @@
 //! and one that waits (its tenant loading) gets its span from then on.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -127,7 +128,19 @@ where
         let mut this = self.project();
         let polled = {
             let _entered = this.span.as_ref().map(Span::enter);
-            this.inner.as_mut().poll(cx)
+            // A panic answers this request 500 rather than dropping its connection. Not polled
+            // again after one: the answer is ready.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| this.inner.as_mut().poll(cx))) {
+                Ok(polled) => polled,
+                Err(panic) => {
+                    tracing::error!(
+                        request_id = this.id.to_str().unwrap_or_default(),
+                        panic = panic_message(panic.as_ref()),
+                        "request handler panicked"
+                    );
+                    Poll::Ready(Ok(ApiError::Internal.into_response()))
+                }
+            }
         };
         if polled.is_pending() && this.span.is_none() {
             *this.span = Some(request_span(this.id, this.method, *this.route));
@@ -168,6 +181,14 @@ where
         });
         Poll::Ready(result)
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 fn request_span(id: &HeaderValue, method: &Method, route: usize) -> Span {
@@ -218,6 +239,47 @@ pub fn record_tenant(tenant: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_with_its_request_id() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        let layer = RequestLayer {
+            timeout: Duration::from_secs(5),
+            measure: false,
+        };
+        let router = axum::Router::new()
+            .route(
+                "/groups",
+                get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("deliberately");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(layer);
+        let response = router
+            .oneshot(
+                Request::get("/groups")
+                    .header(REQUEST_ID, "req-7")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(response.headers()[REQUEST_ID], "req-7");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+    }
 
     #[test]
     fn the_hot_route_is_check_access() {

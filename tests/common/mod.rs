@@ -209,6 +209,11 @@ impl Cluster {
     pub fn get(&self, index: usize) -> &Instance {
         &self.instances[index]
     }
+
+    /// Takes an instance out of the cluster, to stop it by hand.
+    pub fn remove(&mut self, index: usize) -> Instance {
+        self.instances.remove(index)
+    }
 }
 
 impl std::ops::Index<usize> for Cluster {
@@ -232,6 +237,18 @@ pub fn server_command() -> Command {
     command
 }
 
+/// The address in the "listening" line, written as JSON or as text (LOG_FORMAT).
+fn listening_address(line: &str) -> Option<String> {
+    if let Ok(event) = serde_json::from_str::<Value>(line) {
+        return (event["message"] == "listening")
+            .then(|| event["addr"].as_str().map(str::to_owned))
+            .flatten();
+    }
+    let (_, fields) = line.split_once(" listening ")?;
+    let (_, rest) = fields.split_once("addr=")?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
 /// One running rbac-server process.
 pub struct Instance {
     child: Child,
@@ -243,8 +260,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Starts the binary with `env` (on top of PORT=0, HOST=127.0.0.1, LOG_FORMAT=json) and
-    /// waits for its "listening" line.
+    /// Starts the binary with `env` (on top of PORT=0, HOST=127.0.0.1, LOG_FORMAT=json, which
+    /// `env` may change) and waits for its "listening" line.
     pub async fn spawn(env: &[(String, String)]) -> Self {
         let mut command = server_command();
         command
@@ -274,11 +291,8 @@ impl Instance {
                     if echo {
                         eprintln!("[{server_id}] {line}");
                     }
-                    if let Ok(event) = serde_json::from_str::<Value>(&line)
-                        && event["message"] == "listening"
-                        && let Some(addr) = event["addr"].as_str()
-                    {
-                        let _ = address_tx.send(addr.to_string());
+                    if let Some(addr) = listening_address(&line) {
+                        let _ = address_tx.send(addr);
                     }
                     logs.lock().unwrap().push(line);
                 }
