@@ -448,7 +448,7 @@ async fn in_process(database_url: &str, tenants: usize, round: Duration) {
     use rbac_server::store::postgres::PgStore;
 
     let store = Arc::new(
-        PgStore::connect(database_url, Duration::from_secs(30))
+        PgStore::connect(database_url, Duration::from_secs(30), 16)
             .await
             .expect("connect to PostgreSQL"),
     );
@@ -463,6 +463,7 @@ async fn in_process(database_url: &str, tenants: usize, round: Duration) {
             resync_interval: Duration::from_secs(30),
         },
         u64::MAX,
+        16,
     ));
     app.load_tenants().await.expect("list the tenants");
     let names: Vec<TenantName> = (0..tenants)

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::bus::BusState;
 
 use crate::bus::{Bus, Message};
@@ -51,6 +52,9 @@ pub struct App {
     pub resync_from: tokio::sync::Mutex<ResyncPoint>,
     /// Whether a resync waits for the one running, which other requests fold into.
     pub resync_queued: AtomicBool,
+    /// How many writes of one tenant may be at the store at once.
+    admission: Admission,
+    store_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,7 @@ impl App {
         stats: Arc<Stats>,
         timeouts: Timeouts,
         cache_budget: u64,
+        store_connections: u32,
     ) -> Self {
         Self {
             server_id,
@@ -96,6 +101,8 @@ impl App {
             last_resync: Mutex::new(Instant::now()),
             resync_from: tokio::sync::Mutex::default(),
             resync_queued: AtomicBool::new(false),
+            admission: Admission::for_pool(store_connections),
+            store_timeout: timeouts.store,
         }
     }
 
@@ -153,6 +160,11 @@ impl App {
         change: Change,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, AppError> {
+        let _admitted = self
+            .admission
+            .admit(tenant, self.store_timeout)
+            .await
+            .map_err(|crowded| StoreError::Unavailable(Box::new(crowded)))?;
         let outcome = self
             .store
             .write(tenant, &change, &self.server_id, actor)

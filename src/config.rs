@@ -77,14 +77,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub store_timeout_secs: u64,
 
+    /// Connections to the store each instance may open: 16 for PostgreSQL, 8 for SQLite
+    /// unless set. Checks never use one; writes and tenant loads do. With PostgreSQL, the
+    /// instances' pools together must fit its `max_connections`.
+    #[arg(long, env = "DATABASE_POOL_SIZE",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: Option<u32>,
+
     /// Seconds that shutdown waits for in-flight requests.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     pub shutdown_timeout_secs: u64,
 
     /// Seconds a request may take before it is answered 503 and abandoned: a slow client,
-    /// a store that answers slowly several times over. A write already committed still
-    /// finishes (cache update, bus message).
+    /// a store that answers slowly several times over. A write that has reached the store is
+    /// answered when the store answers instead, which STORE_TIMEOUT_SECS bounds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
@@ -304,6 +311,7 @@ impl fmt::Debug for Config {
             .field("resync_interval_secs", &self.resync_interval_secs)
             .field("changelog_retention_hours", &self.changelog_retention_hours)
             .field("store_timeout_secs", &self.store_timeout_secs)
+            .field("database_pool_size", &self.database_pool_size)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)

@@ -27,6 +27,7 @@
 //! message lands in [`sync::on_message`], which catches the tenant up from the store if it
 //! holds an older revision.
 
+pub mod admission;
 pub mod app;
 pub mod bus;
 pub mod cache;

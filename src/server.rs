@@ -54,7 +54,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let server_id = config.server_id();
     let stats = Arc::new(Stats::default());
-    let store = open_store(&config).await?;
+    let (store, store_connections) = open_store(&config).await?;
     let stopping = CancellationToken::new();
     let (bus, link) = match &config.redis_url {
         Some(_) => {
@@ -77,6 +77,7 @@ pub async fn run(
             resync_interval: config.resync_interval(),
         },
         cache_budget,
+        store_connections,
     ));
     let tenants = app.load_tenants().await.map_err(StartError::Tenants)?;
     tracing::info!(
@@ -207,16 +208,22 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+/// The store, and how many connections its pool may open.
+async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, u32), StartError> {
     let timeout = config.store_timeout();
-    Ok(match config.database() {
+    let database = config.database();
+    let pool_size = config.database_pool_size.unwrap_or(match database {
+        Database::Postgres(_) => crate::store::postgres::DEFAULT_POOL_SIZE,
+        _ => crate::store::sqlite::DEFAULT_POOL_SIZE,
+    });
+    let store: Arc<dyn Store> = match database {
         Database::Postgres(url) => {
-            let store = PgStore::connect(&url, timeout).await?;
+            let store = PgStore::connect(&url, timeout, pool_size).await?;
             tracing::info!(url = %redact_url(&url), "store: PostgreSQL");
             Arc::new(store)
         }
         Database::Sqlite(url) => {
-            let store = SqliteStore::open_url(&url, timeout).await?;
+            let store = SqliteStore::open_url(&url, timeout, pool_size).await?;
             tracing::info!(url, "store: SQLite");
             Arc::new(store)
         }
@@ -233,11 +240,12 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                 .append(true)
                 .open(&path)
                 .map_err(data_dir_error)?;
-            let store = SqliteStore::open_file(&path, timeout).await?;
+            let store = SqliteStore::open_file(&path, timeout, pool_size).await?;
             tracing::info!(path = %path.display(), "store: embedded SQLite (set DATABASE_URL for PostgreSQL)");
             Arc::new(store)
         }
-    })
+    };
+    Ok((store, pool_size))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

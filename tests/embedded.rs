@@ -149,7 +149,7 @@ async fn a_database_from_a_newer_schema_is_refused_with_one_clear_line() {
     let dir = temp_dir();
     let path = dir.join("rbac.db");
     // A database that a future release migrated further.
-    let store = SqliteStore::open_file(&path, Duration::from_secs(5))
+    let store = SqliteStore::open_file(&path, Duration::from_secs(5), 8)
         .await
         .unwrap();
     drop(store);

@@ -150,7 +150,7 @@ async fn a_change_whose_changelog_entry_retention_deleted_unseen_is_still_caught
     // instance 1 resyncs: what changed since its last resync is gone from the store's history.
     redis.stop();
     cluster[0].unassign_user("t", "alice", "g").await;
-    let store = PgStore::connect(&cluster.database_url, Duration::from_secs(5))
+    let store = PgStore::connect(&cluster.database_url, Duration::from_secs(5), 16)
         .await
         .unwrap();
     assert!(store.prune_changelog(Duration::ZERO).await.unwrap() > 0);
@@ -595,4 +595,93 @@ async fn ready_follows_what_the_instance_can_serve_while_health_stays_up() {
         "{}",
         ready().await.1
     );
+}
+
+#[tokio::test]
+async fn a_write_answered_503_never_commits_later_and_other_tenants_go_on() {
+    use futures_util::future::join_all;
+    use sqlx::Connection;
+
+    let database = common::fresh_postgres_database().await;
+    let cluster = Cluster::on(1, database.clone(), None, &[("STORE_TIMEOUT_SECS", "2")]).await;
+    let node = &cluster[0];
+    node.create_group("locked", "g").await;
+    node.create_group("free", "g").await;
+
+    // Another session holds the tenant's lock, as a long transaction would.
+    let mut holder = sqlx::PgConnection::connect(&database).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM tenants WHERE name = 'locked' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let locked_writes = join_all((0..20).map(|i| {
+        node.post(
+            "/assign-user",
+            json!({"tenant": "locked", "group": "g", "user": format!("u{i}")}),
+        )
+    }));
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let (status, body) = node
+                .post(
+                    "/assign-user",
+                    json!({"tenant": "free", "group": "g", "user": format!("u{i}")}),
+                )
+                .await;
+            answers.push((status, body, started.elapsed()));
+        }
+        let (ready, _) = node.get("/ready", &[]).await;
+        (answers, ready)
+    };
+    let (locked, (free, ready)) = tokio::join!(locked_writes, meanwhile);
+    let answered_in = started.elapsed();
+
+    for (status, body) in &locked {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    }
+    // The store timeout, twice at most (a wait for a place, then the statement), and some.
+    assert!(answered_in < Duration::from_secs(8), "{answered_in:?}");
+    for (status, body, at) in &free {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert!(
+            *at < Duration::from_secs(2),
+            "a write of another tenant took until {at:?}"
+        );
+    }
+    assert_eq!(
+        ready,
+        StatusCode::OK,
+        "ready while one tenant's lock is held"
+    );
+
+    // Held well past the server's wait for an answer, then let go: nothing answered 503 may
+    // commit now.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(started.elapsed())).await;
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let committed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM assignments WHERE tenant = 'locked'")
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+    assert_eq!(committed, 0, "writes answered 503 committed later");
+    let revision: i64 = sqlx::query_scalar("SELECT revision FROM tenants WHERE name = 'locked'")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(revision, 1);
+    // And the tenant takes writes again.
+    let (status, body) = node
+        .post(
+            "/assign-user",
+            json!({"tenant": "locked", "group": "g", "user": "late"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -22,7 +22,7 @@ const SERVER: &str = "conformance";
 
 async fn postgres() -> Arc<dyn Store> {
     Arc::new(
-        PgStore::connect(&common::fresh_postgres_database().await, TIMEOUT)
+        PgStore::connect(&common::fresh_postgres_database().await, TIMEOUT, 16)
             .await
             .unwrap(),
     )
@@ -30,7 +30,7 @@ async fn postgres() -> Arc<dyn Store> {
 
 async fn sqlite() -> Arc<dyn Store> {
     Arc::new(
-        SqliteStore::open_url(&common::fresh_sqlite_database(), TIMEOUT)
+        SqliteStore::open_url(&common::fresh_sqlite_database(), TIMEOUT, 8)
             .await
             .unwrap(),
     )
@@ -596,7 +596,7 @@ async fn changes_committed_while_changed_since_reads_are_never_missed(store: Arc
 async fn postgres_a_write_committing_after_a_read_is_reported_by_the_next() {
     use sqlx::{Connection, Executor};
     let url = common::fresh_postgres_database().await;
-    let store = PgStore::connect(&url, TIMEOUT).await.unwrap();
+    let store = PgStore::connect(&url, TIMEOUT, 16).await.unwrap();
     let (_, start) = listed(&store).await;
     let mut open = sqlx::PgConnection::connect(&url).await.unwrap();
     open.execute("BEGIN").await.unwrap();
@@ -619,7 +619,7 @@ async fn postgres_a_write_committing_after_a_read_is_reported_by_the_next() {
 
 #[tokio::test]
 async fn postgres_says_when_retention_deleted_changes_after_a_position() {
-    let store = PgStore::connect(&common::fresh_postgres_database().await, TIMEOUT)
+    let store = PgStore::connect(&common::fresh_postgres_database().await, TIMEOUT, 16)
         .await
         .unwrap();
     write(&store, "a", create("g")).await;
@@ -643,7 +643,7 @@ async fn postgres_says_when_retention_deleted_changes_after_a_position() {
 async fn sqlite_a_write_committing_after_a_read_is_reported_by_the_next() {
     use sqlx::{Connection, Executor};
     let url = common::fresh_sqlite_database();
-    let store = SqliteStore::open_url(&url, TIMEOUT).await.unwrap();
+    let store = SqliteStore::open_url(&url, TIMEOUT, 8).await.unwrap();
     write(&store, "early", create("g")).await;
     let (_, start) = listed(&store).await;
     let mut open = sqlx::SqliteConnection::connect(&url).await.unwrap();

@@ -112,6 +112,7 @@ pub async fn create(
         tracing::error!(error = %e, "no randomness for a new key");
         ApiError::Internal
     })?;
+    super::request::write_begun();
     let record = state
         .app
         .create_key(NewKey {
@@ -157,6 +158,7 @@ pub async fn revoke(
             "`id` must be a key's id: 16 lowercase hexadecimal digits".into(),
         ));
     }
+    super::request::write_begun();
     let revoked = match state.app.revoke_key(&req.id).await? {
         Revocation::Revoked => true,
         Revocation::AlreadyRevoked => false,

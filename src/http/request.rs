@@ -12,6 +12,8 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -83,12 +85,15 @@ where
             .cloned()
             .unwrap_or_else(new_id);
         let method = request.method().clone();
-        let (span, inner) = if route == HOT_ROUTE {
-            (None, self.inner.call(request))
+        let (span, inner, committing) = if route == HOT_ROUTE {
+            (None, self.inner.call(request), None)
         } else {
             let span = request_span(&id, &method, route);
-            let inner = span.in_scope(|| self.inner.call(request));
-            (Some(span), inner)
+            let committing = Arc::new(AtomicBool::new(false));
+            let inner = COMMITTING.sync_scope(committing.clone(), || {
+                span.in_scope(|| self.inner.call(request))
+            });
+            (Some(span), inner, Some(committing))
         };
         Handled {
             inner,
@@ -99,6 +104,7 @@ where
             started,
             settings: self.settings,
             deadline: None,
+            committing,
         }
     }
 }
@@ -115,6 +121,9 @@ pin_project_lite::pin_project! {
         started: Instant,
         settings: RequestLayer,
         deadline: Option<Pin<Box<Sleep>>>,
+        // Set once the handler has handed a write to the store (None for the hot route,
+        // which writes nothing).
+        committing: Option<Arc<AtomicBool>>,
     }
 }
 
@@ -130,7 +139,12 @@ where
             let _entered = this.span.as_ref().map(Span::enter);
             // A panic answers this request 500 rather than dropping its connection. Not polled
             // again after one: the answer is ready.
-            match std::panic::catch_unwind(AssertUnwindSafe(|| this.inner.as_mut().poll(cx))) {
+            let inner = this.inner.as_mut();
+            let poll = || match this.committing {
+                Some(flag) => COMMITTING.sync_scope(flag.clone(), || inner.poll(cx)),
+                None => inner.poll(cx),
+            };
+            match std::panic::catch_unwind(AssertUnwindSafe(poll)) {
                 Ok(polled) => polled,
                 Err(panic) => {
                     tracing::error!(
@@ -155,6 +169,15 @@ where
                     ))
                 });
                 if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if this
+                    .committing
+                    .as_ref()
+                    .is_some_and(|flag| flag.load(Ordering::Relaxed))
+                {
+                    // Answering now would say the write failed while it may yet commit; the
+                    // store bounds it instead.
                     return Poll::Pending;
                 }
                 tracing::warn!(
@@ -228,6 +251,19 @@ fn new_id() -> HeaderValue {
     let mut text = [0u8; 16];
     hex::encode_to_slice(n.to_be_bytes(), &mut text).expect("8 bytes fill 16 hex digits");
     HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+}
+
+tokio::task_local! {
+    /// The flag of the request being handled on this task, if its route may write.
+    static COMMITTING: Arc<AtomicBool>;
+}
+
+/// Marks the request being handled as one whose write the store has begun: from now on its
+/// deadline (REQUEST_TIMEOUT_SECS) no longer answers it `503`, since the write may still
+/// commit; the store's own timeouts bound it instead. Called just before a handler hands a
+/// change to the store.
+pub fn write_begun() {
+    let _ = COMMITTING.try_with(|flag| flag.store(true, Ordering::Relaxed));
 }
 
 /// Names the request's span after its tenant, once a handler has parsed it. A check whose span

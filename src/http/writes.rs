@@ -87,6 +87,7 @@ pub async fn create_group(
     let tenant = caller.tenant("tenant", &req.tenant)?;
     let group = GroupName::parse("group", &req.group)?;
     let message = format!("Group '{group}' is ready to use");
+    super::request::write_begun();
     let outcome = state
         .app
         .write(&tenant, Change::CreateGroup { group }, caller.actor())
@@ -270,6 +271,7 @@ async fn changed(
     tenant: &TenantName,
     change: Change,
 ) -> Result<Json<ChangedResponse>, ApiError> {
+    super::request::write_begun();
     let outcome = state.app.write(tenant, change, caller.actor()).await?;
     Ok(Json(ChangedResponse {
         success: true,

@@ -125,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_verifies_once_loaded_and_not_after_it_is_forgotten() {
-        let store = SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5))
+        let store = SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
             .await
             .unwrap();
         let ring = KeyRing::default();

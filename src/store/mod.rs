@@ -194,6 +194,28 @@ pub(crate) async fn within<T>(
         .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
 }
 
+/// How much longer than the store timeout the server waits for the store's answer to a
+/// write: the store ends the write first (PostgreSQL's `statement_timeout`, SQLite's busy
+/// timeout) and answers, unless the connection is lost or the disk stalls, the one case in
+/// which the server cannot know whether the write committed.
+const WRITE_ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// A write's answer from the store, waited for rather than given up on first, so that a write
+/// answered as failed has not committed and never will. Only if no answer comes at all is the
+/// outcome unknown.
+pub(crate) async fn answer_of_write<T>(
+    timeout: Duration,
+    write: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout + WRITE_ANSWER_GRACE, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the store did not answer a write: whether it committed is unknown".into(),
+            ))
+        })
+}
+
 /// Builds a tenant's groups and permissions from the rows of one consistent read; the
 /// memberships follow, row by row, through [`assign_row`].
 pub(crate) fn build_policy(

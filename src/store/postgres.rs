@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::{
     BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, assign_row, build_policy, changed_from_rows, read_listing, replay,
-    revisions_by_tenant, to_revision, within,
+    StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
+    read_listing, replay, revisions_by_tenant, to_revision, within,
 };
 use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
@@ -33,9 +35,9 @@ macro_rules! key_columns {
 /// in one statement: see [`PgStore::load_at_once`].
 const AT_ONCE_ROWS: usize = 1000;
 
-/// Connections per instance. Checks never touch the database, so this only bounds concurrent
-/// writes and tenant loads.
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections per instance unless DATABASE_POOL_SIZE says otherwise. Checks never touch the
+/// database, so this only bounds concurrent writes and tenant loads.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 
 pub struct PgStore {
     pool: PgPool,
@@ -47,16 +49,21 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to `url` and brings the schema up to date. TLS is whatever the URL's
     /// `sslmode` asks for.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, OpenError> {
+    pub async fn connect(url: &str, timeout: Duration, pool_size: u32) -> Result<Self, OpenError> {
         // The errors end up in a log line and on stderr, and the URL holds the password.
         let scrubbed = |e: sqlx::Error| scrub_passwords(&e.to_string(), url);
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             OpenError::Invalid(format!("DATABASE_URL is not usable: {}", scrubbed(e)))
         })?;
+        // PostgreSQL ends any statement that runs past the store timeout, so that nothing the
+        // server has given up on can commit later: see [`PgStore::write_on_connection`].
+        let bounded = options
+            .clone()
+            .options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(pool_size)
             .acquire_timeout(timeout)
-            .connect_with(options)
+            .connect_with(bounded)
             .await
             .map_err(|e| {
                 OpenError::Unreachable(format!(
@@ -65,11 +72,21 @@ impl PgStore {
                     scrubbed(e)
                 ))
             })?;
-        // Instances starting together all run this; sqlx serializes them with an advisory lock.
+        // On a connection of their own, without the statement timeout: building an index on a
+        // large changelog takes as long as it takes. Instances starting together all run
+        // this; sqlx serializes them with an advisory lock.
+        let mut migrating = PgConnection::connect_with(&options).await.map_err(|e| {
+            OpenError::Unreachable(format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                redact_url(url),
+                scrubbed(e)
+            ))
+        })?;
         sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
+            .run(&mut migrating)
             .await
             .map_err(OpenError::from_migration)?;
+        let _ = migrating.close().await;
         Ok(Self { pool, timeout })
     }
 
@@ -82,7 +99,7 @@ impl PgStore {
     }
 
     async fn write_once(
-        &self,
+        connection: &mut PgConnection,
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
@@ -102,7 +119,7 @@ impl PgStore {
         .bind(row.action)
         .bind(server_id)
         .bind(actor)
-        .fetch_one(&self.pool)
+        .fetch_one(connection)
         .await
         .map_err(classify)?;
         let revision = to_revision(revision);
@@ -288,11 +305,14 @@ impl Store for PgStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        within(
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let answer = answer_of_write(
             self.timeout,
-            self.write_once(tenant, change, server_id, actor),
+            Self::write_once(&mut connection, tenant, change, server_id, actor),
         )
-        .await
+        .await;
+        close_if_broken(&mut connection, &answer);
+        answer
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -396,7 +416,8 @@ impl Store for PgStore {
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        let row: KeyRow = within(self.timeout, async {
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let answer = answer_of_write(self.timeout, async {
             sqlx::query_as(concat!(
                 "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
@@ -408,17 +429,20 @@ impl Store for PgStore {
             .bind(key.role.as_str())
             .bind(&key.secret_hash[..])
             .bind(&key.created_by)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *connection)
             .await
             .map_err(classify)
         })
-        .await?;
+        .await;
+        close_if_broken(&mut connection, &answer);
+        let row: KeyRow = answer?;
         row.into_record()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
         // One statement: whether the key exists, and whether this call revoked it.
-        let found: Option<bool> = within(self.timeout, async {
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let answer = answer_of_write(self.timeout, async {
             sqlx::query_scalar(
                 "WITH revoked AS (
                      UPDATE api_keys SET revoked_at = now()
@@ -426,11 +450,13 @@ impl Store for PgStore {
                  SELECT EXISTS (SELECT 1 FROM revoked) FROM api_keys WHERE id = $1",
             )
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
             .map_err(classify)
         })
-        .await?;
+        .await;
+        close_if_broken(&mut connection, &answer);
+        let found: Option<bool> = answer?;
         Ok(match found {
             None => Revocation::NoSuchKey,
             Some(true) => Revocation::Revoked,
@@ -493,6 +519,14 @@ async fn revision_in(
         .await
         .map_err(classify)?;
     Ok(revision.map_or(0, to_revision))
+}
+
+/// A connection that failed (lost, timed out, or PostgreSQL going away) is closed rather
+/// than handed to the next operation.
+fn close_if_broken<T>(connection: &mut PoolConnection<Postgres>, answer: &Result<T, StoreError>) {
+    if matches!(answer, Err(StoreError::Unavailable(_))) {
+        connection.close_on_drop();
+    }
 }
 
 /// Sorts a database error into "the store is not there" and everything else.

@@ -15,12 +15,12 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 
 use super::{
     BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, assign_row, build_policy, changed_from_rows, read_listing, replay,
-    revisions_by_tenant, to_revision, within,
+    StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
+    read_listing, replay, revisions_by_tenant, to_revision, within,
 };
 use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
@@ -33,9 +33,9 @@ macro_rules! key_columns {
     };
 }
 
-/// Connections per instance: reads run side by side in WAL mode; writes queue for the one
-/// write lock whatever this is.
-const MAX_CONNECTIONS: u32 = 8;
+/// Connections per instance unless DATABASE_POOL_SIZE says otherwise: reads run side by side
+/// in WAL mode; writes queue for the one write lock whatever this is.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -45,22 +45,30 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`.
-    pub async fn open_file(path: &Path, timeout: Duration) -> Result<Self, OpenError> {
+    pub async fn open_file(
+        path: &Path,
+        timeout: Duration,
+        pool_size: u32,
+    ) -> Result<Self, OpenError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true);
-        Self::open(options, timeout).await
+        Self::open(options, timeout, pool_size).await
     }
 
     /// Opens the database a `sqlite:` URL names, creating the file if missing.
-    pub async fn open_url(url: &str, timeout: Duration) -> Result<Self, OpenError> {
+    pub async fn open_url(url: &str, timeout: Duration, pool_size: u32) -> Result<Self, OpenError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| OpenError::Invalid(format!("DATABASE_URL is not usable: {e}")))?
             .create_if_missing(true);
-        Self::open(options, timeout).await
+        Self::open(options, timeout, pool_size).await
     }
 
-    async fn open(options: SqliteConnectOptions, timeout: Duration) -> Result<Self, OpenError> {
+    async fn open(
+        options: SqliteConnectOptions,
+        timeout: Duration,
+        pool_size: u32,
+    ) -> Result<Self, OpenError> {
         let in_memory = options.get_filename() == Path::new(":memory:");
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
@@ -71,7 +79,7 @@ impl SqliteStore {
             .busy_timeout(timeout);
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives and dies with its one connection.
-            .max_connections(if in_memory { 1 } else { MAX_CONNECTIONS })
+            .max_connections(if in_memory { 1 } else { pool_size })
             .min_connections(if in_memory { 1 } else { 0 })
             .idle_timeout(if in_memory {
                 None
@@ -95,7 +103,7 @@ impl SqliteStore {
     }
 
     async fn write_in_transaction(
-        &self,
+        connection: &mut SqliteConnection,
         tenant: &TenantName,
         change: &Change,
         server_id: &str,
@@ -103,8 +111,7 @@ impl SqliteStore {
     ) -> Result<WriteOutcome, StoreError> {
         // The write lock now, not at the first write: a deferred transaction that has read
         // cannot wait for the lock and would fail with "database is locked".
-        let mut tx = self
-            .pool
+        let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)?;
@@ -229,11 +236,22 @@ impl Store for SqliteStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        within(
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let answer = answer_of_write(
             self.timeout,
-            self.write_in_transaction(tenant, change, server_id, actor),
+            Self::write_in_transaction(&mut connection, tenant, change, server_id, actor),
         )
-        .await
+        .await;
+        // A connection whose transaction failed half-way (a full disk at COMMIT, say) can be
+        // left believing it is still in one, and would refuse every later write: closed, not
+        // reused.
+        if matches!(
+            answer,
+            Err(StoreError::Unavailable(_) | StoreError::Internal(_))
+        ) {
+            connection.close_on_drop();
+        }
+        answer
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -434,7 +452,7 @@ async fn revision_in(
 
 /// Applies the change's rows; returns whether any row changed.
 async fn apply(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     tenant: &TenantName,
     change: &Change,
 ) -> Result<bool, StoreError> {
@@ -521,12 +539,15 @@ fn classify(error: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // SQLITE_BUSY and SQLITE_LOCKED (with their extended codes, in the low byte): the
-        // write lock stayed taken past busy_timeout. Retrying later is the answer.
+        // By primary result code (the low byte of an extended one): SQLITE_BUSY (5) and
+        // SQLITE_LOCKED (6), the write lock taken past busy_timeout; and a file that cannot
+        // be used: SQLITE_PERM (3), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_CORRUPT
+        // (11), SQLITE_FULL (13), SQLITE_CANTOPEN (14), SQLITE_NOTADB (26). Retrying later
+        // is the answer, once an operator has mended the file or the disk.
         sqlx::Error::Database(e) => e
             .code()
             .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+            .is_some_and(|code| matches!(code & 0xff, 3 | 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)),
         _ => false,
     };
     let source: BoxError = Box::new(error);

@@ -758,7 +758,7 @@ pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) 
     use rbac_server::app::{App, Timeouts};
     use rbac_server::{bus::Bus, http, stats::Stats, store::sqlite::SqliteStore};
     let store = Arc::new(
-        SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5))
+        SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
             .await
             .unwrap(),
     );
@@ -773,6 +773,7 @@ pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) 
             resync_interval: Duration::from_secs(30),
         },
         64 << 20,
+        1,
     );
     app.load_tenants().await.unwrap();
     http::router(Arc::new(http::Services {
