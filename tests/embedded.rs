@@ -179,3 +179,165 @@ fn an_unknown_database_url_scheme_is_one_clear_line() {
         assert_one_clear_line(code, &stderr, "DATABASE_URL");
     }
 }
+
+/// What happens to the database file under a running instance.
+#[derive(Debug, Clone, Copy)]
+enum FileFault {
+    /// `rm rbac.db`.
+    Deleted,
+    /// A copy moved over it, as a restore from a backup with `mv` does.
+    Replaced,
+    /// Cut to a few bytes.
+    Truncated,
+}
+
+#[tokio::test]
+async fn a_deleted_replaced_or_truncated_file_stops_writes_and_health_says_so() {
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    for fault in [
+        FileFault::Deleted,
+        FileFault::Replaced,
+        FileFault::Truncated,
+    ] {
+        let data_dir = temp_dir();
+        let node = Instance::spawn(&embedded_env(&data_dir, &[])).await;
+        node.create_group("acme", "editors").await;
+        let file = data_dir.join("rbac.db");
+        match fault {
+            FileFault::Deleted => std::fs::remove_file(&file).unwrap(),
+            FileFault::Replaced => {
+                let copy = data_dir.join("backup.db");
+                std::fs::copy(&file, &copy).unwrap();
+                std::fs::rename(&copy, &file).unwrap();
+            }
+            FileFault::Truncated => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(10)
+                .unwrap(),
+        }
+        for user in ["bob", "carol"] {
+            let (status, body) = node
+                .post(
+                    "/assign-user",
+                    json!({"tenant": "acme", "group": "editors", "user": user}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}: {body}");
+            assert_eq!(body["error"]["code"], "unavailable", "{fault:?}: {body}");
+        }
+        let health = node.health().await;
+        assert_eq!(health["database"], "down", "{fault:?}: {health}");
+        let (ready, body) = node.get("/ready", &[]).await;
+        assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}: {body}");
+        assert!(
+            node.logs()
+                .iter()
+                .any(|line| line.contains("the database file is not the one this instance opened")),
+            "{fault:?}: no log line says why writes are refused"
+        );
+        // The reads it holds are still answered.
+        assert_eq!(node.revision("acme").await, 1);
+        assert!(node.stop().success());
+    }
+}
+
+#[tokio::test]
+async fn writes_past_a_file_size_limit_fail_503_not_500_and_recover_once_it_is_lifted() {
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    let data_dir = temp_dir();
+    let node = Instance::spawn(&embedded_env(&data_dir, &[])).await;
+    node.create_group("acme", "editors").await;
+    // The closest real equivalent of a full disk that needs no mount: a file-size limit
+    // (RLIMIT_FSIZE, its soft limit, which may be raised again) set on the running process,
+    // below what the files take already, so that no page can be written past it.
+    let limit = |value: &str| {
+        let status = Command::new("prlimit")
+            .arg(format!("--pid={}", node.pid()))
+            .arg(format!("--fsize={value}:"))
+            .status()
+            .expect("prlimit (util-linux) runs");
+        assert!(status.success());
+    };
+    limit("4096");
+
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..300 {
+        let user = format!("user-{i:03}");
+        let (status, body) = node
+            .post(
+                "/assign-user",
+                json!({"tenant": "acme", "group": "editors", "user": user}),
+            )
+            .await;
+        match status {
+            StatusCode::OK => acknowledged.push(user),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+            other => panic!("write {i} answered {other}: {body}"),
+        }
+    }
+    assert_eq!(refused, 5, "the file-size limit never stopped a write");
+    let health = node.health().await;
+    assert_eq!(health["database"], "down", "{health}");
+
+    limit("unlimited");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            node.health().await["database"] == "ok"
+        })
+        .await
+        .is_some(),
+        "health never recovered"
+    );
+    for i in 0..20 {
+        let user = format!("after-{i}");
+        let (status, body) = node
+            .post(
+                "/assign-user",
+                json!({"tenant": "acme", "group": "editors", "user": user}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "write {i} after the limit was lifted: {body}"
+        );
+        acknowledged.push(user);
+    }
+    // Exactly the acknowledged writes are in the store, as a fresh start reads it.
+    assert!(node.stop().success());
+    let node = Instance::spawn(&embedded_env(&data_dir, &[])).await;
+    let groups = node.groups("acme").await;
+    let mut members: Vec<String> = groups["groups"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    members.sort();
+    acknowledged.sort();
+    assert_eq!(members, acknowledged);
+}
+
+#[tokio::test]
+async fn a_malformed_database_file_is_refused_at_start_with_one_clear_line() {
+    let garbage = "this is not a database\n".repeat(500).into_bytes();
+    let truncated = b"SQLite for".to_vec();
+    for content in [garbage, truncated] {
+        let data_dir = temp_dir();
+        std::fs::write(data_dir.join("rbac.db"), content).unwrap();
+        let (code, stderr) = refused_start(&[("DATA_DIR", data_dir.to_str().unwrap())]);
+        assert_one_clear_line(code, &stderr, "not a database");
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_file;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 
+use super::sqlite_file::FileGuard;
 use super::{
     BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
     StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
@@ -41,6 +43,11 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// How long any one store operation may take, waiting for the write lock included.
     timeout: Duration,
+    /// The file written, watched for being deleted, replaced or truncated; None in memory.
+    file: Option<FileGuard>,
+    /// Why the last write failed for want of a usable file (a full disk, an I/O error), until
+    /// a write or a health check's probe succeeds.
+    failing: Mutex<Option<String>>,
 }
 
 impl SqliteStore {
@@ -69,7 +76,8 @@ impl SqliteStore {
         timeout: Duration,
         pool_size: u32,
     ) -> Result<Self, OpenError> {
-        let in_memory = options.get_filename() == Path::new(":memory:");
+        let filename = options.get_filename().to_owned();
+        let in_memory = filename == Path::new(":memory:");
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL is durable across process crashes in WAL mode; only a power loss can
@@ -99,7 +107,68 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(OpenError::from_migration)?;
-        Ok(Self { pool, timeout })
+        // A database in memory (which sqlx names `file:sqlx-in-memory-N`) has no file to
+        // watch, and neither is there one at the path then.
+        let file = FileGuard::new(&filename).ok();
+        Ok(Self {
+            pool,
+            timeout,
+            file,
+            failing: Mutex::new(None),
+        })
+    }
+
+    /// Refuses to go on if the file is no longer the one opened.
+    fn file_usable(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some(file) => file
+                .check()
+                .map_err(|reason| StoreError::Unavailable(reason.to_owned().into())),
+            None => Ok(()),
+        }
+    }
+
+    /// The answer to give for a write the store answered: refused if the file stopped being
+    /// the one opened meanwhile (the write went where nobody will read it); and what it says
+    /// of the store's health.
+    fn settle<T>(&self, answer: Result<T, StoreError>) -> Result<T, StoreError> {
+        let answer = answer.and_then(|done| {
+            self.file_usable()?;
+            Ok(done)
+        });
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match &answer {
+            Ok(_) => *failing = None,
+            Err(StoreError::Unavailable(source)) if is_fault(source.as_ref()) => {
+                *failing = Some(crate::error_chain(source.as_ref()));
+            }
+            Err(_) => {}
+        }
+        answer
+    }
+
+    /// A write of the health-probe row, to learn whether the store takes writes again.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let answer = answer_of_write(self.timeout, async {
+            let mut tx = connection
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(classify)?;
+            sqlx::query(
+                "INSERT INTO health_probe (id, at) VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ'))
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            tx.commit().await.map_err(classify)
+        })
+        .await;
+        if answer.is_err() {
+            connection.close_on_drop();
+        }
+        self.settle(answer)
     }
 
     async fn write_in_transaction(
@@ -236,6 +305,7 @@ impl Store for SqliteStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
+        self.file_usable()?;
         let mut connection = self.pool.acquire().await.map_err(classify)?;
         let answer = answer_of_write(
             self.timeout,
@@ -251,7 +321,7 @@ impl Store for SqliteStore {
         ) {
             connection.close_on_drop();
         }
-        answer
+        self.settle(answer)
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -342,7 +412,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        let row: KeyRow = within(self.timeout, async {
+        self.file_usable()?;
+        let row = within(self.timeout, async {
             sqlx::query_as(concat!(
                 "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
@@ -358,12 +429,14 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)
         })
-        .await?;
+        .await;
+        let row: KeyRow = self.settle(row)?;
         row.into_record()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
-        within(self.timeout, async {
+        self.file_usable()?;
+        let answer = within(self.timeout, async {
             let mut tx = self
                 .pool
                 .begin_with("BEGIN IMMEDIATE")
@@ -393,7 +466,8 @@ impl Store for SqliteStore {
             tx.commit().await.map_err(classify)?;
             Ok(outcome)
         })
-        .await
+        .await;
+        self.settle(answer)
     }
 
     async fn key_page(
@@ -426,6 +500,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        self.file_usable()?;
         within(self.timeout, async {
             sqlx::query("SELECT 1")
                 .execute(&self.pool)
@@ -433,7 +508,18 @@ impl Store for SqliteStore {
                 .map(drop)
                 .map_err(classify)
         })
-        .await
+        .await?;
+        // Answering a read is not enough while writes fail: the store is healthy again once
+        // it takes one.
+        let failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if failing {
+            self.probe().await?;
+        }
+        Ok(())
     }
 }
 
@@ -529,6 +615,19 @@ async fn apply(
             Err(StoreError::GroupNotFound(change.group().clone()))
         }
         Err(e) => Err(classify(e)),
+    }
+}
+
+/// Whether a store error says the file cannot take writes (rather than that its write lock is
+/// busy): an I/O error, or a result code of a file that cannot be used.
+fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
+    match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Io(_)) => true,
+        Some(sqlx::Error::Database(e)) => e
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 3 | 8 | 10 | 11 | 13 | 14 | 26)),
+        _ => false,
     }
 }
 

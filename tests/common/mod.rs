@@ -590,6 +590,11 @@ impl Instance {
         }
     }
 
+    /// The process id, to act on the process from outside (`prlimit`, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process's resident set size, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
