@@ -105,8 +105,11 @@ counters! {
     publish_failures,
     /// Messages received on the channel, valid or not.
     messages_received,
-    /// Messages that carried this instance's own server ID.
+    /// Messages this instance published itself (by its instance id; by its server ID from
+    /// earlier releases, which send none).
     own_messages_ignored,
+    /// Messages from another process with this instance's SERVER_ID (acted on all the same).
+    server_id_clashes,
     /// Messages about a revision this instance already holds, or a tenant it does not hold.
     stale_messages_ignored,
     /// Messages for a tenant whose refresh was already queued, folded into that refresh.

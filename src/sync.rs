@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::bus::{Message, Notice};
+use crate::bus::{Message, Notice, Origin};
 use crate::policy::TenantName;
 use crate::stats::bump;
 use crate::store::{Changed, Position, StoreError};
@@ -42,10 +42,24 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
             return;
         }
     };
-    if notice.server_id() == app.server_id {
-        bump(&app.stats.own_messages_ignored);
-        tracing::debug!(?notice, "ignoring own message");
-        return;
+    match notice.from().origin(&app.server_id) {
+        Origin::Own => {
+            bump(&app.stats.own_messages_ignored);
+            tracing::debug!(?notice, "ignoring own message");
+            return;
+        }
+        Origin::SharedServerId => {
+            if app.stats.server_id_clashes.get() == 0 {
+                tracing::warn!(
+                    server_id = app.server_id.as_str(),
+                    from = %notice.from(),
+                    "another instance publishes with this instance's SERVER_ID: give each \
+                     instance its own; their messages are acted on meanwhile"
+                );
+            }
+            bump(&app.stats.server_id_clashes);
+        }
+        Origin::Other => {}
     }
     let (tenant, revision, from) = match notice {
         Notice::Keys { .. } => {
@@ -57,8 +71,8 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
         Notice::Tenant {
             tenant,
             revision,
-            server_id,
-        } => (tenant, revision, server_id),
+            from,
+        } => (tenant, revision, from),
     };
     if !app.cache.is_behind(tenant.as_str(), revision) {
         if revision > 0 && !app.cache.directory.contains(tenant.as_str()) {

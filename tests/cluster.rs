@@ -102,6 +102,40 @@ async fn own_messages_are_ignored_and_counted() {
 }
 
 #[tokio::test]
+async fn instances_sharing_a_server_id_still_hear_each_other_and_health_says_so() {
+    let cluster = Cluster::start_with(2, &[("SERVER_ID", "shared")]).await;
+    let (writer, peer) = (&cluster[0], &cluster[1]);
+    assert_eq!(peer.health().await["server_id_shared"], false);
+    writer.create_group("acme", "g").await;
+    // The peer holds the tenant, so only a message can bring it the changes that follow
+    // (the sweep runs every 30 s, past PROPAGATION).
+    assert!(!peer.check("acme", "alice", "doc", "read").await);
+    writer.add_permission("acme", "g", "doc", "read").await;
+    writer.assign_user("acme", "alice", "g").await;
+    assert_everywhere(&cluster, ("acme", "alice", "doc", "read"), true).await;
+
+    let health = peer.health().await;
+    assert_eq!(health["server_id"], "shared", "{health}");
+    assert_eq!(health["server_id_shared"], true, "{health}");
+    let stats = peer.cache_stats().await;
+    assert!(stats["server_id_clashes"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(stats["own_messages_ignored"], 0, "{stats}");
+    // The writer took its own messages for its own, not for a clash.
+    let took = eventually(PROPAGATION, || async {
+        writer.cache_stats().await["own_messages_ignored"] == 3
+    })
+    .await;
+    assert!(took.is_some(), "{}", writer.cache_stats().await);
+    assert_eq!(writer.cache_stats().await["server_id_clashes"], 0);
+    assert!(
+        peer.logs()
+            .iter()
+            .any(|line| line.contains("publishes with this instance's SERVER_ID")),
+        "no log line about the shared SERVER_ID"
+    );
+}
+
+#[tokio::test]
 async fn min_revision_gives_read_your_writes_across_instances() {
     // No Redis: the only way instance 1 can know about the write is min_revision.
     let cluster = Cluster::without_bus(2, &[]).await;

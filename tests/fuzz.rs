@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use proptest::prelude::*;
-use rbac_server::bus::{Message, Notice};
+use rbac_server::bus::{Message, Notice, Sender, instance_id};
 use rbac_server::http::{Tokens, metrics};
 use rbac_server::policy::{GroupName, NameProblem, Resource, TenantName};
 use serde_json::Value;
@@ -264,6 +264,7 @@ proptest! {
         let name = TenantName::parse("tenant", tenant).unwrap();
         let message = Message::new(&name, "assign-user", "s", revision);
         let notice = Message::parse(&serde_json::to_vec(&message).unwrap()).unwrap();
-        prop_assert_eq!(notice, Notice::Tenant { tenant: name, server_id: "s".into(), revision });
+        let from = Sender { server_id: "s".into(), instance_id: Some(instance_id().into()) };
+        prop_assert_eq!(notice, Notice::Tenant { tenant: name, from, revision });
     }
 }

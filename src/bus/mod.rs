@@ -38,6 +38,39 @@ pub struct Message {
     pub timestamp: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// The process that published it, unique to each start: instances that share a
+    /// `serverId` (the `server-$PORT` default on several hosts) still tell their own
+    /// messages from each other's. Absent from the messages of earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
+/// This process's instance id: 16 hex digits drawn once, at the first message.
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness the clock still tells two processes apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_nanos() as u64);
+            bytes = (nanos ^ u64::from(std::process::id())).to_le_bytes();
+        }
+        hex::encode(bytes)
+    })
+}
+
+/// Who sent a message, as the receiving instance sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This process.
+    Own,
+    /// Another process with this instance's SERVER_ID: a misconfiguration to report, and a
+    /// message to act on all the same.
+    SharedServerId,
+    /// Another instance.
+    Other,
 }
 
 /// The operations whose messages say that the API keys changed.
@@ -49,17 +82,46 @@ pub enum Notice {
     /// The tenant reached the revision in the store.
     Tenant {
         tenant: TenantName,
-        server_id: String,
+        from: Sender,
         revision: u64,
     },
     /// A key was created or revoked.
-    Keys { server_id: String },
+    Keys { from: Sender },
+}
+
+/// The instance that published a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub server_id: String,
+    pub instance_id: Option<String>,
 }
 
 impl Notice {
-    pub fn server_id(&self) -> &str {
+    pub fn from(&self) -> &Sender {
         match self {
-            Notice::Tenant { server_id, .. } | Notice::Keys { server_id } => server_id,
+            Notice::Tenant { from, .. } | Notice::Keys { from } => from,
+        }
+    }
+}
+
+impl Sender {
+    /// Who this is, to the instance whose SERVER_ID is `server_id`.
+    pub fn origin(&self, server_id: &str) -> Origin {
+        match &self.instance_id {
+            Some(id) if id == instance_id() => Origin::Own,
+            Some(_) if self.server_id == server_id => Origin::SharedServerId,
+            // An earlier release names no instance: its server ID is all there is to go by.
+            None if self.server_id == server_id => Origin::Own,
+            _ => Origin::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.instance_id {
+            Some(id) => write!(f, "{} ({id})", self.server_id),
+            None => f.write_str(&self.server_id),
         }
     }
 }
@@ -86,6 +148,7 @@ impl Message {
             server_id: server_id.to_owned(),
             timestamp: OffsetDateTime::now_utc(),
             revision: Some(revision),
+            instance_id: Some(instance_id().to_owned()),
         }
     }
 
@@ -97,6 +160,7 @@ impl Message {
             server_id: server_id.to_owned(),
             timestamp: OffsetDateTime::now_utc(),
             revision: None,
+            instance_id: Some(instance_id().to_owned()),
         }
     }
 
@@ -106,20 +170,22 @@ impl Message {
             return Err(MessageError::TooLarge(payload.len()));
         }
         let message: Message = serde_json::from_slice(payload)?;
+        let from = Sender {
+            server_id: message.server_id,
+            instance_id: message.instance_id,
+        };
         if KEY_OPERATIONS.contains(&message.operation.as_str()) {
             if message.tenant.is_some() || message.revision.is_some() {
                 return Err(MessageError::UnexpectedTenant(message.operation));
             }
-            return Ok(Notice::Keys {
-                server_id: message.server_id,
-            });
+            return Ok(Notice::Keys { from });
         }
         let (Some(tenant), Some(revision)) = (&message.tenant, message.revision) else {
             return Err(MessageError::MissingTenant(message.operation));
         };
         Ok(Notice::Tenant {
             tenant: TenantName::parse("tenant", tenant)?,
-            server_id: message.server_id,
+            from,
             revision,
         })
     }
@@ -229,10 +295,36 @@ mod tests {
             Message::parse(&json).unwrap(),
             Notice::Tenant {
                 tenant,
-                server_id: "server-3000".into(),
+                from: Sender {
+                    server_id: "server-3000".into(),
+                    instance_id: Some(instance_id().into()),
+                },
                 revision: 7
             }
         );
+    }
+
+    #[test]
+    fn own_messages_are_told_by_instance_and_a_shared_server_id_is_noticed() {
+        let tenant = TenantName::parse("tenant", "acme").unwrap();
+        let sent = |server_id: &str, instance: Option<&str>| {
+            let mut message = Message::new(&tenant, "add-permission", server_id, 1);
+            message.instance_id = instance.map(str::to_owned);
+            Message::parse(&serde_json::to_vec(&message).unwrap())
+                .unwrap()
+                .from()
+                .origin("server-3000")
+        };
+        assert_eq!(sent("server-3000", Some(instance_id())), Origin::Own);
+        assert_eq!(
+            sent("server-3000", Some("0123456789abcdef")),
+            Origin::SharedServerId
+        );
+        assert_eq!(sent("server-3001", Some("0123456789abcdef")), Origin::Other);
+        // Earlier releases send no instance id.
+        assert_eq!(sent("server-3000", None), Origin::Own);
+        assert_eq!(sent("server-3001", None), Origin::Other);
+        assert_eq!(instance_id().len(), 16);
     }
 
     #[test]
@@ -247,7 +339,10 @@ mod tests {
         assert_eq!(
             Message::parse(&json).unwrap(),
             Notice::Keys {
-                server_id: "server-3001".into()
+                from: Sender {
+                    server_id: "server-3001".into(),
+                    instance_id: Some(instance_id().into()),
+                }
             }
         );
     }

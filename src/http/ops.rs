@@ -23,6 +23,8 @@ pub struct HealthResponse {
     server_id: String,
     database: &'static str,
     redis: &'static str,
+    /// Whether messages from another process with this SERVER_ID have arrived.
+    server_id_shared: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -118,6 +120,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         server_id: state.app.server_id.clone(),
         database,
         redis: state.app.bus.state().as_str(),
+        server_id_shared: state.app.stats.server_id_clashes.get() > 0,
     })
 }
 
