@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: gates (rustfmt, clippy), then every unit and integration test against a
 # real PostgreSQL and a real Redis that this script starts on free loopback ports, and stops
-# again on the way out; then the HTTP-level tests once more on the embedded SQLite store.
+# again on the way out; then the HTTP-level tests once more on the embedded SQLite store, and
+# a build of the server from exactly the files the Dockerfile copies.
 #
 # Where the servers come from, in order:
 #   1. TEST_DATABASE_URL and TEST_REDIS_URL, if both are set: servers you run yourself (the
@@ -36,3 +37,19 @@ log "cargo test (HTTP tests on PostgreSQL)"
 cargo test --locked --all-targets "$@"
 log "cargo test (HTTP tests again, on the embedded SQLite store)"
 TEST_STORE=sqlite cargo test --locked --test api --test cluster --test keys --test tenants "$@"
+
+# The container image builds from what the Dockerfile copies, and nothing else: build the
+# server from exactly those files. The dev profile and the shared target directory reuse the
+# dependencies built above, so this costs one compile of the crate; the files needed are the
+# same for the release build the Dockerfile runs.
+log "the Dockerfile's build context is enough to build the server"
+context="$work/docker-context"
+mkdir -p "$context"
+sources=$(awk '/^FROM /{stage++} stage == 1 && /^COPY / && !/--from=/ {for (i = 2; i < NF; i++) print $i}' Dockerfile)
+[ -n "$sources" ] || die "found no COPY in the Dockerfile's build stage"
+for source in $sources; do
+  cp -r --parents "$source" "$context/"
+done
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+(cd "$context" && CARGO_TARGET_DIR="$target_dir" cargo build --locked --bins --quiet) \
+  || die "the server does not build from the files the Dockerfile copies: ${sources//$'\n'/ }"
