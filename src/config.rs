@@ -96,10 +96,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
-    /// Seconds within which a request's head must arrive whole, counted from when the
-    /// connection opened or from the previous response: a connection idle this long, or
-    /// sending its head more slowly, is closed. Behind a load balancer, make it longer than
-    /// the balancer's own idle timeout.
+    /// Seconds a connection may go without a request in flight, from when it opened or from
+    /// its last answer, before it is closed: idle, or sending its next request head too
+    /// slowly. Behind a load balancer, make it longer than the balancer's own idle timeout.
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub idle_timeout_secs: u64,

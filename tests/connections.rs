@@ -226,3 +226,36 @@ async fn shutdown_closes_idle_connections_at_once() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_too() {
+    let cluster =
+        Cluster::without_bus(1, &[("MAX_CONNECTIONS", "1"), ("IDLE_TIMEOUT_SECS", "2")]).await;
+    let node = &cluster[0];
+    // One request over cleartext HTTP/2, then the connection stays open in the client's
+    // pool, answering the server's pings: it holds the only place.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap();
+    let response = h2.get(node.url("/health")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Served once the idle HTTP/2 connection is closed, within the idle timeout.
+    let started = Instant::now();
+    let other = reqwest::Client::new()
+        .get(node.url("/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("answered once the idle connection closed");
+    assert_eq!(other.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(h2);
+}

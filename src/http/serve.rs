@@ -1,12 +1,12 @@
 //! Accepting connections and serving HTTP/1.1 and HTTP/2 on them, within limits that no client
-//! can push past: a cap on open connections, a time within which each request's head must
-//! arrive whole (which also closes idle keep-alive connections), and a cap on a head's size.
+//! can push past: a cap on open connections, a time a connection may stay without a request
+//! in flight (idle, or sending a head too slowly), and a cap on a head's size.
 //! Everything here happens before authentication, so none of it may grow with what a client
 //! sends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::body::Incoming;
@@ -33,9 +33,8 @@ pub struct Limits {
     /// Connections open at once; past it the listener waits for one to close before it
     /// accepts the next (which waits in the kernel's backlog meanwhile).
     pub max_connections: usize,
-    /// How long a request's head may take to arrive whole, counted from when the connection
-    /// opened or from the previous response: a connection that is idle, or sends its head
-    /// too slowly, for this long is closed.
+    /// How long a connection may go without a request in flight, from when it opened or from
+    /// its last answer, before it is closed: idle, or sending its next head too slowly.
     pub idle_timeout: Duration,
 }
 
@@ -105,6 +104,47 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
+/// What a connection is doing, as its requests begin and end: enough to tell when it has
+/// been idle for the idle timeout, whatever its protocol.
+struct Activity {
+    opened: Instant,
+    /// Whether any request has begun.
+    began: AtomicBool,
+    in_flight: AtomicUsize,
+    /// When the last request ended, in milliseconds since `opened`.
+    last_ended_ms: AtomicU64,
+}
+
+/// A request in flight on its connection, until dropped (answered, or abandoned).
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.began.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// How much longer the connection may stay idle before it is closed: zero once it has
+    /// been idle for `timeout`, the whole timeout while a request is in flight.
+    fn idle_left(&self, timeout: Duration) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return timeout;
+        }
+        let ended = Duration::from_millis(self.last_ended_ms.load(Ordering::Relaxed));
+        let idle = self.opened.elapsed().saturating_sub(ended);
+        timeout.saturating_sub(idle)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let at = self.0.opened.elapsed().as_millis() as u64;
+        self.0.last_ended_ms.store(at, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One connection, holding its permit until it closes.
 async fn connection(
     stream: TcpStream,
@@ -115,15 +155,27 @@ async fn connection(
 ) {
     // Responses are written whole; waiting to coalesce them only adds latency.
     let _ = stream.set_nodelay(true);
-    // hyper times a request head only once it knows the protocol, and finding that out waits
-    // for the client's first bytes without any timer: until a first request begins, this
-    // connection is timed here instead.
-    let began = Arc::new(AtomicBool::new(false));
+    // hyper times an HTTP/1 request head (and the idle wait before it) only once it knows
+    // the protocol, which waits for the client's first bytes without any timer; and nothing
+    // in hyper closes an HTTP/2 connection that stays idle while it answers pings. So every
+    // connection is also timed here: idle, with no request in flight, for the idle timeout,
+    // and it is closed.
+    let activity = Arc::new(Activity {
+        opened: Instant::now(),
+        began: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        last_ended_ms: AtomicU64::new(0),
+    });
     let service = {
-        let began = began.clone();
+        let activity = activity.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            began.store(true, Ordering::Relaxed);
-            router.clone().call(request)
+            let in_flight = activity.begin();
+            let answer = router.clone().call(request);
+            async move {
+                let response = answer.await;
+                drop(in_flight);
+                response
+            }
         })
     };
     let mut builder = Builder::new(TokioExecutor::new());
@@ -141,21 +193,27 @@ async fn connection(
         .keep_alive_timeout(limits.idle_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let first_request = tokio::time::sleep(limits.idle_timeout);
-    tokio::pin!(first_request);
-    let mut waiting_for_first = true;
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     let mut closing = false;
     loop {
         tokio::select! {
             _ = connection.as_mut() => return,
-            _ = &mut first_request, if waiting_for_first => {
-                if !began.load(Ordering::Relaxed) {
-                    return;
+            _ = &mut idle, if !closing => {
+                let left = activity.idle_left(limits.idle_timeout);
+                if left.is_zero() {
+                    // Still finding out its protocol: nothing to close gracefully.
+                    if !activity.began.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                } else {
+                    idle.as_mut().reset(tokio::time::Instant::now() + left);
                 }
-                waiting_for_first = false;
             }
             _ = draining.cancelled(), if !closing => {
-                if !began.load(Ordering::Relaxed) {
+                if !activity.began.load(Ordering::Relaxed) {
                     return;
                 }
                 connection.as_mut().graceful_shutdown();

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::Connection;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
@@ -96,6 +95,22 @@ impl PgStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(classify)
+    }
+
+    /// Runs `write` on a connection of its own, waiting for PostgreSQL's answer rather than
+    /// giving up first ([`answer_of_write`]): PostgreSQL ends the statement at the store
+    /// timeout. A connection that failed (lost, timed out, PostgreSQL going away) is closed
+    /// rather than handed to the next operation.
+    async fn write_with<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let answer = answer_of_write(self.timeout, write(&mut connection)).await;
+        if matches!(answer, Err(StoreError::Unavailable(_))) {
+            connection.close_on_drop();
+        }
+        answer
     }
 
     async fn write_once(
@@ -305,14 +320,10 @@ impl Store for PgStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
-        let answer = answer_of_write(
-            self.timeout,
-            Self::write_once(&mut connection, tenant, change, server_id, actor),
-        )
-        .await;
-        close_if_broken(&mut connection, &answer);
-        answer
+        self.write_with(async |connection| {
+            Self::write_once(connection, tenant, change, server_id, actor).await
+        })
+        .await
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -345,6 +356,19 @@ impl Store for PgStore {
         &self,
         each: &mut (dyn FnMut(TenantName) + Send),
     ) -> Result<Position, StoreError> {
+        // However many tenants there are, the listing takes as long as it takes (each wait for
+        // a row is bounded instead), so the connection's statement timeout is lifted for it.
+        let mut tx = within(self.timeout, async {
+            self.pool.begin().await.map_err(classify)
+        })
+        .await?;
+        within(self.timeout, async {
+            sqlx::query("SET LOCAL statement_timeout = 0")
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)
+        })
+        .await?;
         // The position is the xmin of the statement's own snapshot: see the migration
         // 20261130000001_change_positions.sql.
         let rows = sqlx::query_as::<_, ChangedRow>(
@@ -353,8 +377,13 @@ impl Store for PgStore {
              UNION ALL
              SELECT name, revision, NULL, NULL FROM tenants WHERE revision > 0",
         )
-        .fetch(&self.pool);
-        read_listing(self.timeout, rows, classify, each).await
+        .fetch(&mut *tx);
+        let position = read_listing(self.timeout, rows, classify, each).await?;
+        within(self.timeout, async {
+            tx.rollback().await.map_err(classify)
+        })
+        .await?;
+        Ok(position)
     }
 
     async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError> {
@@ -416,47 +445,43 @@ impl Store for PgStore {
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
-        let answer = answer_of_write(self.timeout, async {
-            sqlx::query_as(concat!(
-                "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
+        let row: KeyRow = self
+            .write_with(async |connection| {
+                sqlx::query_as(concat!(
+                    "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-                key_columns!()
-            ))
-            .bind(&key.id)
-            .bind(&key.name)
-            .bind(key.scope.tenant().map(TenantName::as_str))
-            .bind(key.role.as_str())
-            .bind(&key.secret_hash[..])
-            .bind(&key.created_by)
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(classify)
-        })
-        .await;
-        close_if_broken(&mut connection, &answer);
-        let row: KeyRow = answer?;
+                    key_columns!()
+                ))
+                .bind(&key.id)
+                .bind(&key.name)
+                .bind(key.scope.tenant().map(TenantName::as_str))
+                .bind(key.role.as_str())
+                .bind(&key.secret_hash[..])
+                .bind(&key.created_by)
+                .fetch_one(connection)
+                .await
+                .map_err(classify)
+            })
+            .await?;
         row.into_record()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
         // One statement: whether the key exists, and whether this call revoked it.
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
-        let answer = answer_of_write(self.timeout, async {
-            sqlx::query_scalar(
-                "WITH revoked AS (
+        let found: Option<bool> = self
+            .write_with(async |connection| {
+                sqlx::query_scalar(
+                    "WITH revoked AS (
                      UPDATE api_keys SET revoked_at = now()
                      WHERE id = $1 AND revoked_at IS NULL RETURNING id)
                  SELECT EXISTS (SELECT 1 FROM revoked) FROM api_keys WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await
-            .map_err(classify)
-        })
-        .await;
-        close_if_broken(&mut connection, &answer);
-        let found: Option<bool> = answer?;
+                )
+                .bind(id)
+                .fetch_optional(connection)
+                .await
+                .map_err(classify)
+            })
+            .await?;
         Ok(match found {
             None => Revocation::NoSuchKey,
             Some(true) => Revocation::Revoked,
@@ -519,14 +544,6 @@ async fn revision_in(
         .await
         .map_err(classify)?;
     Ok(revision.map_or(0, to_revision))
-}
-
-/// A connection that failed (lost, timed out, or PostgreSQL going away) is closed rather
-/// than handed to the next operation.
-fn close_if_broken<T>(connection: &mut PoolConnection<Postgres>, answer: &Result<T, StoreError>) {
-    if matches!(answer, Err(StoreError::Unavailable(_))) {
-        connection.close_on_drop();
-    }
 }
 
 /// Sorts a database error into "the store is not there" and everything else.

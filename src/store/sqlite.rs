@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -44,11 +44,16 @@ pub struct SqliteStore {
     /// How long any one store operation may take, waiting for the write lock included.
     timeout: Duration,
     /// The file written, watched for being deleted, replaced or truncated; None in memory.
-    file: Option<FileGuard>,
+    file: Option<Arc<FileGuard>>,
     /// Why the last write failed for want of a usable file (a full disk, an I/O error), until
     /// a write or a health check's probe succeeds.
     failing: Mutex<Option<String>>,
+    /// When the health probe last ran; held while it runs.
+    last_probe: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// The least time between two health probes.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`.
@@ -77,7 +82,11 @@ impl SqliteStore {
         pool_size: u32,
     ) -> Result<Self, OpenError> {
         let filename = options.get_filename().to_owned();
-        let in_memory = filename == Path::new(":memory:");
+        // sqlx names a database in memory `file:sqlx-in-memory-N`.
+        let in_memory = filename == Path::new(":memory:")
+            || filename
+                .to_string_lossy()
+                .starts_with("file:sqlx-in-memory-");
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL is durable across process crashes in WAL mode; only a power loss can
@@ -107,35 +116,62 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(OpenError::from_migration)?;
-        // A database in memory (which sqlx names `file:sqlx-in-memory-N`) has no file to
-        // watch, and neither is there one at the path then.
-        let file = FileGuard::new(&filename).ok();
+        // A database in memory has no file to watch.
+        let file = match in_memory {
+            true => None,
+            false => Some(Arc::new(FileGuard::new(&filename).map_err(|e| {
+                OpenError::Unreachable(format!(
+                    "cannot look at the SQLite database file {}: {e}",
+                    filename.display()
+                ))
+            })?)),
+        };
         Ok(Self {
             pool,
             timeout,
             file,
             failing: Mutex::new(None),
+            last_probe: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// Refuses to go on if the file is no longer the one opened.
-    fn file_usable(&self) -> Result<(), StoreError> {
-        match &self.file {
-            Some(file) => file
-                .check()
-                .map_err(|reason| StoreError::Unavailable(reason.to_owned().into())),
-            None => Ok(()),
-        }
+    /// Refuses to go on if the file is no longer the one opened. Looking is a few system
+    /// calls on the file, made off the runtime's threads: a stalled disk must not stall
+    /// checks.
+    async fn file_usable(&self) -> Result<(), StoreError> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || file.check().map_err(str::to_owned))
+            .await
+            .map_err(|e| StoreError::Internal(Box::new(e)))?
+            .map_err(|reason| StoreError::Unavailable(reason.into()))
     }
 
-    /// The answer to give for a write the store answered: refused if the file stopped being
-    /// the one opened meanwhile (the write went where nobody will read it); and what it says
-    /// of the store's health.
-    fn settle<T>(&self, answer: Result<T, StoreError>) -> Result<T, StoreError> {
-        let answer = answer.and_then(|done| {
-            self.file_usable()?;
-            Ok(done)
-        });
+    /// Runs `write` on a connection of its own, waiting for SQLite's answer rather than
+    /// giving up first (it stops waiting for the write lock at the busy timeout), and
+    /// acknowledges it only if the file is still the one opened: else the write went where
+    /// nobody will read it. A connection whose write failed is closed, not reused: one whose
+    /// COMMIT failed (a full disk) can be left believing it is still in a transaction, and
+    /// would refuse every later write. The outcome also tells whether the store takes writes.
+    async fn write_with<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.file_usable().await?;
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let mut answer = answer_of_write(self.timeout, write(&mut connection)).await;
+        if matches!(
+            answer,
+            Err(StoreError::Unavailable(_) | StoreError::Internal(_))
+        ) {
+            connection.close_on_drop();
+        }
+        if answer.is_ok()
+            && let Err(lost) = self.file_usable().await
+        {
+            answer = Err(lost);
+        }
         let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
         match &answer {
             Ok(_) => *failing = None,
@@ -147,10 +183,25 @@ impl SqliteStore {
         answer
     }
 
-    /// A write of the health-probe row, to learn whether the store takes writes again.
+    /// Whether the store takes writes again, while the last ones failed: a write of the
+    /// health-probe row. One at a time and at most one a second, however many health checks
+    /// ask; the others are answered by the last probe's outcome.
     async fn probe(&self) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
-        let answer = answer_of_write(self.timeout, async {
+        let still_failing = || {
+            self.failing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .map_or(Ok(()), |reason| Err(StoreError::Unavailable(reason.into())))
+        };
+        let Ok(mut last) = self.last_probe.try_lock() else {
+            return still_failing();
+        };
+        if last.is_some_and(|at| at.elapsed() < PROBE_INTERVAL) {
+            return still_failing();
+        }
+        *last = Some(Instant::now());
+        self.write_with(async |connection| {
             let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
                 .await
@@ -164,11 +215,7 @@ impl SqliteStore {
             .map_err(classify)?;
             tx.commit().await.map_err(classify)
         })
-        .await;
-        if answer.is_err() {
-            connection.close_on_drop();
-        }
-        self.settle(answer)
+        .await
     }
 
     async fn write_in_transaction(
@@ -305,23 +352,10 @@ impl Store for SqliteStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        self.file_usable()?;
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
-        let answer = answer_of_write(
-            self.timeout,
-            Self::write_in_transaction(&mut connection, tenant, change, server_id, actor),
-        )
-        .await;
-        // A connection whose transaction failed half-way (a full disk at COMMIT, say) can be
-        // left believing it is still in one, and would refuse every later write: closed, not
-        // reused.
-        if matches!(
-            answer,
-            Err(StoreError::Unavailable(_) | StoreError::Internal(_))
-        ) {
-            connection.close_on_drop();
-        }
-        self.settle(answer)
+        self.write_with(async |connection| {
+            Self::write_in_transaction(connection, tenant, change, server_id, actor).await
+        })
+        .await
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
@@ -412,33 +446,30 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        self.file_usable()?;
-        let row = within(self.timeout, async {
-            sqlx::query_as(concat!(
-                "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
-                key_columns!()
-            ))
-            .bind(&key.id)
-            .bind(&key.name)
-            .bind(key.scope.tenant().map(TenantName::as_str))
-            .bind(key.role.as_str())
-            .bind(&key.secret_hash[..])
-            .bind(&key.created_by)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)
-        })
-        .await;
-        let row: KeyRow = self.settle(row)?;
+        let row: KeyRow = self
+            .write_with(async |connection| {
+                sqlx::query_as(concat!(
+                    "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
+                    key_columns!()
+                ))
+                .bind(&key.id)
+                .bind(&key.name)
+                .bind(key.scope.tenant().map(TenantName::as_str))
+                .bind(key.role.as_str())
+                .bind(&key.secret_hash[..])
+                .bind(&key.created_by)
+                .fetch_one(connection)
+                .await
+                .map_err(classify)
+            })
+            .await?;
         row.into_record()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
-        self.file_usable()?;
-        let answer = within(self.timeout, async {
-            let mut tx = self
-                .pool
+        self.write_with(async |connection| {
+            let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(classify)?;
@@ -466,8 +497,7 @@ impl Store for SqliteStore {
             tx.commit().await.map_err(classify)?;
             Ok(outcome)
         })
-        .await;
-        self.settle(answer)
+        .await
     }
 
     async fn key_page(
@@ -500,7 +530,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.file_usable()?;
+        self.file_usable().await?;
         within(self.timeout, async {
             sqlx::query("SELECT 1")
                 .execute(&self.pool)
