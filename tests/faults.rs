@@ -685,3 +685,76 @@ async fn a_write_answered_503_never_commits_later_and_other_tenants_go_on() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn a_postgres_that_answers_reads_but_refuses_writes_is_reported_and_recovers() {
+    use sqlx::Connection;
+
+    let database = common::fresh_postgres_database().await;
+    let cluster = Cluster::on(1, database.clone(), None, &[]).await;
+    let node = &cluster[0];
+    node.create_group("acme", "g").await;
+    let name: String = database.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&database).await.unwrap();
+    // Every new session read-only, as on a standby after a failover; the instance's current
+    // sessions end, so that it opens new ones.
+    let read_only = async |admin: &mut sqlx::PgConnection, on: bool| {
+        let setting = if on {
+            "SET default_transaction_read_only = on"
+        } else {
+            "RESET default_transaction_read_only"
+        };
+        // The name is one the tests made (rbac_ and hex digits).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{name}\" {setting}"
+        )))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    };
+    read_only(&mut admin, true).await;
+
+    let mut refused = 0;
+    for i in 0..10 {
+        let (status, body) = node
+            .post(
+                "/assign-user",
+                json!({"tenant": "acme", "group": "g", "user": format!("u{i}")}),
+            )
+            .await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+        } else {
+            // The first may meet a connection that was just ended (a connection error,
+            // also 503); nothing else is acceptable.
+            panic!("write {i} answered {status}: {body}");
+        }
+    }
+    assert_eq!(refused, 10);
+    assert_eq!(node.health().await["database"], "down");
+    let (ready, _) = node.get("/ready", &[]).await;
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+    // Reads go on.
+    assert_eq!(node.revision("acme").await, 1);
+
+    read_only(&mut admin, false).await;
+    let recovered = eventually(Duration::from_secs(10), || async {
+        node.health().await["database"] == "ok"
+    })
+    .await;
+    assert!(recovered.is_some(), "health never recovered");
+    let (status, body) = node
+        .post(
+            "/assign-user",
+            json!({"tenant": "acme", "group": "g", "user": "late"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

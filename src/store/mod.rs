@@ -8,6 +8,7 @@
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_file;
+mod write_health;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -10,6 +10,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::write_health::WriteHealth;
 use super::{
     BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
     StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
@@ -43,6 +44,8 @@ pub struct PgStore {
     /// How long any one store operation may take, connection included, before it fails as
     /// unavailable: a PostgreSQL outage must turn into a quick 503, never a hung request.
     timeout: Duration,
+    /// Whether writes fail while PostgreSQL still answers queries (a full disk, say).
+    write_health: WriteHealth,
 }
 
 impl PgStore {
@@ -86,7 +89,11 @@ impl PgStore {
             .await
             .map_err(OpenError::from_migration)?;
         let _ = migrating.close().await;
-        Ok(Self { pool, timeout })
+        Ok(Self {
+            pool,
+            timeout,
+            write_health: WriteHealth::default(),
+        })
     }
 
     /// A read-only transaction that sees one consistent snapshot of the store.
@@ -110,6 +117,7 @@ impl PgStore {
         if matches!(answer, Err(StoreError::Unavailable(_))) {
             connection.close_on_drop();
         }
+        self.write_health.record(&answer, is_fault);
         answer
     }
 
@@ -529,7 +537,31 @@ impl Store for PgStore {
                 .map(drop)
                 .map_err(classify)
         })
-        .await
+        .await?;
+        let probe = self.write_with(async |connection| {
+            sqlx::query(
+                "INSERT INTO health_probe (id, at) VALUES (1, now())
+                 ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
+            )
+            .execute(connection)
+            .await
+            .map(drop)
+            .map_err(classify)
+        });
+        self.write_health.check(probe).await
+    }
+}
+
+/// Whether a store error says PostgreSQL cannot take writes while it may still answer
+/// queries: SQLSTATE classes 53 (insufficient resources: disk full, out of memory) and 58
+/// (system error: an I/O error), and 25006 (read-only: a standby after a failover, or a
+/// database set read-only).
+fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
+    match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+            code.starts_with("53") || code.starts_with("58") || code == "25006"
+        }),
+        _ => false,
     }
 }
 
@@ -554,11 +586,17 @@ fn classify(error: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57
-        // (operator intervention: shutdown, restart) are outages, not bugs.
-        sqlx::Error::Database(e) => e
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57")),
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources), 57
+        // (operator intervention: shutdown, restart) and 58 (system error), and 25006 (a
+        // read-only transaction: a standby, or a database set read-only) are outages, not
+        // bugs.
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57")
+                || c.starts_with("58")
+                || c == "25006"
+        }),
         _ => false,
     };
     let source: BoxError = Box::new(error);

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 
 use super::sqlite_file::FileGuard;
+use super::write_health::WriteHealth;
 use super::{
     BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
     StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
@@ -45,15 +46,9 @@ pub struct SqliteStore {
     timeout: Duration,
     /// The file written, watched for being deleted, replaced or truncated; None in memory.
     file: Option<Arc<FileGuard>>,
-    /// Why the last write failed for want of a usable file (a full disk, an I/O error), until
-    /// a write or a health check's probe succeeds.
-    failing: Mutex<Option<String>>,
-    /// When the health probe last ran; held while it runs.
-    last_probe: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether writes fail for want of a usable file (a full disk, an I/O error).
+    write_health: WriteHealth,
 }
-
-/// The least time between two health probes.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`.
@@ -130,8 +125,7 @@ impl SqliteStore {
             pool,
             timeout,
             file,
-            failing: Mutex::new(None),
-            last_probe: tokio::sync::Mutex::new(None),
+            write_health: WriteHealth::default(),
         })
     }
 
@@ -172,35 +166,12 @@ impl SqliteStore {
         {
             answer = Err(lost);
         }
-        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        match &answer {
-            Ok(_) => *failing = None,
-            Err(StoreError::Unavailable(source)) if is_fault(source.as_ref()) => {
-                *failing = Some(crate::error_chain(source.as_ref()));
-            }
-            Err(_) => {}
-        }
+        self.write_health.record(&answer, is_fault);
         answer
     }
 
-    /// Whether the store takes writes again, while the last ones failed: a write of the
-    /// health-probe row. One at a time and at most one a second, however many health checks
-    /// ask; the others are answered by the last probe's outcome.
+    /// A write of the health-probe row: does the store take writes again?
     async fn probe(&self) -> Result<(), StoreError> {
-        let still_failing = || {
-            self.failing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-                .map_or(Ok(()), |reason| Err(StoreError::Unavailable(reason.into())))
-        };
-        let Ok(mut last) = self.last_probe.try_lock() else {
-            return still_failing();
-        };
-        if last.is_some_and(|at| at.elapsed() < PROBE_INTERVAL) {
-            return still_failing();
-        }
-        *last = Some(Instant::now());
         self.write_with(async |connection| {
             let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
@@ -539,17 +510,7 @@ impl Store for SqliteStore {
                 .map_err(classify)
         })
         .await?;
-        // Answering a read is not enough while writes fail: the store is healthy again once
-        // it takes one.
-        let failing = self
-            .failing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        if failing {
-            self.probe().await?;
-        }
-        Ok(())
+        self.write_health.check(self.probe()).await
     }
 }
 
