@@ -83,7 +83,8 @@ impl Admission {
     }
 
     /// Tenants with writes at the store or waiting for it.
-    pub fn tenants_writing(&self) -> usize {
+    #[cfg(test)]
+    fn tenants_writing(&self) -> usize {
         self.tenants.lock().expect("admission lock").len()
     }
 }

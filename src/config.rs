@@ -334,6 +334,26 @@ mod tests {
     }
 
     #[test]
+    fn connections_default_to_three_quarters_of_the_open_files_at_most_ten_thousand() {
+        let config = parse(&[]).unwrap();
+        let max = |files| config.connection_limits(files).max_connections;
+        assert_eq!(max(Some(1024)), 768);
+        assert_eq!(max(Some(1_048_576)), 10_000);
+        assert_eq!(max(Some(1)), 1);
+        assert_eq!(
+            max(None),
+            768,
+            "the usual 1,024 when the limit cannot be read"
+        );
+        let config = parse(&["--max-connections", "50000", "--idle-timeout-secs", "7"]).unwrap();
+        let limits = config.connection_limits(Some(1024));
+        assert_eq!(limits.max_connections, 50_000, "set, it is taken as is");
+        assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--idle-timeout-secs", "0"]).is_err());
+    }
+
+    #[test]
     fn defaults_follow_the_port() {
         let config = parse(&[
             "--database-url",

@@ -42,7 +42,7 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
             return;
         }
     };
-    match notice.from().origin(&app.server_id) {
+    match notice.sender().origin(&app.server_id) {
         Origin::Own => {
             bump(&app.stats.own_messages_ignored);
             tracing::debug!(?notice, "ignoring own message");
@@ -52,7 +52,7 @@ pub fn on_message(app: &Arc<App>, payload: &[u8]) {
             if app.stats.server_id_clashes.get() == 0 {
                 tracing::warn!(
                     server_id = app.server_id.as_str(),
-                    from = %notice.from(),
+                    from = %notice.sender(),
                     "another instance publishes with this instance's SERVER_ID: give each \
                      instance its own; their messages are acted on meanwhile"
                 );

@@ -758,3 +758,48 @@ async fn a_postgres_that_answers_reads_but_refuses_writes_is_reported_and_recove
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn a_write_that_reached_the_store_is_answered_by_it_not_by_the_request_timeout() {
+    use sqlx::Connection;
+
+    let database = common::fresh_postgres_database().await;
+    let cluster = Cluster::on(
+        1,
+        database.clone(),
+        None,
+        &[("REQUEST_TIMEOUT_SECS", "1"), ("STORE_TIMEOUT_SECS", "5")],
+    )
+    .await;
+    let node = &cluster[0];
+    node.create_group("locked", "g").await;
+    let mut holder = sqlx::PgConnection::connect(&database).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM tenants WHERE name = 'locked' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Let go of the lock after the request timeout has passed, within the store timeout.
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    };
+    let started = Instant::now();
+    let ((status, body), ()) = tokio::join!(
+        node.post(
+            "/assign-user",
+            json!({"tenant": "locked", "group": "g", "user": "alice"}),
+        ),
+        release
+    );
+    // Answered 503 at the request timeout, it would have committed all the same a second
+    // later: the answer waits for the store instead, and is the truth.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revision"], 2, "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(body["changed"], true, "{body}");
+}

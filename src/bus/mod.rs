@@ -97,7 +97,7 @@ pub struct Sender {
 }
 
 impl Notice {
-    pub fn from(&self) -> &Sender {
+    pub fn sender(&self) -> &Sender {
         match self {
             Notice::Tenant { from, .. } | Notice::Keys { from } => from,
         }
@@ -312,7 +312,7 @@ mod tests {
             message.instance_id = instance.map(str::to_owned);
             Message::parse(&serde_json::to_vec(&message).unwrap())
                 .unwrap()
-                .from()
+                .sender()
                 .origin("server-3000")
         };
         assert_eq!(sent("server-3000", Some(instance_id())), Origin::Own);

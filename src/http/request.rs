@@ -89,11 +89,14 @@ where
             (None, self.inner.call(request), None)
         } else {
             let span = request_span(&id, &method, route);
-            let committing = Arc::new(AtomicBool::new(false));
-            let inner = COMMITTING.sync_scope(committing.clone(), || {
-                span.in_scope(|| self.inner.call(request))
-            });
-            (Some(span), inner, Some(committing))
+            // Only a POST writes.
+            let committing = (method == Method::POST).then(|| Arc::new(AtomicBool::new(false)));
+            let inner = match &committing {
+                Some(flag) => COMMITTING
+                    .sync_scope(flag.clone(), || span.in_scope(|| self.inner.call(request))),
+                None => span.in_scope(|| self.inner.call(request)),
+            };
+            (Some(span), inner, committing)
         };
         Handled {
             inner,
@@ -121,8 +124,8 @@ pin_project_lite::pin_project! {
         started: Instant,
         settings: RequestLayer,
         deadline: Option<Pin<Box<Sleep>>>,
-        // Set once the handler has handed a write to the store (None for the hot route,
-        // which writes nothing).
+        // Set once the handler has handed a write to the store (None for the hot route and
+        // for reads, which write nothing).
         committing: Option<Arc<AtomicBool>>,
     }
 }

@@ -553,16 +553,21 @@ impl Store for PgStore {
 }
 
 /// Whether a store error says PostgreSQL cannot take writes while it may still answer
-/// queries: SQLSTATE classes 53 (insufficient resources: disk full, out of memory) and 58
-/// (system error: an I/O error), and 25006 (read-only: a standby after a failover, or a
-/// database set read-only).
+/// queries.
 fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
     match error.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
-            code.starts_with("53") || code.starts_with("58") || code == "25006"
-        }),
+        Some(sqlx::Error::Database(e)) => refuses_writes(e.as_ref()),
         _ => false,
     }
+}
+
+/// SQLSTATE classes 53 (insufficient resources: disk full, out of memory) and 58 (system
+/// error: an I/O error), and 25006 (read-only: a standby after a failover, or a database set
+/// read-only).
+fn refuses_writes(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error
+        .code()
+        .is_some_and(|c| c.starts_with("53") || c.starts_with("58") || c == "25006")
 }
 
 /// The tenant's revision as `tx` sees it; 0 for a tenant never written.
@@ -586,17 +591,13 @@ fn classify(error: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources), 57
-        // (operator intervention: shutdown, restart) and 58 (system error), and 25006 (a
-        // read-only transaction: a standby, or a database set read-only) are outages, not
-        // bugs.
-        sqlx::Error::Database(e) => e.code().is_some_and(|c| {
-            c.starts_with("08")
-                || c.starts_with("53")
-                || c.starts_with("57")
-                || c.starts_with("58")
-                || c == "25006"
-        }),
+        // SQLSTATE classes 08 (connection exception) and 57 (operator intervention:
+        // shutdown, restart) are outages, not bugs, and so is a store that cannot take writes.
+        sqlx::Error::Database(e) => {
+            e.code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57"))
+                || refuses_writes(e.as_ref())
+        }
         _ => false,
     };
     let source: BoxError = Box::new(error);

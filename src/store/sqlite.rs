@@ -612,34 +612,40 @@ async fn apply(
 /// Whether a store error says the file cannot take writes (rather than that its write lock is
 /// busy): an I/O error, or a result code of a file that cannot be used.
 fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
-    match error.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Io(_)) => true,
-        Some(sqlx::Error::Database(e)) => e
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 3 | 8 | 10 | 11 | 13 | 14 | 26)),
+    error.downcast_ref::<sqlx::Error>().is_some_and(unusable)
+}
+
+/// An I/O error, or a primary result code (the low byte of an extended one) of a file that
+/// cannot be used: SQLITE_PERM (3), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_CORRUPT
+/// (11), SQLITE_FULL (13), SQLITE_CANTOPEN (14), SQLITE_NOTADB (26).
+fn unusable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => primary_code(e.as_ref())
+            .is_some_and(|code| matches!(code, 3 | 8 | 10 | 11 | 13 | 14 | 26)),
         _ => false,
     }
 }
 
+fn primary_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    error
+        .code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .map(|code| code & 0xff)
+}
+
 /// Sorts a database error into "the store is not there (or too busy)" and everything else.
 fn classify(error: sqlx::Error) -> StoreError {
-    let unavailable = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // By primary result code (the low byte of an extended one): SQLITE_BUSY (5) and
-        // SQLITE_LOCKED (6), the write lock taken past busy_timeout; and a file that cannot
-        // be used: SQLITE_PERM (3), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_CORRUPT
-        // (11), SQLITE_FULL (13), SQLITE_CANTOPEN (14), SQLITE_NOTADB (26). Retrying later
-        // is the answer, once an operator has mended the file or the disk.
-        sqlx::Error::Database(e) => e
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 3 | 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)),
-        _ => false,
-    };
+    let unavailable = unusable(&error)
+        || match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6): the write lock taken past busy_timeout.
+            // Retrying later is the answer, as it is for a file an operator mends.
+            sqlx::Error::Database(e) => matches!(primary_code(e.as_ref()), Some(5 | 6)),
+            _ => false,
+        };
     let source: BoxError = Box::new(error);
     if unavailable {
         StoreError::Unavailable(source)
