@@ -15,7 +15,7 @@ use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
 use crate::keys::ring::KeyRing;
 use crate::keys::{KeyRecord, NewKey, Revocation};
-use crate::policy::{Change, TenantName};
+use crate::policy::{Change, Operation, TenantName};
 use crate::stats::{Stats, bump};
 use crate::store::{Position, Store, StoreError, WriteOutcome};
 use crate::sync::ResyncPoint;
@@ -174,7 +174,7 @@ impl App {
             self.cache.directory.insert(tenant);
         }
         if outcome.changed {
-            tracing::info!(%tenant, revision = outcome.revision, operation = change.operation(),
+            tracing::info!(%tenant, revision = outcome.revision, operation = %change.operation(),
                 actor, "write committed");
             if let Err(e) = self.cache.record_write(tenant, &change, outcome).await {
                 tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
@@ -288,7 +288,7 @@ impl App {
         };
         self.bus.publish(Message::new(
             tenant,
-            "refresh-tenant",
+            Operation::RefreshTenant,
             &self.server_id,
             snapshot.revision(),
         ));
@@ -303,7 +303,7 @@ impl App {
             let record = app.store.create_key(&key).await?;
             tracing::info!(id = %record.id, scope = %record.scope, role = record.role.as_str(),
                 created_by = record.created_by.as_deref(), "API key created");
-            app.keys_changed("create-api-key").await;
+            app.keys_changed(Operation::CreateApiKey).await;
             Ok(record)
         })
         .await
@@ -320,7 +320,7 @@ impl App {
             if outcome == Revocation::Revoked {
                 tracing::info!(id, "API key revoked");
                 app.keys.forget(&id).await;
-                app.keys_changed("revoke-api-key").await;
+                app.keys_changed(Operation::RevokeApiKey).await;
             }
             Ok(outcome)
         })
@@ -339,7 +339,7 @@ impl App {
 
     /// Reloads the keys here, then tells the other instances to reload theirs. A failed
     /// reload is retried by the sweep; the change is committed either way.
-    async fn keys_changed(&self, operation: &str) {
+    async fn keys_changed(&self, operation: Operation) {
         self.reload_keys("key change").await;
         self.bus
             .publish(Message::keys_changed(operation, &self.server_id));

@@ -14,7 +14,7 @@ use axum::http::{Method, Request, StatusCode};
 use proptest::prelude::*;
 use rbac_server::bus::{Message, Notice, Sender, instance_id};
 use rbac_server::http::{Tokens, metrics};
-use rbac_server::policy::{GroupName, NameProblem, Resource, TenantName};
+use rbac_server::policy::{GroupName, NameProblem, Operation, Resource, TenantName};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -262,7 +262,7 @@ proptest! {
         let tenant = tenant.trim();
         prop_assume!(!tenant.is_empty());
         let name = TenantName::parse("tenant", tenant).unwrap();
-        let message = Message::new(&name, "assign-user", "s", revision);
+        let message = Message::new(&name, Operation::AssignUser, "s", revision);
         let notice = Message::parse(&serde_json::to_vec(&message).unwrap()).unwrap();
         let from = Sender { server_id: "s".into(), instance_id: Some(instance_id().into()) };
         prop_assert_eq!(notice, Notice::Tenant { tenant: name, from, revision });

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::policy::{NameError, TenantName};
+use crate::policy::{NameError, Operation, TenantName};
 use crate::stats::{Stats, bump};
 
 /// Messages larger than this are dropped unread: a real one is a few hundred bytes.
@@ -25,14 +25,18 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 const OUTBOX_CAPACITY: usize = 4096;
 
 /// A message as it travels on the channel: a `tenant-refresh` message ("tenant T reached
-/// revision R"), or, for the operations in [`KEY_OPERATIONS`], word that the API keys changed,
-/// with neither tenant nor revision.
+/// revision R"), or, for a key operation ([`Operation::is_key_operation`]), word that the API
+/// keys changed, with neither tenant nor revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    pub operation: String,
+    /// Received: `None` for an operation a later release added. Its message still says that
+    /// a tenant moved, which is all a receiver acts on, so that instances of two releases
+    /// side by side (a rolling upgrade) keep hearing each other.
+    #[serde(serialize_with = "announced", deserialize_with = "received")]
+    pub operation: Option<Operation>,
     pub server_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
@@ -72,9 +76,6 @@ pub enum Origin {
     /// Another instance.
     Other,
 }
-
-/// The operations whose messages say that the API keys changed.
-pub const KEY_OPERATIONS: &[&str] = &["create-api-key", "revoke-api-key"];
 
 /// A received message that made sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,17 +135,17 @@ pub enum MessageError {
     Json(#[from] serde_json::Error),
     #[error("message names an invalid tenant: {0}")]
     Tenant(#[from] NameError),
-    #[error("a {0} message must carry a tenant and a revision")]
-    MissingTenant(String),
+    #[error("a tenant message must carry a tenant and a revision")]
+    MissingTenant,
     #[error("a {0} message must carry neither tenant nor revision")]
-    UnexpectedTenant(String),
+    UnexpectedTenant(Operation),
 }
 
 impl Message {
-    pub fn new(tenant: &TenantName, operation: &str, server_id: &str, revision: u64) -> Self {
+    pub fn new(tenant: &TenantName, operation: Operation, server_id: &str, revision: u64) -> Self {
         Self {
             tenant: Some(tenant.to_string()),
-            operation: operation.to_owned(),
+            operation: Some(operation),
             server_id: server_id.to_owned(),
             timestamp: OffsetDateTime::now_utc(),
             revision: Some(revision),
@@ -152,11 +153,12 @@ impl Message {
         }
     }
 
-    /// Word that a key was created or revoked (`operation` is one of [`KEY_OPERATIONS`]).
-    pub fn keys_changed(operation: &str, server_id: &str) -> Self {
+    /// Word that a key was created or revoked (`operation` is a key operation).
+    pub fn keys_changed(operation: Operation, server_id: &str) -> Self {
+        debug_assert!(operation.is_key_operation());
         Self {
             tenant: None,
-            operation: operation.to_owned(),
+            operation: Some(operation),
             server_id: server_id.to_owned(),
             timestamp: OffsetDateTime::now_utc(),
             revision: None,
@@ -174,14 +176,14 @@ impl Message {
             server_id: message.server_id,
             instance_id: message.instance_id,
         };
-        if KEY_OPERATIONS.contains(&message.operation.as_str()) {
+        if let Some(operation) = message.operation.filter(|o| o.is_key_operation()) {
             if message.tenant.is_some() || message.revision.is_some() {
-                return Err(MessageError::UnexpectedTenant(message.operation));
+                return Err(MessageError::UnexpectedTenant(operation));
             }
             return Ok(Notice::Keys { from });
         }
         let (Some(tenant), Some(revision)) = (&message.tenant, message.revision) else {
-            return Err(MessageError::MissingTenant(message.operation));
+            return Err(MessageError::MissingTenant);
         };
         Ok(Notice::Tenant {
             tenant: TenantName::parse("tenant", tenant)?,
@@ -189,6 +191,24 @@ impl Message {
             revision,
         })
     }
+}
+
+fn announced<S: serde::Serializer>(
+    operation: &Option<Operation>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match operation {
+        Some(operation) => operation.serialize(serializer),
+        None => serializer.serialize_str("unknown"),
+    }
+}
+
+/// An operation this release knows, or `None` for any other string: see [`Message::operation`].
+fn received<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Operation>, D::Error> {
+    let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    Ok(name.parse().ok())
 }
 
 /// What /health and /cache-stats say about the bus.
@@ -287,7 +307,7 @@ mod tests {
     #[test]
     fn a_message_round_trips_through_json() {
         let tenant = TenantName::parse("tenant", "acme 🦀").unwrap();
-        let message = Message::new(&tenant, "add-permission", "server-3000", 7);
+        let message = Message::new(&tenant, Operation::AddPermission, "server-3000", 7);
         let json = serde_json::to_vec(&message).unwrap();
         let text = std::str::from_utf8(&json).unwrap();
         assert!(text.contains("\"serverId\":\"server-3000\""), "{text}");
@@ -308,7 +328,7 @@ mod tests {
     fn own_messages_are_told_by_instance_and_a_shared_server_id_is_noticed() {
         let tenant = TenantName::parse("tenant", "acme").unwrap();
         let sent = |server_id: &str, instance: Option<&str>| {
-            let mut message = Message::new(&tenant, "add-permission", server_id, 1);
+            let mut message = Message::new(&tenant, Operation::AddPermission, server_id, 1);
             message.instance_id = instance.map(str::to_owned);
             Message::parse(&serde_json::to_vec(&message).unwrap())
                 .unwrap()
@@ -329,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_keys_message_carries_no_tenant_and_round_trips() {
-        let message = Message::keys_changed("revoke-api-key", "server-3001");
+        let message = Message::keys_changed(Operation::RevokeApiKey, "server-3001");
         let json = serde_json::to_vec(&message).unwrap();
         let text = std::str::from_utf8(&json).unwrap();
         assert!(

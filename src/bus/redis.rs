@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BusLink, BusState, Message, store_state};
 use crate::app::App;
+use crate::policy::Operation;
 use crate::redact::{redact_url, scrub_passwords};
 use crate::stats::bump;
 use crate::sync;
@@ -117,8 +118,13 @@ async fn send(
     match sent {
         Ok(receivers) => {
             bump(&app.stats.messages_published);
-            tracing::info!(tenant = message.tenant.as_deref(), revision = message.revision,
-                operation = %message.operation, receivers, "published");
+            tracing::info!(
+                tenant = message.tenant.as_deref(),
+                revision = message.revision,
+                operation = message.operation.map(Operation::as_str),
+                receivers,
+                "published"
+            );
         }
         Err(e) => {
             bump(&app.stats.publish_failures);

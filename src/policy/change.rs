@@ -2,6 +2,7 @@
 //! and the bus only ever says that one happened.
 
 use super::name::{Action, GroupName, Resource, UserName};
+use super::operation::Operation;
 
 /// A permission as a group holds it: a resource pattern and an action pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,15 +40,15 @@ pub enum Change {
 }
 
 impl Change {
-    /// The name used in the changelog, the bus message and the logs.
-    pub fn operation(&self) -> &'static str {
+    /// What the changelog, the bus message and the logs call it.
+    pub fn operation(&self) -> Operation {
         match self {
-            Change::CreateGroup { .. } => "create-group",
-            Change::DeleteGroup { .. } => "delete-group",
-            Change::AddPermission { .. } => "add-permission",
-            Change::RemovePermission { .. } => "remove-permission",
-            Change::AssignUser { .. } => "assign-user",
-            Change::UnassignUser { .. } => "unassign-user",
+            Change::CreateGroup { .. } => Operation::CreateGroup,
+            Change::DeleteGroup { .. } => Operation::DeleteGroup,
+            Change::AddPermission { .. } => Operation::AddPermission,
+            Change::RemovePermission { .. } => Operation::RemovePermission,
+            Change::AssignUser { .. } => Operation::AssignUser,
+            Change::UnassignUser { .. } => Operation::UnassignUser,
         }
     }
 

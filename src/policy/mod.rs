@@ -6,6 +6,7 @@ mod change;
 mod cow_map;
 mod footprint;
 mod name;
+mod operation;
 pub mod page;
 mod tenant;
 
@@ -14,5 +15,6 @@ pub use name::{
     Action, GroupName, KeyName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName,
     UserName,
 };
+pub use operation::{Operation, UnknownOperation};
 pub use page::Page;
 pub use tenant::{AdvanceError, GroupSummary, GroupView, TenantPolicy, UserView};

@@ -19,7 +19,8 @@ use futures_util::{Stream, TryFutureExt, TryStreamExt};
 
 use crate::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{
-    Action, Change, GroupName, NameError, Permission, Resource, TenantName, TenantPolicy, UserName,
+    Action, Change, GroupName, NameError, Operation, Permission, Resource, TenantName,
+    TenantPolicy, UserName,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -415,8 +416,17 @@ pub(crate) fn replay(
     }
     rows.iter()
         .map(|row| {
+            let operation = row.operation.parse().map_err(|_| {
+                StoreError::Internal(
+                    format!(
+                        "the changelog holds an unknown operation {:?}",
+                        row.operation
+                    )
+                    .into(),
+                )
+            })?;
             let change = ChangeRow {
-                operation: &row.operation,
+                operation,
                 group: &row.group_name,
                 user: row.user_name.as_deref(),
                 resource: row.resource.as_deref(),
@@ -432,7 +442,7 @@ pub(crate) fn replay(
 /// A change as the changelog stores it: the operation's name and the entities it touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRow<'a> {
-    pub operation: &'a str,
+    pub operation: Operation,
     pub group: &'a str,
     pub user: Option<&'a str>,
     pub resource: Option<&'a str>,
@@ -476,27 +486,29 @@ impl<'a> ChangeRow<'a> {
             })
         };
         Ok(match self.operation {
-            "create-group" => Change::CreateGroup { group },
-            "delete-group" => Change::DeleteGroup { group },
-            "add-permission" => Change::AddPermission {
+            Operation::CreateGroup => Change::CreateGroup { group },
+            Operation::DeleteGroup => Change::DeleteGroup { group },
+            Operation::AddPermission => Change::AddPermission {
                 group,
                 permission: permission()?,
             },
-            "remove-permission" => Change::RemovePermission {
+            Operation::RemovePermission => Change::RemovePermission {
                 group,
                 permission: permission()?,
             },
-            "assign-user" => Change::AssignUser {
+            Operation::AssignUser => Change::AssignUser {
                 group,
                 user: user()?,
             },
-            "unassign-user" => Change::UnassignUser {
+            Operation::UnassignUser => Change::UnassignUser {
                 group,
                 user: user()?,
             },
-            other => {
+            other @ (Operation::RefreshTenant
+            | Operation::CreateApiKey
+            | Operation::RevokeApiKey) => {
                 return Err(StoreError::Internal(
-                    format!("the changelog holds an unknown operation {other:?}").into(),
+                    format!("the changelog holds {other}, which is never recorded").into(),
                 ));
             }
         })
@@ -548,16 +560,19 @@ mod tests {
 
     #[test]
     fn a_row_with_an_unknown_operation_or_a_missing_entity_is_an_error() {
-        let row = ChangeRow {
-            operation: "grant-everything",
-            group: "g",
-            user: None,
+        let row = |operation: &str| ChangelogRow {
+            revision: 1,
+            operation: operation.to_owned(),
+            group_name: "g".to_owned(),
+            user_name: None,
             resource: None,
             action: None,
         };
-        assert!(row.to_change().is_err());
+        assert!(replay(0, 1, vec![row("grant-everything")]).is_err());
+        assert!(replay(0, 1, vec![row("refresh-tenant")]).is_err());
+        assert!(replay(0, 1, vec![row("create-group")]).unwrap().is_some());
         let row = ChangeRow {
-            operation: "assign-user",
+            operation: Operation::AssignUser,
             group: "g",
             user: None,
             resource: None,

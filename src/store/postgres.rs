@@ -135,7 +135,7 @@ impl PgStore {
             "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(tenant.as_str())
-        .bind(row.operation)
+        .bind(row.operation.as_str())
         .bind(row.group)
         .bind(row.user)
         .bind(row.resource)
@@ -320,7 +320,7 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = change.operation()))]
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = %change.operation()))]
     async fn write(
         &self,
         tenant: &TenantName,

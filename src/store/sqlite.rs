@@ -236,7 +236,7 @@ impl SqliteStore {
         )
         .bind(tenant.as_str())
         .bind(revision)
-        .bind(row.operation)
+        .bind(row.operation.as_str())
         .bind(row.group)
         .bind(row.user)
         .bind(row.resource)
@@ -315,7 +315,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = change.operation()))]
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, operation = %change.operation()))]
     async fn write(
         &self,
         tenant: &TenantName,
