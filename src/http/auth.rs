@@ -17,68 +17,12 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::keys::ring::Verdict;
-use crate::keys::{Grant, Role, Scope, SecretHash, hash_secret};
+use crate::keys::{Grant, Scope};
 use crate::policy::TenantName;
-
-/// The global tokens this instance accepts, per role; several per role during a rotation. A
-/// role without tokens is open.
-#[derive(Default)]
-pub struct Tokens {
-    /// Each token's SHA-256, not the token: comparing digests of equal length leaks not even a
-    /// token's length, and the tokens themselves are not kept in memory.
-    admin: Vec<(SecretHash, Arc<Grant>)>,
-    check: Vec<(SecretHash, Arc<Grant>)>,
-}
-
-impl Tokens {
-    pub fn new(admin: Vec<String>, check: Vec<String>) -> Self {
-        let grants = |role, tokens: Vec<String>| {
-            tokens
-                .into_iter()
-                .map(|token| {
-                    let grant = Arc::new(Grant::global_token(role, &token));
-                    (hash_secret(&token), grant)
-                })
-                .collect()
-        };
-        Self {
-            admin: grants(Role::Admin, admin),
-            check: grants(Role::Check, check),
-        }
-    }
-
-    /// Whether writes need a credential at all.
-    pub fn guards_writes(&self) -> bool {
-        !self.admin.is_empty()
-    }
-
-    /// Whether reads need a credential at all.
-    pub fn guards_reads(&self) -> bool {
-        !self.check.is_empty()
-    }
-
-    /// The global token `presented` is, if any. Compares with every token, without stopping
-    /// at a match: the time taken says nothing about which token matched or how much of one.
-    fn global(&self, presented: &str) -> Option<&Arc<Grant>> {
-        let presented = hash_secret(presented);
-        self.admin
-            .iter()
-            .chain(&self.check)
-            .fold(None, |found, (token, grant)| {
-                let equal = bool::from(presented.ct_eq(token));
-                if equal && found.is_none() {
-                    Some(grant)
-                } else {
-                    found
-                }
-            })
-    }
-}
 
 /// The credential a request was let in with; none when its route is open.
 #[derive(Clone, Default)]
@@ -217,12 +161,7 @@ pub async fn require_key_manager(
         ));
     }
     let grant = identify(&state, &request)?;
-    let is_admin_token = state
-        .tokens
-        .admin
-        .iter()
-        .any(|(_, admin)| Arc::ptr_eq(admin, &grant));
-    if !is_admin_token {
+    if !state.tokens.is_admin_token(&grant) {
         return Err(ApiError::Forbidden(
             "only ADMIN_TOKEN may manage API keys".into(),
         ));
@@ -233,48 +172,7 @@ pub async fn require_key_manager(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tokens(admin: &[&str], check: &[&str]) -> Tokens {
-        let owned = |tokens: &[&str]| tokens.iter().map(|t| t.to_string()).collect();
-        Tokens::new(owned(admin), owned(check))
-    }
-
-    fn role(tokens: &Tokens, presented: &str) -> Option<Role> {
-        tokens.global(presented).map(|grant| grant.role)
-    }
-
-    #[test]
-    fn during_a_rotation_every_listed_token_is_accepted_with_its_role() {
-        let tokens = tokens(&["new-admin", "old-admin"], &["new-check", "old-check"]);
-        for token in ["new-admin", "old-admin"] {
-            assert_eq!(role(&tokens, token), Some(Role::Admin));
-        }
-        for token in ["new-check", "old-check"] {
-            assert_eq!(role(&tokens, token), Some(Role::Check));
-        }
-        for wrong in ["new-admin,old-admin", "", "new-admi", "new-adminx"] {
-            assert_eq!(role(&tokens, wrong), None, "{wrong:?}");
-        }
-    }
-
-    #[test]
-    fn rotated_tokens_are_told_apart_in_the_changelog() {
-        let tokens = tokens(&["new-admin", "old-admin"], &[]);
-        let new = tokens.global("new-admin").unwrap();
-        let old = tokens.global("old-admin").unwrap();
-        assert_ne!(new.actor, old.actor);
-        assert_eq!(new.scope, Scope::All);
-    }
-
-    #[test]
-    fn a_role_without_tokens_is_open() {
-        let both = tokens(&["adm"], &["chk"]);
-        assert!(both.guards_writes() && both.guards_reads());
-        let admin_only = tokens(&["adm"], &[]);
-        assert!(admin_only.guards_writes() && !admin_only.guards_reads());
-        let none = Tokens::default();
-        assert!(!none.guards_writes() && !none.guards_reads());
-    }
+    use crate::keys::Role;
 
     #[test]
     fn a_scoped_caller_reaches_its_tenant_only() {

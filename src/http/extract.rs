@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// A JSON object body, sent as `application/json` (or `application/*+json`).
 pub struct JsonBody<T>(pub T);
 
@@ -24,7 +27,7 @@ where
         }
         // Refused on its declared length, before the body is read: a client that sent
         // `Expect: 100-continue` gets 413 instead of an invitation to send it.
-        if declared_length(req.headers()).is_some_and(|length| length > super::MAX_BODY_BYTES) {
+        if declared_length(req.headers()).is_some_and(|length| length > MAX_BODY_BYTES) {
             return Err(ApiError::PayloadTooLarge);
         }
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {

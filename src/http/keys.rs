@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
-use super::openapi;
 use super::page::Paging;
+use super::responses::{Internal, InvalidRequest, NotFound, Unavailable};
+use super::state::AppState;
 use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{self, KeyName};
 
@@ -92,8 +92,8 @@ pub struct KeysResponse {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The key, shown this once", body = CreatedKeyResponse),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn create(
@@ -144,9 +144,9 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key is revoked; `revoked` says whether it was in force", body = RevokedKeyResponse),
-        (status = 404, response = openapi::NotFound),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn revoke(
@@ -185,9 +185,9 @@ pub async fn revoke(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Up to `limit` keys, revoked ones included, oldest first", body = KeysResponse),
-        (status = 400, response = openapi::InvalidRequest),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 400, response = InvalidRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn list(

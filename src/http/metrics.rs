@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::AppState;
 use super::error::ApiError;
+use super::responses::{NotFound, Unavailable};
+use super::state::AppState;
 
 /// Request latency buckets, in seconds: a cached check answers in tens of microseconds, a
 /// write in about a millisecond, a request that hits a store timeout in seconds.
@@ -69,63 +70,80 @@ pub fn install() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
-/// Every route of the API, then "unmatched": the labels requests are recorded under.
-pub const ROUTES: &[&str] = &[
-    "/check-access",
-    "/create-group",
-    "/delete-group",
-    "/add-permission",
-    "/remove-permission",
-    "/assign-user",
-    "/unassign-user",
-    "/refresh-tenant",
-    "/groups",
-    "/group-permissions",
-    "/group-members",
-    "/user-permissions",
-    "/cache-stats",
-    "/metrics",
-    "/health",
-    "/ready",
-    "/create-api-key",
-    "/revoke-api-key",
-    "/api-keys",
-    "/openapi.json",
-    "unmatched",
-];
-
 /// The statuses the API answers with; anything else is "other".
 const STATUSES: &[&str] = &[
     "200", "201", "400", "401", "403", "404", "405", "409", "413", "415", "500", "503", "other",
 ];
 
-/// The latency histogram of one (route, status), made on first use and kept: looking a metric
-/// up by name and labels on every request hashed and locked, and cost the check a tenth of its
-/// throughput. Its `_count` is the number of requests: a separate counter would only add a
-/// second contended write per request.
-fn histogram(route: usize, status: usize) -> &'static metrics::Histogram {
-    static HANDLES: OnceLock<Vec<OnceLock<metrics::Histogram>>> = OnceLock::new();
-    let table = HANDLES.get_or_init(|| {
-        (0..ROUTES.len() * STATUSES.len())
+/// The label a request that matched no route is recorded under.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The labels requests are recorded under: every route's pattern (never the raw path, so the
+/// labels stay few), then [`UNMATCHED`]; and the latency histogram of each (route, status).
+///
+/// A histogram is made on first use and kept: looking a metric up by name and labels on every
+/// request hashed and locked, and cost the check a tenth of its throughput. Its `_count` is
+/// the number of requests: a separate counter would only add a second contended write per
+/// request.
+pub struct RouteLabels {
+    routes: Vec<String>,
+    histograms: Vec<OnceLock<metrics::Histogram>>,
+}
+
+impl RouteLabels {
+    /// The labels of a router's routes. Kept for the life of the process, as the recorder
+    /// they feed is: a router is made once per process, a few times in a test.
+    pub fn new(routes: impl IntoIterator<Item = String>) -> &'static Self {
+        let mut routes: Vec<String> = routes.into_iter().collect();
+        routes.push(UNMATCHED.to_owned());
+        let histograms = (0..routes.len() * STATUSES.len())
             .map(|_| OnceLock::new())
-            .collect()
-    });
-    table[route * STATUSES.len() + status].get_or_init(|| {
-        let labels = [("route", ROUTES[route]), ("status", STATUSES[status])];
-        metrics::histogram!("rbac_http_request_duration_seconds", &labels)
-    })
+            .collect();
+        Box::leak(Box::new(Self { routes, histograms }))
+    }
+
+    /// The index of the route whose pattern is `matched`, or of [`UNMATCHED`].
+    pub fn index(&self, matched: Option<&str>) -> usize {
+        matched
+            .and_then(|matched| self.routes.iter().position(|r| r == matched))
+            .unwrap_or(self.routes.len() - 1)
+    }
+
+    pub fn name(&self, route: usize) -> &str {
+        &self.routes[route]
+    }
+
+    /// Records one answered request; called by [`super::request::RequestLayer`].
+    pub fn record(&self, route: usize, status: StatusCode, elapsed: Duration) {
+        let status = STATUSES
+            .iter()
+            .position(|s| *s == status.as_str())
+            .unwrap_or(STATUSES.len() - 1);
+        self.histograms[route * STATUSES.len() + status]
+            .get_or_init(|| {
+                let labels = [
+                    ("route", self.routes[route].clone()),
+                    ("status", STATUSES[status].to_owned()),
+                ];
+                metrics::histogram!("rbac_http_request_duration_seconds", &labels)
+            })
+            .record(elapsed.as_secs_f64());
+    }
 }
 
-/// Records one answered request under its route pattern (never the raw path, so the labels
-/// stay few) and status; called by [`super::request::RequestLayer`].
-pub fn record(route: usize, status: StatusCode, elapsed: Duration) {
-    let status = STATUSES
-        .iter()
-        .position(|s| *s == status.as_str())
-        .unwrap_or(STATUSES.len() - 1);
-    histogram(route, status).record(elapsed.as_secs_f64());
-}
-
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "the same counters and request metrics, in the Prometheus text format",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = &state.metrics else {
         return Err(ApiError::NotFound(

@@ -7,15 +7,16 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::ObjectBuilder;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::QueryParams;
-use super::openapi;
+use super::responses::Unavailable;
+use super::state::AppState;
 use crate::cache::HeldTenant;
 use crate::policy::TenantName;
-use crate::stats::Counts;
+use crate::stats::{Counts, Stats};
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {
@@ -43,7 +44,7 @@ pub struct CacheStatsResponse {
     #[schema(required = true)]
     api_keys: Option<usize>,
     #[serde(flatten)]
-    #[schema(schema_with = openapi::counters)]
+    #[schema(schema_with = counters)]
     counts: Counts,
     /// The held tenants of the largest estimated size, largest first; at most 10.
     largest_tenants: Vec<TenantStats>,
@@ -133,7 +134,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     summary = "readiness: can this instance serve fresh answers now?",
     responses(
         (status = 200, description = "Ready", body = ReadyResponse),
-        (status = 503, response = openapi::Unavailable),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
@@ -163,7 +164,7 @@ pub struct ReadyResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Counters since the process started, what the tenants held take, and the largest of them", body = CacheStatsResponse),
-        (status = 503, response = openapi::Unavailable),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn cache_stats(
@@ -201,4 +202,34 @@ fn rfc3339(at: SystemTime) -> String {
     OffsetDateTime::from(at)
         .format(&Rfc3339)
         .unwrap_or_else(|_| String::from("unknown"))
+}
+
+/// The counters of /cache-stats, by the names [`Stats::each`] gives them, so that a counter
+/// added there is documented too.
+fn counters() -> ObjectBuilder {
+    let mut counters = ObjectBuilder::new();
+    Stats::default().each(|name, _| {
+        counters = std::mem::take(&mut counters)
+            .property(name, u64::schema())
+            .required(name);
+    });
+    counters
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::{RefOr, Schema};
+
+    use super::*;
+
+    #[test]
+    fn every_counter_is_a_required_property() {
+        let RefOr::T(Schema::Object(counters)) = counters().into() else {
+            panic!("the counters are an object");
+        };
+        let mut names = Vec::new();
+        Stats::default().each(|name, _| names.push(name.to_owned()));
+        assert_eq!(counters.required, names);
+        assert_eq!(counters.properties.len(), names.len());
+    }
 }

@@ -5,12 +5,12 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
-use super::openapi;
 use super::page::Paging;
+use super::responses::{Internal, NotFound, RevisionNotReached, Unavailable};
+use super::state::AppState;
 use crate::policy::{Action, GroupName, NameError, Permission, Resource, TenantName, UserName};
 
 #[derive(Deserialize, ToSchema, IntoParams)]
@@ -146,9 +146,9 @@ pub struct GrantBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, allowed or not", body = CheckResponse),
-        (status = 409, response = openapi::RevisionNotReached),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 409, response = RevisionNotReached),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn check_post(
@@ -168,9 +168,9 @@ pub async fn check_post(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, allowed or not", body = CheckResponse),
-        (status = 409, response = openapi::RevisionNotReached),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 409, response = RevisionNotReached),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn check_get(
@@ -214,9 +214,9 @@ async fn check(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Up to `limit` groups, sorted by name", body = GroupsResponse),
-        (status = 409, response = openapi::RevisionNotReached),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 409, response = RevisionNotReached),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn groups(
@@ -259,10 +259,10 @@ pub async fn groups(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Up to `limit` permissions, sorted by resource, then action", body = GroupPermissionsResponse),
-        (status = 404, response = openapi::NotFound),
-        (status = 409, response = openapi::RevisionNotReached),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 404, response = NotFound),
+        (status = 409, response = RevisionNotReached),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn group_permissions(
@@ -308,10 +308,10 @@ pub async fn group_permissions(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Up to `limit` user names, sorted", body = GroupMembersResponse),
-        (status = 404, response = openapi::NotFound),
-        (status = 409, response = openapi::RevisionNotReached),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 404, response = NotFound),
+        (status = 409, response = RevisionNotReached),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn group_members(
@@ -362,9 +362,9 @@ pub async fn group_members(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user's groups and the permissions they give", body = UserResponse),
-        (status = 409, response = openapi::RevisionNotReached),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 409, response = RevisionNotReached),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn user_permissions(

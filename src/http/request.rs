@@ -24,12 +24,12 @@ use tokio::time::Sleep;
 use tracing::Span;
 
 use super::error::ApiError;
-use super::metrics::{self, ROUTES};
+use super::metrics::RouteLabels;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The route whose span is made only once a request waits (its index in [`ROUTES`]).
-const HOT_ROUTE: usize = 0;
+/// The route whose span is made only once a request waits.
+const HOT_ROUTE: &str = "/check-access";
 
 /// The longest client-given request id kept; a longer or odd one is replaced.
 const MAX_REQUEST_ID_BYTES: usize = 128;
@@ -40,6 +40,8 @@ pub struct RequestLayer {
     pub timeout: Duration,
     /// Whether to feed the /metrics latency histogram.
     pub measure: bool,
+    /// The routes, as requests are labelled.
+    pub routes: &'static RouteLabels,
 }
 
 impl<S> tower::Layer<S> for RequestLayer {
@@ -73,11 +75,8 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .and_then(|m| ROUTES.iter().position(|r| *r == m.as_str()))
-            .unwrap_or(ROUTES.len() - 1);
+        let matched = request.extensions().get::<MatchedPath>();
+        let route = self.settings.routes.index(matched.map(MatchedPath::as_str));
         let id = request
             .headers()
             .get(&REQUEST_ID)
@@ -85,10 +84,10 @@ where
             .cloned()
             .unwrap_or_else(new_id);
         let method = request.method().clone();
-        let (span, inner, committing) = if route == HOT_ROUTE {
+        let (span, inner, committing) = if self.settings.routes.name(route) == HOT_ROUTE {
             (None, self.inner.call(request), None)
         } else {
-            let span = request_span(&id, &method, route);
+            let span = request_span(&id, &method, self.settings.routes.name(route));
             // Only a POST writes.
             let committing = (method == Method::POST).then(|| Arc::new(AtomicBool::new(false)));
             let inner = match &committing {
@@ -160,7 +159,11 @@ where
             }
         };
         if polled.is_pending() && this.span.is_none() {
-            *this.span = Some(request_span(this.id, this.method, *this.route));
+            *this.span = Some(request_span(
+                this.id,
+                this.method,
+                this.settings.routes.name(*this.route),
+            ));
         }
         let _entered = this.span.as_ref().map(Span::enter);
         let result = match polled {
@@ -193,7 +196,9 @@ where
         let result = result.map(|mut response| {
             let elapsed = this.started.elapsed();
             if this.settings.measure {
-                metrics::record(*this.route, response.status(), elapsed);
+                this.settings
+                    .routes
+                    .record(*this.route, response.status(), elapsed);
             }
             tracing::debug!(
                 status = response.status().as_u16(),
@@ -217,12 +222,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
-fn request_span(id: &HeaderValue, method: &Method, route: usize) -> Span {
+fn request_span(id: &HeaderValue, method: &Method, route: &str) -> Span {
     tracing::info_span!(
         "request",
         id = id.to_str().unwrap_or_default(),
         method = %method,
-        route = ROUTES[route],
+        route,
         tenant = tracing::field::Empty,
     )
 }
@@ -287,6 +292,7 @@ mod tests {
         let layer = RequestLayer {
             timeout: Duration::from_secs(5),
             measure: false,
+            routes: RouteLabels::new(["/groups".to_owned()]),
         };
         let router = axum::Router::new()
             .route(
@@ -321,8 +327,8 @@ mod tests {
     }
 
     #[test]
-    fn the_hot_route_is_check_access() {
-        assert_eq!(ROUTES[HOT_ROUTE], "/check-access");
+    fn the_hot_route_is_a_route() {
+        assert!(crate::http::paths().iter().any(|path| path == HOT_ROUTE));
     }
 
     #[test]

@@ -7,11 +7,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::openapi;
+use super::responses::{Internal, NotFound, Unavailable};
+use super::state::AppState;
 use crate::policy::{Action, Change, GroupName, Permission, Resource, TenantName, UserName};
 
 #[derive(Deserialize, ToSchema)]
@@ -75,8 +75,8 @@ pub struct RefreshedResponse {
     responses(
         (status = 201, description = "The group was created", body = CreatedResponse),
         (status = 200, description = "The group existed already", body = CreatedResponse),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn create_group(
@@ -84,8 +84,7 @@ pub async fn create_group(
     caller: Caller,
     JsonBody(req): JsonBody<GroupRequest>,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
-    let tenant = caller.tenant("tenant", &req.tenant)?;
-    let group = GroupName::parse("group", &req.group)?;
+    let (tenant, group) = req.parse(&caller)?;
     let message = format!("Group '{group}' is ready to use");
     super::request::write_begun();
     let outcome = state
@@ -108,135 +107,71 @@ pub async fn create_group(
     ))
 }
 
-#[utoipa::path(
-    post,
-    path = "/delete-group",
-    tag = "writes",
-    summary = "delete a group with its permissions and memberships",
-    request_body = GroupRequest,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The group is gone; `changed` says whether it existed", body = ChangedResponse),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
-    )
-)]
-pub async fn delete_group(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(req): JsonBody<GroupRequest>,
-) -> Result<Json<ChangedResponse>, ApiError> {
-    let tenant = caller.tenant("tenant", &req.tenant)?;
-    let group = GroupName::parse("group", &req.group)?;
-    changed(&state, &caller, &tenant, Change::DeleteGroup { group }).await
+/// A write route that hands one change to the app and answers whether it changed anything:
+/// its handler and its documentation, which differ only in these words.
+macro_rules! change_route {
+    (
+        $(#[$doc:meta])*
+        $handler:ident: POST $path:literal, $body:ty => $change:expr,
+        $summary:literal, $answer:literal $(, $error:ident)*
+    ) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "writes",
+            summary = $summary,
+            request_body = $body,
+            security(("bearer" = [])),
+            responses(
+                (status = 200, description = $answer, body = ChangedResponse),
+                $((status = 404, response = $error),)*
+                (status = 500, response = Internal),
+                (status = 503, response = Unavailable),
+            )
+        )]
+        pub async fn $handler(
+            State(state): State<AppState>,
+            caller: Caller,
+            JsonBody(req): JsonBody<$body>,
+        ) -> Result<Json<ChangedResponse>, ApiError> {
+            let (tenant, parts) = req.parse(&caller)?;
+            let change: fn(<$body as ChangeRequest>::Parts) -> Change = $change;
+            changed(&state, &caller, &tenant, change(parts)).await
+        }
+    };
 }
 
-#[utoipa::path(
-    post,
-    path = "/add-permission",
-    tag = "writes",
-    summary = "give a group a permission",
-    request_body = PermissionRequest,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The group holds the permission; `changed` says whether it is new", body = ChangedResponse),
-        (status = 404, response = openapi::NotFound),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
-    )
-)]
-pub async fn add_permission(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(req): JsonBody<PermissionRequest>,
-) -> Result<Json<ChangedResponse>, ApiError> {
-    let (tenant, group, permission) = req.parse(&caller)?;
-    changed(
-        &state,
-        &caller,
-        &tenant,
-        Change::AddPermission { group, permission },
-    )
-    .await
+change_route! {
+    delete_group: POST "/delete-group", GroupRequest => |group| Change::DeleteGroup { group },
+    "delete a group with its permissions and memberships",
+    "The group is gone; `changed` says whether it existed"
 }
 
-#[utoipa::path(
-    post,
-    path = "/remove-permission",
-    tag = "writes",
-    summary = "take a permission from a group",
-    request_body = PermissionRequest,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The group does not hold the permission; `changed` says whether it did", body = ChangedResponse),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
-    )
-)]
-pub async fn remove_permission(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(req): JsonBody<PermissionRequest>,
-) -> Result<Json<ChangedResponse>, ApiError> {
-    let (tenant, group, permission) = req.parse(&caller)?;
-    changed(
-        &state,
-        &caller,
-        &tenant,
-        Change::RemovePermission { group, permission },
-    )
-    .await
+change_route! {
+    add_permission: POST "/add-permission", PermissionRequest =>
+        |(group, permission)| Change::AddPermission { group, permission },
+    "give a group a permission",
+    "The group holds the permission; `changed` says whether it is new", NotFound
 }
 
-#[utoipa::path(
-    post,
-    path = "/assign-user",
-    tag = "writes",
-    summary = "make a user a member of a group",
-    request_body = MembershipRequest,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The user is a member; `changed` says whether it is new", body = ChangedResponse),
-        (status = 404, response = openapi::NotFound),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
-    )
-)]
-pub async fn assign_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(req): JsonBody<MembershipRequest>,
-) -> Result<Json<ChangedResponse>, ApiError> {
-    let (tenant, group, user) = req.parse(&caller)?;
-    changed(&state, &caller, &tenant, Change::AssignUser { group, user }).await
+change_route! {
+    remove_permission: POST "/remove-permission", PermissionRequest =>
+        |(group, permission)| Change::RemovePermission { group, permission },
+    "take a permission from a group",
+    "The group does not hold the permission; `changed` says whether it did"
 }
 
-#[utoipa::path(
-    post,
-    path = "/unassign-user",
-    tag = "writes",
-    summary = "remove a user from a group",
-    request_body = MembershipRequest,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The user is not a member; `changed` says whether it was", body = ChangedResponse),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
-    )
-)]
-pub async fn unassign_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(req): JsonBody<MembershipRequest>,
-) -> Result<Json<ChangedResponse>, ApiError> {
-    let (tenant, group, user) = req.parse(&caller)?;
-    changed(
-        &state,
-        &caller,
-        &tenant,
-        Change::UnassignUser { group, user },
-    )
-    .await
+change_route! {
+    assign_user: POST "/assign-user", MembershipRequest => |(group, user)| Change::AssignUser { group, user },
+    "make a user a member of a group",
+    "The user is a member; `changed` says whether it is new", NotFound
+}
+
+change_route! {
+    unassign_user: POST "/unassign-user", MembershipRequest => |(group, user)| Change::UnassignUser { group, user },
+    "remove a user from a group",
+    "The user is not a member; `changed` says whether it was"
 }
 
 #[utoipa::path(
@@ -248,8 +183,8 @@ pub async fn unassign_user(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Reloaded, with the revision now held", body = RefreshedResponse),
-        (status = 500, response = openapi::Internal),
-        (status = 503, response = openapi::Unavailable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn refresh_tenant(
@@ -280,25 +215,53 @@ async fn changed(
     }))
 }
 
-impl PermissionRequest {
-    fn parse(&self, caller: &Caller) -> Result<(TenantName, GroupName, Permission), ApiError> {
+/// A body that names a tenant and what one change touches in it; which change, the route
+/// says.
+trait ChangeRequest {
+    /// What the change touches besides the tenant.
+    type Parts;
+
+    fn parse(&self, caller: &Caller) -> Result<(TenantName, Self::Parts), ApiError>;
+}
+
+impl ChangeRequest for GroupRequest {
+    type Parts = GroupName;
+
+    fn parse(&self, caller: &Caller) -> Result<(TenantName, GroupName), ApiError> {
         Ok((
             caller.tenant("tenant", &self.tenant)?,
             GroupName::parse("group", &self.group)?,
-            Permission {
-                resource: Resource::parse("resource", &self.resource)?,
-                action: Action::parse("action", &self.action)?,
-            },
         ))
     }
 }
 
-impl MembershipRequest {
-    fn parse(&self, caller: &Caller) -> Result<(TenantName, GroupName, UserName), ApiError> {
+impl ChangeRequest for PermissionRequest {
+    type Parts = (GroupName, Permission);
+
+    fn parse(&self, caller: &Caller) -> Result<(TenantName, Self::Parts), ApiError> {
         Ok((
             caller.tenant("tenant", &self.tenant)?,
-            GroupName::parse("group", &self.group)?,
-            UserName::parse("user", &self.user)?,
+            (
+                GroupName::parse("group", &self.group)?,
+                Permission {
+                    resource: Resource::parse("resource", &self.resource)?,
+                    action: Action::parse("action", &self.action)?,
+                },
+            ),
+        ))
+    }
+}
+
+impl ChangeRequest for MembershipRequest {
+    type Parts = (GroupName, UserName);
+
+    fn parse(&self, caller: &Caller) -> Result<(TenantName, Self::Parts), ApiError> {
+        Ok((
+            caller.tenant("tenant", &self.tenant)?,
+            (
+                GroupName::parse("group", &self.group)?,
+                UserName::parse("user", &self.user)?,
+            ),
         ))
     }
 }
