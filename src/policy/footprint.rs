@@ -3,9 +3,9 @@
 //!
 //! The maps' tables are measured exactly ([`super::cow_map::CowMap::table_bytes`]); these are
 //! the allocations hanging off their entries: shared strings, the vectors of group ids and of
-//! grants. The figures follow the types in `tenant.rs` and an allocator that hands out small
-//! blocks in 8-byte steps; `scripts/bench.sh` reports the estimate beside the resident set
-//! size it stands for.
+//! grants. The figures follow the types in `tenant.rs` and `tenant/index.rs` and an allocator
+//! that hands out small blocks in 8-byte steps; `scripts/bench.sh` reports the estimate beside
+//! the resident set size it stands for.
 
 use std::mem::size_of;
 

@@ -1,0 +1,344 @@
+//! Applying a change to a policy: advancing it revision by revision, and keeping the indexes,
+//! the counts and the estimate of its memory in step with its groups.
+//!
+//! Apart from the check and the listings because this is the only code that writes a policy;
+//! everything else only reads it.
+
+use std::sync::Arc;
+
+use super::index::{Grants, GroupSet, prefix_of};
+use super::{GroupId, GroupRecord, Key, TenantPolicy};
+use crate::policy::{Change, Permission, footprint};
+
+/// Why a change could not be applied on top of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdvanceError {
+    #[error("change for revision {got} does not follow revision {held}")]
+    Gap { held: u64, got: u64 },
+    #[error("change for revision {revision} has no effect: the policy has diverged from the store")]
+    NoEffect { revision: u64 },
+}
+
+impl TenantPolicy {
+    /// Applies `change` as the change that makes `revision`, which must follow the revision
+    /// held, and must change something: a change the store recorded as a change that changes
+    /// nothing here means this copy has diverged and must be reloaded.
+    pub fn advance(&mut self, revision: u64, change: &Change) -> Result<(), AdvanceError> {
+        if revision != self.revision + 1 {
+            return Err(AdvanceError::Gap {
+                held: self.revision,
+                got: revision,
+            });
+        }
+        if !self.apply(change) {
+            return Err(AdvanceError::NoEffect { revision });
+        }
+        self.revision = revision;
+        Ok(())
+    }
+
+    /// Applies `change` without touching the revision; returns whether anything changed.
+    /// Adding to a group that does not exist changes nothing.
+    pub fn apply(&mut self, change: &Change) -> bool {
+        match change {
+            Change::CreateGroup { group } => {
+                if self.groups.contains_key(group) {
+                    return false;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                self.groups.insert(
+                    group.clone(),
+                    GroupRecord {
+                        id,
+                        permissions: Arc::default(),
+                        member_count: 0,
+                    },
+                );
+                self.names.insert(id, group.clone());
+                self.heap_bytes += footprint::group(group.as_str());
+                true
+            }
+            Change::DeleteGroup { group } => {
+                let Some(record) = self.groups.remove(group) else {
+                    return false;
+                };
+                self.names.remove(&record.id);
+                self.heap_bytes -= footprint::group(group.as_str());
+                for permission in record.permissions.iter() {
+                    self.unindex(permission, record.id);
+                }
+                self.permission_count -= record.permissions.len();
+                // Memberships are indexed by user: finding the group's members reads every
+                // user, so only when it has some.
+                let members: Vec<Key> = if record.member_count == 0 {
+                    Vec::new()
+                } else {
+                    self.members
+                        .iter()
+                        .filter(|(_, groups)| groups.contains(record.id))
+                        .map(|(user, _)| user.clone())
+                        .collect()
+                };
+                for user in &members {
+                    self.leave(user, record.id);
+                }
+                true
+            }
+            Change::AddPermission { group, permission } => {
+                let Some(record) = self.groups.get_mut(group) else {
+                    return false;
+                };
+                if record.permissions.contains(permission) {
+                    return false;
+                }
+                Arc::make_mut(&mut record.permissions).insert(permission.clone());
+                let id = record.id;
+                self.index(permission, id);
+                self.permission_count += 1;
+                true
+            }
+            Change::RemovePermission { group, permission } => {
+                let Some(record) = self.groups.get(group) else {
+                    return false;
+                };
+                if !record.permissions.contains(permission) {
+                    return false;
+                }
+                let id = record.id;
+                if let Some(record) = self.groups.get_mut(group) {
+                    Arc::make_mut(&mut record.permissions).remove(permission);
+                }
+                self.unindex(permission, id);
+                self.permission_count -= 1;
+                true
+            }
+            // Both look the group up twice, to change its record only once the change is
+            // known to change something: a mutable look-up copies the record's shard.
+            Change::AssignUser { group, user } => {
+                let Some(id) = self.groups.get(group).map(|record| record.id) else {
+                    return false;
+                };
+                if self
+                    .members
+                    .get(user.as_str())
+                    .is_some_and(|groups| groups.contains(id))
+                {
+                    return false;
+                }
+                let mut joined = false;
+                self.members
+                    .get_or_insert_with(user.as_str().into(), || {
+                        joined = true;
+                        GroupSet::default()
+                    })
+                    .insert(id);
+                if joined {
+                    self.heap_bytes += footprint::user(user.as_str());
+                }
+                self.heap_bytes += footprint::ASSIGNMENT;
+                self.assignment_count += 1;
+                if let Some(record) = self.groups.get_mut(group) {
+                    record.member_count += 1;
+                }
+                true
+            }
+            Change::UnassignUser { group, user } => {
+                let Some(id) = self.groups.get(group).map(|record| record.id) else {
+                    return false;
+                };
+                if !self
+                    .members
+                    .get(user.as_str())
+                    .is_some_and(|groups| groups.contains(id))
+                {
+                    return false;
+                }
+                self.leave(user.as_str(), id);
+                if let Some(record) = self.groups.get_mut(group) {
+                    record.member_count -= 1;
+                }
+                true
+            }
+        }
+    }
+
+    fn leave(&mut self, user: &str, id: GroupId) {
+        let Some(groups) = self.members.get_mut(user) else {
+            return;
+        };
+        if groups.remove(id) {
+            self.assignment_count -= 1;
+            self.heap_bytes -= footprint::ASSIGNMENT;
+        }
+        if groups.is_empty() {
+            self.members.remove(user);
+            self.heap_bytes -= footprint::user(user);
+        }
+    }
+
+    fn index(&mut self, permission: &Permission, id: GroupId) {
+        self.heap_bytes += footprint::permission(permission);
+        let action = permission.action.as_str();
+        match prefix_of(permission.resource.as_str()) {
+            Some(prefix) => {
+                let is_new = !self.prefixes.contains_key(prefix);
+                self.prefixes
+                    .get_or_insert_with(prefix.into(), Grants::default)
+                    .add(action, id);
+                if is_new {
+                    let at = self
+                        .prefix_lengths
+                        .partition_point(|(len, _)| *len < prefix.len());
+                    match self.prefix_lengths.get_mut(at) {
+                        Some((len, count)) if *len == prefix.len() => *count += 1,
+                        _ => self.prefix_lengths.insert(at, (prefix.len(), 1)),
+                    }
+                }
+            }
+            None => {
+                self.exact
+                    .get_or_insert_with(permission.resource.as_str().into(), Grants::default)
+                    .add(action, id);
+            }
+        }
+    }
+
+    fn unindex(&mut self, permission: &Permission, id: GroupId) {
+        self.heap_bytes -= footprint::permission(permission);
+        let resource = permission.resource.as_str();
+        let action = permission.action.as_str();
+        let (index, key) = match prefix_of(resource) {
+            Some(prefix) => (&mut self.prefixes, prefix),
+            None => (&mut self.exact, resource),
+        };
+        let Some(grants) = index.get_mut(key) else {
+            return;
+        };
+        grants.remove(action, id);
+        if grants.is_empty() {
+            index.remove(key);
+            if key.len() != resource.len()
+                && let Ok(at) = self
+                    .prefix_lengths
+                    .binary_search_by_key(&key.len(), |(len, _)| *len)
+            {
+                self.prefix_lengths[at].1 -= 1;
+                if self.prefix_lengths[at].1 == 0 {
+                    self.prefix_lengths.remove(at);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tenant::tests::{alice_with, group, permission, user};
+
+    #[test]
+    fn removing_a_permission_revokes_it() {
+        let mut policy = alice_with(&[("docs/*", "read"), ("doc1", "read")]);
+        assert!(policy.apply(&Change::RemovePermission {
+            group: group("g"),
+            permission: permission("docs/*", "read"),
+        }));
+        assert!(!policy.allows("alice", "docs/a", "read"));
+        assert!(policy.allows("alice", "doc1", "read"));
+        assert!(policy.apply(&Change::RemovePermission {
+            group: group("g"),
+            permission: permission("doc1", "read"),
+        }));
+        assert!(!policy.allows("alice", "doc1", "read"));
+        assert_eq!(policy.permission_count(), 0);
+        assert!(policy.prefix_lengths.is_empty() && policy.prefixes.is_empty());
+        assert!(policy.exact.is_empty());
+    }
+
+    #[test]
+    fn unassigning_a_user_revokes_what_the_group_gave() {
+        let mut policy = alice_with(&[("doc1", "read")]);
+        assert!(policy.apply(&Change::UnassignUser {
+            group: group("g"),
+            user: user("alice"),
+        }));
+        assert!(!policy.allows("alice", "doc1", "read"));
+        assert!(policy.members.is_empty());
+    }
+
+    #[test]
+    fn deleting_a_group_takes_its_permissions_and_members_with_it() {
+        let mut policy = alice_with(&[("doc1", "read")]);
+        assert!(policy.apply(&Change::DeleteGroup { group: group("g") }));
+        assert!(!policy.allows("alice", "doc1", "read"));
+        assert_eq!(policy.group_count(), 0);
+        assert!(policy.members.is_empty());
+        // Re-creating the group does not bring anything back.
+        policy.apply(&Change::CreateGroup { group: group("g") });
+        assert!(!policy.allows("alice", "doc1", "read"));
+        assert_eq!(policy.assignment_count(), 0);
+    }
+
+    #[test]
+    fn a_repeated_change_changes_nothing() {
+        let mut policy = alice_with(&[("doc1", "read")]);
+        assert!(!policy.apply(&Change::CreateGroup { group: group("g") }));
+        assert!(!policy.apply(&Change::AssignUser {
+            group: group("g"),
+            user: user("alice"),
+        }));
+        assert!(!policy.apply(&Change::AddPermission {
+            group: group("g"),
+            permission: permission("doc1", "read"),
+        }));
+        assert!(!policy.apply(&Change::RemovePermission {
+            group: group("g"),
+            permission: permission("doc2", "read"),
+        }));
+        assert!(!policy.apply(&Change::DeleteGroup {
+            group: group("nope")
+        }));
+    }
+
+    #[test]
+    fn adding_to_a_missing_group_changes_nothing() {
+        let mut policy = TenantPolicy::default();
+        assert!(!policy.apply(&Change::AssignUser {
+            group: group("g"),
+            user: user("alice"),
+        }));
+        assert!(!policy.apply(&Change::AddPermission {
+            group: group("g"),
+            permission: permission("doc", "read"),
+        }));
+        assert!(policy.members.is_empty());
+    }
+
+    #[test]
+    fn advance_requires_the_next_revision() {
+        let mut policy = TenantPolicy::at_revision(4);
+        let create = Change::CreateGroup { group: group("g") };
+        assert_eq!(
+            policy.advance(6, &create),
+            Err(AdvanceError::Gap { held: 4, got: 6 })
+        );
+        assert_eq!(
+            policy.advance(4, &create),
+            Err(AdvanceError::Gap { held: 4, got: 4 })
+        );
+        assert_eq!(policy.advance(5, &create), Ok(()));
+        assert_eq!(policy.revision(), 5);
+    }
+
+    #[test]
+    fn advance_rejects_a_change_that_has_no_effect() {
+        let mut policy = TenantPolicy::at_revision(1);
+        policy.apply(&Change::CreateGroup { group: group("g") });
+        assert_eq!(
+            policy.advance(2, &Change::CreateGroup { group: group("g") }),
+            Err(AdvanceError::NoEffect { revision: 2 })
+        );
+        assert_eq!(policy.revision(), 1);
+    }
+}

@@ -1,0 +1,245 @@
+//! What the API lists of a policy: every group whole, pages of groups, of a group's
+//! permissions and of its members, and what one user gets.
+//!
+//! Apart from the check because none of it is on the check's path: it walks the maps and
+//! copies names out, where the check only looks up.
+
+use std::collections::HashMap;
+
+use super::index::PermissionSet;
+use super::{GroupId, TenantPolicy};
+use crate::policy::page::{self, Page};
+use crate::policy::{GroupName, Permission, UserName};
+
+/// A group as listed by the API, sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub name: String,
+    /// (resource, action) pairs, sorted.
+    pub permissions: Vec<(String, String)>,
+    pub members: Vec<String>,
+}
+
+/// A group as a page of groups lists it: its size, not its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub name: String,
+    pub permission_count: usize,
+    pub member_count: usize,
+}
+
+/// What one user gets in a tenant, sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserView {
+    pub groups: Vec<String>,
+    /// (resource, action, group) triples, sorted.
+    pub permissions: Vec<(String, String, String)>,
+}
+
+impl TenantPolicy {
+    /// Every group with its permissions and members, sorted by name.
+    pub fn groups(&self) -> Vec<GroupView> {
+        let mut members: HashMap<GroupId, Vec<String>> = HashMap::new();
+        for (user, groups) in self.members.iter() {
+            for id in &groups.0 {
+                members.entry(*id).or_default().push(user.to_string());
+            }
+        }
+        let mut groups: Vec<GroupView> = self
+            .groups
+            .iter()
+            .map(|(name, record)| {
+                let mut members = members.remove(&record.id).unwrap_or_default();
+                members.sort_unstable();
+                GroupView {
+                    name: name.as_str().to_owned(),
+                    permissions: listed(&record.permissions),
+                    members,
+                }
+            })
+            .collect();
+        groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        groups
+    }
+
+    /// The groups whose names sort after `after`, `limit` of them, by name.
+    pub fn group_page(&self, after: Option<&GroupName>, limit: usize) -> Page<GroupSummary> {
+        let names = self
+            .groups
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| after.is_none_or(|after| *name > after));
+        page::smallest(names, limit).map(|name| {
+            let (permission_count, member_count) = self.groups.get(name).map_or((0, 0), |record| {
+                (record.permissions.len(), record.member_count)
+            });
+            GroupSummary {
+                name: name.as_str().to_owned(),
+                permission_count,
+                member_count,
+            }
+        })
+    }
+
+    /// The permissions of `group` that sort after `after` (by resource, then action), `limit`
+    /// of them; None if there is no such group.
+    pub fn permission_page(
+        &self,
+        group: &GroupName,
+        after: Option<&Permission>,
+        limit: usize,
+    ) -> Option<Page<(String, String)>> {
+        let rest = self.groups.get(group)?.permissions.after(after);
+        Some(
+            page::first(rest, limit)
+                .map(|p| (p.resource.as_str().to_owned(), p.action.as_str().to_owned())),
+        )
+    }
+
+    /// The members of `group` whose names sort after `after`, `limit` of them, by name; None
+    /// if there is no such group.
+    ///
+    /// Memberships are indexed by user, for the check, so this reads every user of the tenant:
+    /// the answer is bounded, the work is not.
+    pub fn member_page(
+        &self,
+        group: &GroupName,
+        after: Option<&UserName>,
+        limit: usize,
+    ) -> Option<Page<String>> {
+        let record = self.groups.get(group)?;
+        if record.member_count == 0 {
+            return Some(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        }
+        let members = self
+            .members
+            .iter()
+            .filter(|(_, groups)| groups.contains(record.id))
+            .map(|(user, _)| user.as_str())
+            .filter(|user| after.is_none_or(|after| *user > after.as_str()));
+        Some(page::smallest(members, limit).map(str::to_owned))
+    }
+
+    /// The groups `user` belongs to and every permission those groups give, sorted.
+    pub fn user(&self, user: &str) -> UserView {
+        let Some(ids) = self.members.get(user) else {
+            return UserView::default();
+        };
+        let mut view = UserView::default();
+        for id in &ids.0 {
+            let Some(name) = self.names.get(id) else {
+                continue;
+            };
+            view.groups.push(name.as_str().to_owned());
+            if let Some(record) = self.groups.get(name) {
+                view.permissions.extend(
+                    listed(&record.permissions)
+                        .into_iter()
+                        .map(|(resource, action)| (resource, action, name.as_str().to_owned())),
+                );
+            }
+        }
+        view.groups.sort_unstable();
+        view.permissions.sort_unstable();
+        view
+    }
+}
+
+fn listed(permissions: &PermissionSet) -> Vec<(String, String)> {
+    permissions
+        .iter()
+        .map(|p| (p.resource.as_str().to_owned(), p.action.as_str().to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Change;
+    use crate::policy::tenant::tests::{alice_with, group, user};
+
+    #[test]
+    fn listings_are_sorted_and_reconstruct_the_patterns() {
+        let mut policy = alice_with(&[("docs/*", "read"), ("a", "*"), ("a", "read")]);
+        policy.apply(&Change::CreateGroup { group: group("b") });
+        policy.apply(&Change::AssignUser {
+            group: group("g"),
+            user: user("aaron"),
+        });
+        let groups = policy.groups();
+        assert_eq!(
+            groups,
+            vec![
+                GroupView {
+                    name: "b".into(),
+                    permissions: vec![],
+                    members: vec![],
+                },
+                GroupView {
+                    name: "g".into(),
+                    permissions: vec![
+                        ("a".into(), "*".into()),
+                        ("a".into(), "read".into()),
+                        ("docs/*".into(), "read".into()),
+                    ],
+                    members: vec!["aaron".into(), "alice".into()],
+                },
+            ]
+        );
+        let view = policy.user("alice");
+        assert_eq!(view.groups, vec!["g".to_string()]);
+        assert_eq!(view.permissions.len(), 3);
+        assert_eq!(policy.user("nobody"), UserView::default());
+        assert_eq!(
+            (
+                policy.group_count(),
+                policy.permission_count(),
+                policy.assignment_count()
+            ),
+            (2, 3, 2)
+        );
+    }
+
+    #[test]
+    fn pages_resume_after_a_name_even_once_it_is_gone() {
+        let mut policy = TenantPolicy::default();
+        for name in ["a", "b", "c", "d"] {
+            policy.apply(&Change::CreateGroup { group: group(name) });
+            policy.apply(&Change::AssignUser {
+                group: group("a"),
+                user: user(name),
+            });
+        }
+        let first = policy.group_page(None, 2);
+        let names: Vec<_> = first.items.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!((names, first.more), (vec!["a", "b"], true));
+        assert_eq!(first.items[0].member_count, 4);
+        policy.apply(&Change::DeleteGroup { group: group("b") });
+        let rest = policy.group_page(Some(&group("b")), 2);
+        let names: Vec<_> = rest.items.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!((names, rest.more), (vec!["c", "d"], false));
+
+        policy.apply(&Change::UnassignUser {
+            group: group("a"),
+            user: user("b"),
+        });
+        let members = policy
+            .member_page(&group("a"), Some(&user("b")), 10)
+            .unwrap();
+        assert_eq!(members.items, ["c", "d"]);
+        assert_eq!(policy.group_page(None, 1).items[0].member_count, 3);
+    }
+
+    #[test]
+    fn pages_of_a_group_that_does_not_exist_are_none() {
+        let policy = alice_with(&[("doc", "read")]);
+        assert_eq!(policy.member_page(&group("nope"), None, 10), None);
+        assert_eq!(policy.permission_page(&group("nope"), None, 10), None);
+        let permissions = policy.permission_page(&group("g"), None, 10).unwrap();
+        assert_eq!(permissions.items, [("doc".to_string(), "read".to_string())]);
+        assert!(!permissions.more);
+    }
+}
