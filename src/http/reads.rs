@@ -11,7 +11,12 @@ use super::extract::{JsonBody, QueryParams};
 use super::page::Paging;
 use super::responses::{Internal, NotFound, RevisionNotReached, Unavailable};
 use super::state::AppState;
-use crate::policy::{Action, GroupName, NameError, Permission, Resource, TenantName, UserName};
+use std::sync::Arc;
+
+use crate::cache::Snapshot;
+use crate::policy::{
+    Action, GroupName, NameError, Page, Permission, Resource, TenantName, UserName,
+};
 
 #[derive(Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -229,15 +234,17 @@ pub async fn groups(
     let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[group]| {
         GroupName::parse("cursor", group)
     })?;
-    let snapshot = state.app.read(&tenant, query.min_revision).await?;
-    let page = snapshot
-        .policy
-        .group_page(paging.after.as_ref(), paging.limit);
-    let next_cursor = paging.next_cursor(&page, |last| [last.name.as_str()]);
+    let page = async |snapshot: Arc<Snapshot>, after: Option<GroupName>, limit| {
+        Ok(snapshot.policy.group_page(after.as_ref(), limit))
+    };
+    let listed = listing(&state, &tenant, query.min_revision, paging, page, |last| {
+        [last.name.as_str()]
+    })
+    .await?;
     Ok(Json(GroupsResponse {
         tenant: tenant.to_string(),
-        revision: snapshot.revision(),
-        groups: page
+        revision: listed.revision,
+        groups: listed
             .items
             .into_iter()
             .map(|g| GroupSummaryBody {
@@ -246,7 +253,7 @@ pub async fn groups(
                 member_count: g.member_count,
             })
             .collect(),
-        next_cursor,
+        next_cursor: listed.next_cursor,
     }))
 }
 
@@ -270,8 +277,7 @@ pub async fn group_permissions(
     caller: Caller,
     QueryParams(query): QueryParams<GroupQuery>,
 ) -> Result<Json<GroupPermissionsResponse>, ApiError> {
-    let tenant = caller.tenant("tenant", &query.tenant)?;
-    let group = GroupName::parse("group", &query.group)?;
+    let (tenant, group) = query.names(&caller)?;
     let scope = ["/group-permissions", tenant.as_str(), group.as_str()];
     let cursor = query.cursor.as_deref();
     let paging = Paging::new(&scope, query.limit, cursor, |[resource, action]| {
@@ -280,22 +286,30 @@ pub async fn group_permissions(
             action: Action::parse("cursor", action)?,
         })
     })?;
-    let snapshot = state.app.read(&tenant, query.min_revision).await?;
-    let page = snapshot
-        .policy
-        .permission_page(&group, paging.after.as_ref(), paging.limit)
-        .ok_or_else(|| ApiError::no_group(&group))?;
-    let next_cursor = paging.next_cursor(&page, |(resource, action)| [resource, action]);
+    let page = async |snapshot: Arc<Snapshot>, after: Option<Permission>, limit| {
+        (snapshot.policy)
+            .permission_page(&group, after.as_ref(), limit)
+            .ok_or_else(|| ApiError::no_group(&group))
+    };
+    let listed = listing(
+        &state,
+        &tenant,
+        query.min_revision,
+        paging,
+        page,
+        |(r, a)| [r.as_str(), a.as_str()],
+    )
+    .await?;
     Ok(Json(GroupPermissionsResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),
-        revision: snapshot.revision(),
-        permissions: page
+        revision: listed.revision,
+        permissions: listed
             .items
             .into_iter()
             .map(|(resource, action)| PermissionBody { resource, action })
             .collect(),
-        next_cursor,
+        next_cursor: listed.next_cursor,
     }))
 }
 
@@ -319,37 +333,39 @@ pub async fn group_members(
     caller: Caller,
     QueryParams(query): QueryParams<GroupQuery>,
 ) -> Result<Json<GroupMembersResponse>, ApiError> {
-    let tenant = caller.tenant("tenant", &query.tenant)?;
-    let group = GroupName::parse("group", &query.group)?;
+    let (tenant, group) = query.names(&caller)?;
     let scope = ["/group-members", tenant.as_str(), group.as_str()];
-    let mut paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[user]| {
+    let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[user]| {
         UserName::parse("cursor", user)
     })?;
-    let snapshot = state.app.read(&tenant, query.min_revision).await?;
     // A page of members reads every user of the tenant (TenantPolicy::member_page): on a large
     // tenant that is milliseconds, which would hold up the checks queued behind it on this
     // worker thread.
-    let listed = {
-        let (snapshot, group) = (snapshot.clone(), group.clone());
-        let (after, limit) = (paging.after.take(), paging.limit);
-        tokio::task::spawn_blocking(move || {
-            snapshot.policy.member_page(&group, after.as_ref(), limit)
-        })
+    let page = async |snapshot: Arc<Snapshot>, after: Option<UserName>, limit| {
+        let listed = {
+            let group = group.clone();
+            tokio::task::spawn_blocking(move || {
+                snapshot.policy.member_page(&group, after.as_ref(), limit)
+            })
+        };
+        listed
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "listing members failed");
+                ApiError::Internal
+            })?
+            .ok_or_else(|| ApiError::no_group(&group))
     };
-    let page = listed
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "listing members failed");
-            ApiError::Internal
-        })?
-        .ok_or_else(|| ApiError::no_group(&group))?;
-    let next_cursor = paging.next_cursor(&page, |last| [last.as_str()]);
+    let listed = listing(&state, &tenant, query.min_revision, paging, page, |last| {
+        [last.as_str()]
+    })
+    .await?;
     Ok(Json(GroupMembersResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),
-        revision: snapshot.revision(),
-        members: page.items,
-        next_cursor,
+        revision: listed.revision,
+        members: listed.items,
+        next_cursor: listed.next_cursor,
     }))
 }
 
@@ -391,4 +407,44 @@ pub async fn user_permissions(
             })
             .collect(),
     }))
+}
+
+/// One page of a listing, at the revision it was read at.
+struct Listed<T> {
+    revision: u64,
+    items: Vec<T>,
+    /// Resumes after the page's last item; None on the last page.
+    next_cursor: Option<String>,
+}
+
+/// What every listing does: reads the tenant at the requested revision, lets `page` make the
+/// page after the cursor's item from that one snapshot, and names the page's last item (with
+/// `names`) in the cursor of the next.
+async fn listing<C, T, const N: usize>(
+    state: &AppState,
+    tenant: &TenantName,
+    min_revision: Option<u64>,
+    mut paging: Paging<'_, C>,
+    page: impl AsyncFnOnce(Arc<Snapshot>, Option<C>, usize) -> Result<Page<T>, ApiError>,
+    names: impl FnOnce(&T) -> [&str; N],
+) -> Result<Listed<T>, ApiError> {
+    let snapshot = state.app.read(tenant, min_revision).await?;
+    let revision = snapshot.revision();
+    let page = page(snapshot, paging.after.take(), paging.limit).await?;
+    let next_cursor = paging.next_cursor(&page, names);
+    Ok(Listed {
+        revision,
+        items: page.items,
+        next_cursor,
+    })
+}
+
+impl GroupQuery {
+    /// The tenant, which the caller must reach, and the group.
+    fn names(&self, caller: &Caller) -> Result<(TenantName, GroupName), ApiError> {
+        Ok((
+            caller.tenant("tenant", &self.tenant)?,
+            GroupName::parse("group", &self.group)?,
+        ))
+    }
 }
