@@ -2,9 +2,8 @@
 //! publish; reads from the cache with read-your-writes; and the refresh an operator asks for.
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::Instrument;
 
@@ -16,9 +15,9 @@ use crate::cache::{Snapshot, TenantCache};
 use crate::keys::ring::KeyRing;
 use crate::keys::{KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, Operation, TenantName};
+use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
-use crate::store::{Position, Store, StoreError, WriteOutcome};
-use crate::sync::ResyncPoint;
+use crate::store::{Store, StoreError, WriteOutcome};
 
 /// How long an instance waits on the store, and how often it sweeps.
 #[derive(Debug, Clone, Copy)]
@@ -40,18 +39,13 @@ pub struct App {
     /// Shared with the task that evicts from it.
     pub cache: Arc<TenantCache>,
     /// The API keys in force.
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     pub bus: Bus,
     pub stats: Arc<Stats>,
+    /// Keeps the cache and the keys in step with the store.
+    pub refresher: Arc<Refresher>,
     /// The sweep's period: with the bus down, how stale a cached tenant may get.
     pub resync_interval: Duration,
-    /// When this instance last resynced with the store successfully
-    /// (at start-up: when it started, holding nothing yet).
-    pub last_resync: Mutex<Instant>,
-    /// Where the next resync starts; also keeps resyncs from running two at once.
-    pub resync_from: tokio::sync::Mutex<ResyncPoint>,
-    /// Whether a resync waits for the one running, which other requests fold into.
-    pub resync_queued: AtomicBool,
     /// How many writes of one tenant may be at the store at once.
     admission: Admission,
     store_timeout: Duration,
@@ -85,54 +79,37 @@ impl App {
         cache_budget: u64,
         store_connections: u32,
     ) -> Self {
+        let cache = Arc::new(TenantCache::new(
+            store.clone(),
+            stats.clone(),
+            timeouts.store,
+            cache_budget,
+        ));
+        let keys = Arc::new(KeyRing::default());
+        let refresher = Arc::new(Refresher::new(
+            server_id.clone(),
+            store.clone(),
+            cache.clone(),
+            keys.clone(),
+            stats.clone(),
+        ));
         Self {
             server_id,
-            cache: Arc::new(TenantCache::new(
-                store.clone(),
-                stats.clone(),
-                timeouts.store,
-                cache_budget,
-            )),
-            keys: KeyRing::default(),
+            cache,
+            keys,
             store,
             bus,
             stats,
+            refresher,
             resync_interval: timeouts.resync_interval,
-            last_resync: Mutex::new(Instant::now()),
-            resync_from: tokio::sync::Mutex::default(),
-            resync_queued: AtomicBool::new(false),
             admission: Admission::for_pool(store_connections),
             store_timeout: timeouts.store,
         }
     }
 
-    /// Learns which tenants exist, before serving: until then, every tenant would read as
-    /// never written. The next resync asks the store only for what changed after this.
+    /// Learns which tenants exist, before serving: see [`Refresher::load_tenants`].
     pub async fn load_tenants(&self) -> Result<usize, StoreError> {
-        let mut resync_from = self.resync_from.lock().await;
-        let (listed, position) = self.list_tenants().await?;
-        resync_from.position = position;
-        Ok(listed)
-    }
-
-    /// Makes every tenant of the store known; returns how many there are, and the position
-    /// the listing was read at.
-    pub async fn list_tenants(&self) -> Result<(usize, Position), StoreError> {
-        let mut listed = 0;
-        let mut batch = Vec::with_capacity(1024);
-        let directory = &self.cache.directory;
-        let position = self
-            .store
-            .tenants(&mut |tenant| {
-                listed += 1;
-                batch.push(tenant);
-                if batch.len() == batch.capacity() {
-                    directory.extend(batch.drain(..));
-                }
-            })
-            .await?;
-        directory.extend(batch);
-        Ok((listed, position))
+        self.refresher.load_tenants().await
     }
 
     /// Commits `change` on behalf of `actor`, then brings this instance's cache up to date
@@ -340,26 +317,9 @@ impl App {
     /// Reloads the keys here, then tells the other instances to reload theirs. A failed
     /// reload is retried by the sweep; the change is committed either way.
     async fn keys_changed(&self, operation: Operation) {
-        self.reload_keys("key change").await;
+        self.refresher.reload_keys("key change").await;
         self.bus
             .publish(Message::keys_changed(operation, &self.server_id));
-    }
-
-    /// Replaces the keys in force with the store's.
-    /// A failure is counted and logged here, whoever asked: the keys held stay in force, and
-    /// the next sweep tries again.
-    pub async fn reload_keys(&self, reason: &'static str) {
-        match self.keys.reload(&*self.store).await {
-            Ok(count) => {
-                bump(&self.stats.key_reloads);
-                tracing::debug!(count, reason, "API keys reloaded");
-            }
-            Err(e) => {
-                bump(&self.stats.key_reload_failures);
-                tracing::warn!(reason, error = %crate::error_chain(&e),
-                    "API keys could not be reloaded; the keys held stay in force until the next try");
-            }
-        }
     }
 
     /// Why this instance cannot serve fresh answers now, if it cannot: the store does not
@@ -370,24 +330,12 @@ impl App {
         if !self.database_ok().await {
             reasons.push("the store does not answer");
         }
-        let since_resync = self
-            .last_resync
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .elapsed();
+        let since_resync = self.refresher.since_last_resync();
         if self.bus.state() == BusState::Disconnected && since_resync > 2 * self.resync_interval {
             reasons
                 .push("the bus is down and no resync succeeded within twice RESYNC_INTERVAL_SECS");
         }
         reasons
-    }
-
-    /// Records a successful resync with the store.
-    pub fn resynced(&self) {
-        *self
-            .last_resync
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     /// Whether the store answers, within a short bound.

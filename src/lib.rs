@@ -14,8 +14,9 @@
 //! - [`cache`]: per-tenant snapshots, swapped atomically, loaded on first use; the tenants
 //!   that exist ([`cache::directory`]); the memory budget and eviction ([`cache::memory`]).
 //! - [`keys`]: API keys and what a credential grants; [`keys::ring`] holds the keys in force.
-//! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub.
-//! - [`sync`]: what a message or a periodic sweep does to the cache.
+//! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub and
+//!   sends what it hears into an inbox.
+//! - [`refresh`]: what a message or the periodic sweep does to the cache and the keys.
 //! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).
 //! - [`http`]: the REST API, its auth and its error format.
 //! - [`server`]: start-up, serving and shutdown; [`config`], [`host`] and [`telemetry`] feed
@@ -24,8 +25,8 @@
 //!
 //! A write travels: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction)
 //! -> [`cache::TenantCache::record_write`] -> [`bus::Bus::publish`]. On another instance the
-//! message lands in [`sync::on_message`], which catches the tenant up from the store if it
-//! holds an older revision.
+//! message goes from [`bus::redis`] into the inbox that [`refresh::run`] reacts to, which
+//! catches the tenant up from the store if it holds an older revision.
 
 pub mod admission;
 pub mod app;
@@ -37,10 +38,10 @@ pub mod http;
 pub mod keys;
 pub mod policy;
 pub mod redact;
+pub mod refresh;
 pub mod server;
 pub mod stats;
 pub mod store;
-pub mod sync;
 pub mod telemetry;
 
 /// An error and its sources on one line, for logs: "outer: inner: root".

@@ -15,11 +15,11 @@ use crate::cache;
 use crate::config::{Config, Database};
 use crate::http::{self, Tokens};
 use crate::redact::redact_url;
+use crate::refresh;
 use crate::stats::Stats;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{OpenError, Store, StoreError};
-use crate::sync;
 
 /// How long shutdown waits for the bus tasks once HTTP has drained.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -96,27 +96,30 @@ pub async fn run(
 
     // Before serving, so that a key works from the first request; if the store fails now,
     // the sweep tries again and key-authenticated requests get 503 meanwhile.
-    app.reload_keys("start-up").await;
+    app.refresher.reload_keys("start-up").await;
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(sync::key_reloads(
-        app.clone(),
-        stopping.clone(),
-    )));
+    let (heard, inbox) = bus::inbox();
     if let (Some(link), Some(url)) = (link, &config.redis_url) {
         tasks.extend(bus::redis::spawn(
-            app.clone(),
+            app.stats.clone(),
             link,
+            heard,
             url,
             config.redis_channel.clone(),
             stopping.clone(),
         )?);
     }
+    tasks.push(tokio::spawn(refresh::run(
+        app.refresher.clone(),
+        inbox,
+        stopping.clone(),
+    )));
     tasks.push(tokio::spawn(cache::evictions(
         app.cache.clone(),
         stopping.clone(),
     )));
-    tasks.push(tokio::spawn(sync::sweep(
-        app.clone(),
+    tasks.push(tokio::spawn(refresh::sweep(
+        app.refresher.clone(),
         config.resync_interval(),
         config.changelog_retention(),
         stopping.clone(),

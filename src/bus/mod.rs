@@ -1,9 +1,10 @@
 //! The bus: how instances tell each other that a tenant changed.
 //!
-//! A message only says "tenant T reached revision R"; it is never trusted as policy. A
-//! receiver that holds T at an older revision reloads T from the store. [`Bus`] is the
-//! publishing handle the rest of the server uses; [`redis`] carries messages over Redis
-//! pub/sub, and without Redis the bus is disabled and publishing does nothing.
+//! A message only says "tenant T reached revision R"; it is never trusted as policy. [`Bus`]
+//! is the publishing handle the rest of the server uses; [`redis`] carries messages over Redis
+//! pub/sub, and without Redis the bus is disabled and publishing does nothing. What the
+//! subscriber hears goes into an inbox as [`Heard`], for whoever reacts to it
+//! ([`crate::refresh`]): nothing here knows what a receiver does with a message.
 
 pub mod redis;
 
@@ -19,6 +20,12 @@ use crate::stats::{Stats, bump};
 
 /// Messages larger than this are dropped unread: a real one is a few hundred bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// What the subscriber has heard and the reacting side not yet taken. Reacting takes
+/// microseconds (a reload runs in a task of its own), so a full inbox means a flood: the
+/// subscriber then waits, and Redis buffers or, past its limit, drops the connection, after
+/// which the resubscription's resync catches up.
+const INBOX_CAPACITY: usize = 4096;
 
 /// Messages waiting to be published. A write never waits for Redis: when this is full the
 /// message is dropped and counted, and the periodic sweep makes up for it.
@@ -88,6 +95,24 @@ pub enum Notice {
     },
     /// A key was created or revoked.
     Keys { from: Sender },
+}
+
+/// What the subscriber hands on, in the order it heard it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A message that made sense.
+    Notice(Notice),
+    /// Subscribed (again): whatever was published while not subscribed is lost, and only the
+    /// store can say what changed meanwhile.
+    Subscribed,
+}
+
+/// The receiving end of what the subscriber hears.
+pub type Inbox = mpsc::Receiver<Heard>;
+
+/// An inbox, and the sending end the subscriber takes.
+pub fn inbox() -> (mpsc::Sender<Heard>, Inbox) {
+    mpsc::channel(INBOX_CAPACITY)
 }
 
 /// The instance that published a message.

@@ -1,5 +1,5 @@
-//! Redis pub/sub: one task publishes the outbox, one task subscribes and hands every payload
-//! to [`crate::sync`].
+//! Redis pub/sub: one task publishes the outbox, one task subscribes and sends what it hears,
+//! parsed, into the inbox.
 //!
 //! Neither task ever gives up. The subscriber reconnects with capped exponential backoff,
 //! pings to notice a connection that died without closing, and asks for a resync each time it
@@ -13,15 +13,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManagerConfig, PubSub};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{BusLink, BusState, Message, store_state};
-use crate::app::App;
+use super::{BusLink, BusState, Heard, Message, store_state};
 use crate::policy::Operation;
 use crate::redact::{redact_url, scrub_passwords};
-use crate::stats::bump;
-use crate::sync;
+use crate::stats::{Stats, bump};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -32,10 +31,11 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for queued messages to go out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Starts the publisher and the subscriber.
+/// Starts the publisher and the subscriber, which sends what it hears into `inbox`.
 pub fn spawn(
-    app: Arc<App>,
+    stats: Arc<Stats>,
     link: BusLink,
+    inbox: mpsc::Sender<Heard>,
     url: &str,
     channel: String,
     shutdown: CancellationToken,
@@ -51,7 +51,7 @@ pub fn spawn(
     let publisher = client.get_connection_manager_lazy(config)?;
     Ok(vec![
         tokio::spawn(publish(
-            app.clone(),
+            stats.clone(),
             publisher,
             channel.clone(),
             url.to_owned(),
@@ -59,7 +59,8 @@ pub fn spawn(
             shutdown.clone(),
         )),
         tokio::spawn(subscribe(
-            app,
+            stats,
+            inbox,
             client,
             channel,
             url.to_owned(),
@@ -70,7 +71,7 @@ pub fn spawn(
 }
 
 async fn publish(
-    app: Arc<App>,
+    stats: Arc<Stats>,
     mut connection: redis::aio::ConnectionManager,
     channel: String,
     url: String,
@@ -83,20 +84,20 @@ async fn publish(
             _ = shutdown.cancelled() => break,
         };
         let Some(message) = message else { return };
-        send(&app, &mut connection, &channel, &url, message).await;
+        send(&stats, &mut connection, &channel, &url, message).await;
     }
     // Let what is already queued go out, briefly: peers would otherwise wait for a sweep.
     outbox.close();
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
         while let Some(message) = outbox.recv().await {
-            send(&app, &mut connection, &channel, &url, message).await;
+            send(&stats, &mut connection, &channel, &url, message).await;
         }
     })
     .await;
 }
 
 async fn send(
-    app: &App,
+    stats: &Stats,
     connection: &mut redis::aio::ConnectionManager,
     channel: &str,
     url: &str,
@@ -105,7 +106,7 @@ async fn send(
     let payload = match serde_json::to_string(&message) {
         Ok(payload) => payload,
         Err(e) => {
-            bump(&app.stats.publish_failures);
+            bump(&stats.publish_failures);
             tracing::error!(error = %e, "cannot encode bus message");
             return;
         }
@@ -117,7 +118,7 @@ async fn send(
         .await;
     match sent {
         Ok(receivers) => {
-            bump(&app.stats.messages_published);
+            bump(&stats.messages_published);
             tracing::info!(
                 tenant = message.tenant.as_deref(),
                 revision = message.revision,
@@ -127,7 +128,7 @@ async fn send(
             );
         }
         Err(e) => {
-            bump(&app.stats.publish_failures);
+            bump(&stats.publish_failures);
             tracing::warn!(tenant = message.tenant.as_deref(), revision = message.revision,
                 error = %scrub_passwords(&e.to_string(), url),
                 "publish failed; peers will catch up at their next sweep");
@@ -136,7 +137,8 @@ async fn send(
 }
 
 async fn subscribe(
-    app: Arc<App>,
+    stats: Arc<Stats>,
+    inbox: mpsc::Sender<Heard>,
     client: redis::Client,
     channel: String,
     url: String,
@@ -150,7 +152,7 @@ async fn subscribe(
             Ok(pubsub) => {
                 store_state(&state, BusState::Connected);
                 if subscribed_before {
-                    bump(&app.stats.reconnects);
+                    bump(&stats.reconnects);
                     tracing::info!(%channel, "bus reconnected");
                 } else {
                     tracing::info!(%channel, "bus subscribed");
@@ -159,8 +161,10 @@ async fn subscribe(
                 backoff = MIN_BACKOFF;
                 // Subscribed first, resync second: a change committed in between is then
                 // either in the store's answer or in a message still to come.
-                tokio::spawn(sync::resync(app.clone(), "bus connected"));
-                let reason = listen(&app, pubsub, &shutdown).await;
+                if inbox.send(Heard::Subscribed).await.is_err() {
+                    break;
+                }
+                let reason = listen(&stats, &inbox, pubsub, &shutdown).await;
                 store_state(&state, BusState::Disconnected);
                 if shutdown.is_cancelled() {
                     break;
@@ -197,15 +201,28 @@ async fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<Pu
         })
 }
 
-/// Hands every message to the sync logic until the connection fails; says why it stopped.
-async fn listen(app: &Arc<App>, pubsub: PubSub, shutdown: &CancellationToken) -> &'static str {
+/// Sends every message that makes sense into the inbox until the connection fails; says why
+/// it stopped.
+async fn listen(
+    stats: &Stats,
+    inbox: &mpsc::Sender<Heard>,
+    pubsub: PubSub,
+    shutdown: &CancellationToken,
+) -> &'static str {
     let (mut sink, mut stream) = pubsub.split();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     loop {
         tokio::select! {
             message = stream.next() => match message {
-                Some(message) => sync::on_message(app, message.get_payload_bytes()),
+                Some(message) => {
+                    if let Some(notice) = parse(stats, message.get_payload_bytes()) {
+                        // Waits while the inbox is full: see INBOX_CAPACITY.
+                        if inbox.send(Heard::Notice(notice)).await.is_err() {
+                            return "shutdown";
+                        }
+                    }
+                }
                 None => return "connection closed",
             },
             _ = ping.tick() => {
@@ -215,6 +232,19 @@ async fn listen(app: &Arc<App>, pubsub: PubSub, shutdown: &CancellationToken) ->
                 }
             }
             _ = shutdown.cancelled() => return "shutdown",
+        }
+    }
+}
+
+/// A payload as a notice; a malformed one is counted, logged and dropped.
+fn parse(stats: &Stats, payload: &[u8]) -> Option<super::Notice> {
+    bump(&stats.messages_received);
+    match Message::parse(payload) {
+        Ok(notice) => Some(notice),
+        Err(e) => {
+            bump(&stats.malformed_messages);
+            tracing::warn!(error = %e, bytes = payload.len(), "dropping malformed bus message");
+            None
         }
     }
 }
