@@ -145,19 +145,41 @@ impl fmt::Debug for TokenList {
     }
 }
 
-fn parse_tokens(value: &str) -> Result<TokenList, String> {
+/// Why a configuration cannot be used; each says so in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag or variable that does not parse, in clap's words.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "DATABASE_URL has an unknown scheme {0:?}: use postgres://user:password@host:port/database or sqlite:path"
+    )]
+    DatabaseScheme(String),
+    /// The client's reason, passwords removed.
+    #[error("REDIS_URL is not a valid Redis URL: {0}")]
+    RedisUrl(String),
+}
+
+/// Why a token list is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// An empty token would turn authentication off for whoever sends an empty one.
+    #[error("tokens must not be empty (a comma-separated list of non-empty tokens)")]
+    Empty,
+    #[error("tokens must not contain whitespace at either end or control characters")]
+    Untrimmed,
+}
+
+fn parse_tokens(value: &str) -> Result<TokenList, TokenError> {
     let tokens: Vec<String> = value.split(',').map(str::to_owned).collect();
     if tokens.iter().any(|t| t.is_empty()) {
-        // An empty token would turn authentication off for whoever sends an empty one.
-        return Err("tokens must not be empty (a comma-separated list of non-empty tokens)".into());
+        return Err(TokenError::Empty);
     }
     if tokens
         .iter()
         .any(|t| t.trim() != t || t.chars().any(char::is_control))
     {
-        return Err(
-            "tokens must not contain whitespace at either end or control characters".into(),
-        );
+        return Err(TokenError::Untrimmed);
     }
     Ok(TokenList(tokens))
 }
@@ -192,35 +214,43 @@ pub enum LogFormat {
 impl Config {
     /// Reads the configuration from the command line and the environment. On a bad value,
     /// returns one line saying what is wrong; `--help` and `--version` are printed here.
-    pub fn load() -> Result<Self, String> {
-        let config = match Self::try_parse() {
-            Ok(config) => config,
-            Err(e) => match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    e.exit()
-                }
-                _ => return Err(first_line(&e.to_string())),
-            },
-        };
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::checked(Self::try_parse().map_err(|e| match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                e.exit()
+            }
+            _ => e,
+        }))
+    }
+
+    /// The configuration of these arguments (the first is the program's name) and the
+    /// environment, as [`Config::load`] reads it; for starting a server in process.
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::checked(Self::try_parse_from(args))
+    }
+
+    fn checked(parsed: Result<Self, clap::Error>) -> Result<Self, ConfigError> {
+        let config = parsed.map_err(|e| ConfigError::Invalid(first_line(&e.to_string())))?;
         config.validate()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.database_url {
             let scheme = url.split_once(':').map(|(scheme, _)| scheme);
             if !matches!(scheme, Some("postgres" | "postgresql" | "sqlite")) {
-                return Err(format!(
-                    "DATABASE_URL has an unknown scheme {:?}: use postgres://user:password@host:port/database or sqlite:path",
-                    scheme.unwrap_or(url)
+                return Err(ConfigError::DatabaseScheme(
+                    scheme.unwrap_or(url).to_owned(),
                 ));
             }
         }
         if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str()).map_err(|e| {
-                let e = scrub_passwords(&e.to_string(), url);
-                format!("REDIS_URL is not a valid Redis URL: {e}")
-            })?;
+            redis::Client::open(url.as_str())
+                .map_err(|e| ConfigError::RedisUrl(scrub_passwords(&e.to_string(), url)))?;
         }
         Ok(())
     }
@@ -326,11 +356,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
-        let config =
-            Config::try_parse_from(std::iter::once("rbac-server").chain(args.iter().copied()))
-                .map_err(|e| first_line(&e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        Config::from_args(std::iter::once("rbac-server").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
     }
 
     #[test]

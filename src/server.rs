@@ -2,6 +2,7 @@
 //! signal, then drain.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Timeouts};
-use crate::bus::{self, Bus};
+use crate::bus::{self, Bus, BusLink};
 use crate::cache;
 use crate::config::{Config, Database};
 use crate::http::{self, Tokens};
@@ -52,135 +53,181 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let server_id = config.server_id();
-    let stats = Arc::new(Stats::default());
-    let (store, store_connections) = open_store(&config).await?;
-    let stopping = CancellationToken::new();
-    let (bus, link) = match &config.redis_url {
-        Some(_) => {
-            let (bus, link) = Bus::enabled(stats.clone());
-            (bus, Some(link))
-        }
-        None => {
-            tracing::info!("REDIS_URL is not set: no bus, this instance runs alone");
-            (Bus::disabled(stats.clone()), None)
-        }
-    };
-    let cache_budget = config.cache_budget();
-    let app = Arc::new(App::new(
-        server_id.clone(),
-        store.clone(),
-        bus,
-        stats,
-        Timeouts {
-            store: config.store_timeout(),
-            resync_interval: config.resync_interval(),
-        },
-        cache_budget,
-        store_connections,
-    ));
-    let tenants = app.load_tenants().await.map_err(StartError::Tenants)?;
-    tracing::info!(
-        tenants,
-        cache_budget_mib = cache_budget >> 20,
-        "tenants listed"
-    );
+    Server::bind(config).await?.run_until(shutdown).await
+}
 
-    let address = format!("{}:{}", config.host, config.port);
-    let listener = listen(&address)
-        .await
-        .map_err(|source| StartError::Listen {
+/// A server ready to serve: its store open, the tenants that exist listed, the keys loaded,
+/// and its listener bound (connections wait in the backlog until [`Server::run_until`]).
+/// Tests and benchmarks start one in process on port 0 and ask [`Server::local_addr`].
+pub struct Server {
+    config: Config,
+    app: Arc<App>,
+    /// The link to Redis, if the bus is enabled: its tasks start with serving.
+    bus: Option<BusLink>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let server_id = config.server_id();
+        let stats = Arc::new(Stats::default());
+        let (store, store_connections) = open_store(&config).await?;
+        let (bus, link) = match &config.redis_url {
+            Some(_) => {
+                let (bus, link) = Bus::enabled(stats.clone());
+                (bus, Some(link))
+            }
+            None => {
+                tracing::info!("REDIS_URL is not set: no bus, this instance runs alone");
+                (Bus::disabled(stats.clone()), None)
+            }
+        };
+        let cache_budget = config.cache_budget();
+        let app = Arc::new(App::new(
+            server_id.clone(),
+            store,
+            bus,
+            stats,
+            Timeouts {
+                store: config.store_timeout(),
+                resync_interval: config.resync_interval(),
+            },
+            cache_budget,
+            store_connections,
+        ));
+        let tenants = app.load_tenants().await.map_err(StartError::Tenants)?;
+        tracing::info!(
+            tenants,
+            cache_budget_mib = cache_budget >> 20,
+            "tenants listed"
+        );
+
+        let address = format!("{}:{}", config.host, config.port);
+        let listen_error = |source| StartError::Listen {
             address: address.clone(),
             source,
-        })?;
-
-    // Before serving, so that a key works from the first request; if the store fails now,
-    // the sweep tries again and key-authenticated requests get 503 meanwhile.
-    app.refresher.reload_keys("start-up").await;
-    let mut tasks = Vec::new();
-    let (heard, inbox) = bus::inbox();
-    if let (Some(link), Some(url)) = (link, &config.redis_url) {
-        tasks.extend(bus::redis::spawn(
-            app.stats.clone(),
-            link,
-            heard,
-            url,
-            config.redis_channel.clone(),
-            stopping.clone(),
-        )?);
+        };
+        let listener = listen(&address).await.map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
+        // Before serving, so that a key works from the first request; if the store fails now,
+        // the sweep tries again and key-authenticated requests get 503 meanwhile.
+        app.refresher.reload_keys("start-up").await;
+        tracing::info!(addr = %local_addr, server_id, "listening");
+        Ok(Self {
+            config,
+            app,
+            bus: link,
+            listener,
+            local_addr,
+        })
     }
-    tasks.push(tokio::spawn(refresh::run(
-        app.refresher.clone(),
-        inbox,
-        stopping.clone(),
-    )));
-    tasks.push(tokio::spawn(cache::evictions(
-        app.cache.clone(),
-        stopping.clone(),
-    )));
-    tasks.push(tokio::spawn(refresh::sweep(
-        app.refresher.clone(),
-        config.resync_interval(),
-        config.changelog_retention(),
-        stopping.clone(),
-    )));
 
-    let metrics = http::metrics::install();
-    if let Some(handle) = &metrics {
-        tasks.push(tokio::spawn(http::metrics::upkeep(
-            handle.clone(),
+    /// The address it listens on: the port chosen, when the configuration said 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What it serves, for a test or benchmark to look inside.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Starts the bus, the refresh and the sweep, serves HTTP until `shutdown` resolves, then
+    /// drains in-flight requests (up to SHUTDOWN_TIMEOUT_SECS) and stops.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Self {
+            config,
+            app,
+            bus,
+            listener,
+            local_addr: _,
+        } = self;
+        let stopping = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let (heard, inbox) = bus::inbox();
+        if let (Some(link), Some(url)) = (bus, &config.redis_url) {
+            tasks.extend(bus::redis::spawn(
+                app.stats.clone(),
+                link,
+                heard,
+                url,
+                config.redis_channel.clone(),
+                stopping.clone(),
+            )?);
+        }
+        tasks.push(tokio::spawn(refresh::run(
+            app.refresher.clone(),
+            inbox,
             stopping.clone(),
         )));
-    }
-    let state = Arc::new(http::Services {
-        app,
-        tokens: Arc::new(Tokens::new(
-            config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
-            config.check_token.clone().map(|t| t.0).unwrap_or_default(),
-        )),
-        metrics,
-        request_timeout: config.request_timeout(),
-    });
-    let router = http::router(state);
-    let local = listener.local_addr().map_err(|source| StartError::Listen {
-        address: address.clone(),
-        source,
-    })?;
-    tracing::info!(addr = %local, server_id, "listening");
+        tasks.push(tokio::spawn(cache::evictions(
+            app.cache.clone(),
+            stopping.clone(),
+        )));
+        tasks.push(tokio::spawn(refresh::sweep(
+            app.refresher.clone(),
+            config.resync_interval(),
+            config.changelog_retention(),
+            stopping.clone(),
+        )));
 
-    let draining = CancellationToken::new();
-    let signalled = draining.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        signalled.cancel();
-    });
-    let limits = config.connection_limits(crate::host::raise_open_files_limit());
-    tracing::info!(
-        max_connections = limits.max_connections,
-        idle_timeout_secs = limits.idle_timeout.as_secs(),
-        "connection limits"
-    );
-    let connections = http::serve::serve(listener, router, limits, draining.clone()).await;
-    let drain_timeout = config.shutdown_timeout();
-    if tokio::time::timeout(drain_timeout, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            timeout_secs = drain_timeout.as_secs(),
-            "drain timed out; closing remaining connections"
+        let metrics = http::metrics::install();
+        if let Some(handle) = &metrics {
+            tasks.push(tokio::spawn(http::metrics::upkeep(
+                handle.clone(),
+                stopping.clone(),
+            )));
+        }
+        let store = app.store.clone();
+        let state = Arc::new(http::Services {
+            app,
+            tokens: Arc::new(Tokens::new(
+                config.admin_token.clone().map(|t| t.0).unwrap_or_default(),
+                config.check_token.clone().map(|t| t.0).unwrap_or_default(),
+            )),
+            metrics,
+            request_timeout: config.request_timeout(),
+        });
+        let router = http::router(state);
+
+        let draining = CancellationToken::new();
+        let signalled = draining.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            signalled.cancel();
+        });
+        let limits = config.connection_limits(crate::host::raise_open_files_limit());
+        tracing::info!(
+            max_connections = limits.max_connections,
+            idle_timeout_secs = limits.idle_timeout.as_secs(),
+            "connection limits"
         );
-    }
+        let connections = http::serve::serve(listener, router, limits, draining.clone()).await;
+        let drain_timeout = config.shutdown_timeout();
+        if tokio::time::timeout(drain_timeout, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout_secs = drain_timeout.as_secs(),
+                "drain timed out; closing remaining connections"
+            );
+        }
 
-    stopping.cancel();
-    for task in tasks {
-        let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, task).await;
+        stopping.cancel();
+        for task in tasks {
+            let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, task).await;
+        }
+        // Closing the pool lets SQLite checkpoint its WAL now, not while the process exits.
+        let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, store.close()).await;
+        tracing::info!("stopped");
+        Ok(())
     }
-    // Closing the pool lets SQLite checkpoint its WAL now, not while the process exits.
-    let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, store.close()).await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Connections past MAX_CONNECTIONS wait in the listener's backlog until one closes; the
