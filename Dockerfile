@@ -5,8 +5,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
-# Not built here, but Cargo.toml names the bench target, and cargo reads no manifest whose
-# targets are missing.
+# Not built here, but Cargo.toml names the bench target and the workspace's benchmark tools
+# (benches/tools), and cargo reads no manifest whose targets or members are missing.
 COPY benches ./benches
 RUN cargo build --release --locked
 

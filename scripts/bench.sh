@@ -25,9 +25,9 @@ start_local_services
 pgbench_bin="$TEST_PG_BIN/pgbench"
 
 log "building (release)"
-cargo build --release --locked --bin rbac-server --example bare_axum --example bench
+cargo build --release --locked -p rbac-server --bin rbac-server -p rbac-bench
 bin=target/release
-driver="$bin/examples/bench"
+driver="$bin/rbac-bench"
 export TMPDIR="$work/tmp"
 
 # At the default log level, as deployed: the per-request span is part of what is measured.
@@ -102,7 +102,7 @@ wrk_ms() { # file percentile
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
 
 log "HTTP: check-access, rbac-server and the bare axum endpoint by turns, 5 rounds of ${seconds}s each"
-"$bin/examples/bare_axum" --port "$port_bare" --requests "$work/requests.jsonl" &
+"$bin/bare-axum" --port "$port_bare" --requests "$work/requests.jsonl" &
 pid_bare=$!
 on_exit+=("kill $pid_bare 2>/dev/null")
 bare="http://127.0.0.1:$port_bare"

@@ -26,7 +26,7 @@ PG_EXTRA_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 provide_services
 # tests/tls.rs makes its certificates with the openssl command.

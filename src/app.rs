@@ -223,13 +223,13 @@ impl App {
     pub fn check_cached(
         &self,
         tenant: &str,
-        (user, resource, action): (&str, &str, &str),
+        question: Question<'_>,
         min_revision: Option<u64>,
-    ) -> Option<(bool, u64)> {
+    ) -> Option<Answer> {
         let held = self.cache.with_cached(tenant, |snapshot| {
             min_revision
                 .is_none_or(|min| snapshot.revision() >= min)
-                .then(|| answer(snapshot, (user, resource, action)))
+                .then(|| Answer::from(snapshot, question))
         });
         match held {
             Some(answered) => {
@@ -240,7 +240,10 @@ impl App {
             }
             None if min_revision.unwrap_or(0) == 0 && !self.cache.directory.contains(tenant) => {
                 bump(&self.stats.unknown_tenant_reads);
-                Some((false, 0))
+                Some(Answer {
+                    allowed: false,
+                    revision: 0,
+                })
             }
             None => None,
         }
@@ -251,10 +254,13 @@ impl App {
     pub async fn check_loaded(
         &self,
         tenant: &TenantName,
-        question: (&str, &str, &str),
+        question: Question<'_>,
         min_revision: Option<u64>,
-    ) -> Result<(bool, u64), AppError> {
-        Ok(answer(&*self.read(tenant, min_revision).await?, question))
+    ) -> Result<Answer, AppError> {
+        Ok(Answer::from(
+            &*self.read(tenant, min_revision).await?,
+            question,
+        ))
     }
 
     /// Reloads the tenant from the store and tells the other instances to check theirs. A
@@ -357,10 +363,26 @@ async fn detached<T: Send + 'static>(
         .unwrap_or_else(|e| Err(AppError::Task(e)))
 }
 
-/// The check's answer from one snapshot, with the revision it was answered at.
-fn answer(snapshot: &Snapshot, (user, resource, action): (&str, &str, &str)) -> (bool, u64) {
-    (
-        snapshot.policy.allows(user, resource, action),
-        snapshot.revision(),
-    )
+/// The question a check asks of a tenant, its names already validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Question<'a> {
+    pub user: &'a str,
+    pub resource: &'a str,
+    pub action: &'a str,
+}
+
+/// A check's answer, with the revision of the snapshot it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub allowed: bool,
+    pub revision: u64,
+}
+
+impl Answer {
+    fn from(snapshot: &Snapshot, question: Question<'_>) -> Self {
+        Self {
+            allowed: (snapshot.policy).allows(question.user, question.resource, question.action),
+            revision: snapshot.revision(),
+        }
+    }
 }

@@ -13,6 +13,7 @@ use super::responses::{Internal, NotFound, RevisionNotReached, Unavailable};
 use super::state::AppState;
 use std::sync::Arc;
 
+use crate::app::Question;
 use crate::cache::Snapshot;
 use crate::policy::{
     Action, GroupName, NameError, Page, Permission, Resource, TenantName, UserName,
@@ -192,12 +193,12 @@ async fn check(
     req: CheckRequest,
 ) -> Result<Json<CheckResponse>, ApiError> {
     let tenant = caller.tenant_str("tenant", &req.tenant)?;
-    let question = (
-        UserName::validate("user", &req.user)?,
-        Resource::validate("resource", &req.resource)?,
-        Action::validate("action", &req.action)?,
-    );
-    let (allowed, revision) = match state.app.check_cached(tenant, question, req.min_revision) {
+    let question = Question {
+        user: UserName::validate("user", &req.user)?,
+        resource: Resource::validate("resource", &req.resource)?,
+        action: Action::validate("action", &req.action)?,
+    };
+    let answer = match state.app.check_cached(tenant, question, req.min_revision) {
         Some(answered) => answered,
         None => {
             let tenant = TenantName::parse("tenant", tenant)?;
@@ -207,7 +208,10 @@ async fn check(
                 .await?
         }
     };
-    Ok(Json(CheckResponse { allowed, revision }))
+    Ok(Json(CheckResponse {
+        allowed: answer.allowed,
+        revision: answer.revision,
+    }))
 }
 
 #[utoipa::path(

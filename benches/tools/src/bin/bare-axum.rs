@@ -2,7 +2,7 @@
 //! request as rbac-server and answers from one HashMap, with nothing else (no auth, no names,
 //! no tenants, no tracing). `scripts/bench.sh` runs it beside rbac-server.
 //!
-//! cargo run --release --example bare_axum -- --port 3100 --requests requests.jsonl
+//! cargo run --release -p rbac-bench --bin bare-axum -- --port 3100 --requests requests.jsonl
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 //! - `in-process`: the same tenants in an instance made in this process: loads them all, then
 //!   checks random ones on one thread, timed.
 
-#[path = "../benches/support/dataset.rs"]
+#[path = "../../../support/dataset.rs"]
 mod dataset;
 
 use std::time::{Duration, Instant};
@@ -438,34 +438,32 @@ async fn load_all(target: &str, tenants: usize, concurrency: usize) {
 /// `tenants` small tenants, then checks random ones on one thread, three rounds of `round`;
 /// prints the median rate and what the cache estimates a small tenant at.
 async fn in_process(database_url: &str, tenants: usize, round: Duration) {
-    use std::sync::Arc;
-
     use futures_util::StreamExt;
-    use rbac_server::app::{App, Timeouts};
-    use rbac_server::bus::Bus;
+    use rbac_server::app::Question;
+    use rbac_server::config::Config;
     use rbac_server::policy::TenantName;
-    use rbac_server::stats::Stats;
-    use rbac_server::store::postgres::PgStore;
+    use rbac_server::server::Server;
 
-    let store = Arc::new(
-        PgStore::connect(database_url, Duration::from_secs(30), 16)
-            .await
-            .expect("connect to PostgreSQL"),
-    );
-    let stats = Arc::new(Stats::default());
-    let app = Arc::new(App::new(
-        "in-process".into(),
-        store,
-        Bus::disabled(stats.clone()),
-        stats,
-        Timeouts {
-            store: Duration::from_secs(30),
-            resync_interval: Duration::from_secs(30),
-        },
-        u64::MAX,
-        16,
-    ));
-    app.load_tenants().await.expect("list the tenants");
+    // Bound but never served: the checks go straight to the instance, as a handler's would.
+    let config = Config::from_args([
+        "rbac-bench",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--database-url",
+        database_url,
+        "--database-pool-size",
+        "16",
+        "--store-timeout-secs",
+        "30",
+        // No budget to speak of: every tenant stays held.
+        "--cache-memory-mb",
+        "1048576",
+    ])
+    .expect("a valid configuration");
+    let server = Server::bind(config).await.expect("start an instance");
+    let app = server.app().clone();
     let names: Vec<TenantName> = (0..tenants)
         .map(|i| TenantName::parse("tenant", &dataset::small_tenant(i)).unwrap())
         .collect();
@@ -494,9 +492,16 @@ async fn in_process(database_url: &str, tenants: usize, round: Duration) {
             let mut checks = 0u64;
             while started.elapsed() < round {
                 for (t, (user, resource, action, expected)) in &questions {
-                    let answer =
-                        app_ref.check_cached(names[*t].as_str(), (user, resource, action), None);
-                    assert_eq!(answer.map(|(allowed, _)| allowed), Some(*expected));
+                    let answer = app_ref.check_cached(
+                        names[*t].as_str(),
+                        Question {
+                            user,
+                            resource,
+                            action,
+                        },
+                        None,
+                    );
+                    assert_eq!(answer.map(|a| a.allowed), Some(*expected));
                 }
                 checks += questions.len() as u64;
             }
