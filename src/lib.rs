@@ -18,15 +18,19 @@
 //!   sends what it hears into an inbox.
 //! - [`refresh`]: what a message or the periodic sweep does to the cache and the keys.
 //! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).
-//! - [`http`]: the REST API, its auth and its error format.
-//! - [`server`]: start-up, serving and shutdown; [`config`], [`host`] and [`telemetry`] feed
-//!   it.
+//! - [`http`]: the REST API: one list of routes, its auth and its error format.
+//! - [`server`]: [`server::Server`] binds, then serves until shutdown; [`config`], [`host`]
+//!   and [`telemetry`] feed it.
 //! - [`redact`]: keeping the passwords in the store and Redis URLs out of anything shown.
 //!
-//! A write travels: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction)
-//! -> [`cache::TenantCache::record_write`] -> [`bus::Bus::publish`]. On another instance the
-//! message goes from [`bus::redis`] into the inbox that [`refresh::run`] reacts to, which
-//! catches the tenant up from the store if it holds an older revision.
+//! docs/ARCHITECTURE.md follows the three paths file by file. In short:
+//!
+//! - a check: HTTP -> [`app::App::check_cached`] -> [`cache`] ->
+//!   [`policy::TenantPolicy::allows`];
+//! - a write: HTTP -> [`app::App::write`] -> [`store::Store::write`] (one transaction) ->
+//!   [`cache::TenantCache::record_write`] -> [`bus::Bus::publish`];
+//! - a change from another instance: [`bus::redis`] -> the inbox -> [`refresh::run`], which
+//!   catches the tenant up from the store if it holds an older revision.
 
 pub mod admission;
 pub mod app;

@@ -1,7 +1,7 @@
 //! The HTTP API: routes, auth, extractors and the error format. See docs/API.md.
 //!
 //! A request goes [`serve`] (connections) → [`request`] (id, span, deadline, metrics) →
-//! [`routes`] (the one list of routes, with the credential each group needs) → a handler
+//! `routes` (the one list of routes, with the credential each group needs) → a handler
 //! module (`reads`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
 //! `error` only.
 
