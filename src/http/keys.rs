@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use super::page::Paging;
-use super::responses::{Internal, InvalidRequest, NotFound, Unavailable};
+use super::responses::{InvalidRequest, NotFound};
 use super::state::AppState;
 use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{self, KeyName};
@@ -92,8 +92,6 @@ pub struct KeysResponse {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The key, shown this once", body = CreatedKeyResponse),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn create(
@@ -145,8 +143,6 @@ pub async fn create(
     responses(
         (status = 200, description = "The key is revoked; `revoked` says whether it was in force", body = RevokedKeyResponse),
         (status = 404, response = NotFound),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn revoke(
@@ -186,8 +182,6 @@ pub async fn revoke(
     responses(
         (status = 200, description = "Up to `limit` keys, revoked ones included, oldest first", body = KeysResponse),
         (status = 400, response = InvalidRequest),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn list(

@@ -95,9 +95,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The errors an operation answers because of its shape, added to every operation that has
-/// it, so that a handler lists only the errors of its own work: a guarded route answers 401
-/// and 403, a JSON body 400, 413 and 415, a query string 400.
+/// The errors an operation answers because of its shape or its kind, added to every
+/// operation that has it, so that a handler lists only the errors of its own work: a guarded
+/// route answers 401 and 403, a JSON body 400, 413 and 415, a query string 400; a read 409
+/// (`min_revision`), 500 and 503; a write or a key change 500 and 503 (the store).
 struct ShapeErrors;
 
 impl Modify for ShapeErrors {
@@ -116,6 +117,15 @@ impl Modify for ShapeErrors {
                 }
                 if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
                     errors.push(("400", shared::<InvalidRequest>()));
+                }
+                let tags = operation.tags.as_deref().unwrap_or_default();
+                let tagged = |tag: &str| tags.iter().any(|t| t == tag);
+                if tagged("reads") {
+                    errors.push(("409", shared::<RevisionNotReached>()));
+                }
+                if tagged("reads") || tagged("writes") || tagged("API keys") {
+                    errors.push(("500", shared::<Internal>()));
+                    errors.push(("503", shared::<Unavailable>()));
                 }
                 for (status, error) in errors {
                     operation

@@ -9,7 +9,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use super::page::Paging;
-use super::responses::{Internal, NotFound, RevisionNotReached, Unavailable};
+use super::responses::NotFound;
 use super::state::AppState;
 use std::sync::Arc;
 
@@ -152,9 +152,6 @@ pub struct GrantBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, allowed or not", body = CheckResponse),
-        (status = 409, response = RevisionNotReached),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn check_post(
@@ -174,9 +171,6 @@ pub async fn check_post(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, allowed or not", body = CheckResponse),
-        (status = 409, response = RevisionNotReached),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn check_get(
@@ -223,9 +217,6 @@ async fn check(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Up to `limit` groups, sorted by name", body = GroupsResponse),
-        (status = 409, response = RevisionNotReached),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn groups(
@@ -271,9 +262,6 @@ pub async fn groups(
     responses(
         (status = 200, description = "Up to `limit` permissions, sorted by resource, then action", body = GroupPermissionsResponse),
         (status = 404, response = NotFound),
-        (status = 409, response = RevisionNotReached),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn group_permissions(
@@ -327,9 +315,6 @@ pub async fn group_permissions(
     responses(
         (status = 200, description = "Up to `limit` user names, sorted", body = GroupMembersResponse),
         (status = 404, response = NotFound),
-        (status = 409, response = RevisionNotReached),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn group_members(
@@ -382,9 +367,6 @@ pub async fn group_members(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user's groups and the permissions they give", body = UserResponse),
-        (status = 409, response = RevisionNotReached),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn user_permissions(

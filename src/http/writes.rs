@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::responses::{Internal, NotFound, Unavailable};
+use super::responses::NotFound;
 use super::state::AppState;
 use crate::policy::{Action, Change, GroupName, Permission, Resource, TenantName, UserName};
 
@@ -75,8 +75,6 @@ pub struct RefreshedResponse {
     responses(
         (status = 201, description = "The group was created", body = CreatedResponse),
         (status = 200, description = "The group existed already", body = CreatedResponse),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn create_group(
@@ -126,8 +124,6 @@ macro_rules! change_route {
             responses(
                 (status = 200, description = $answer, body = ChangedResponse),
                 $((status = 404, response = $error),)*
-                (status = 500, response = Internal),
-                (status = 503, response = Unavailable),
             )
         )]
         pub async fn $handler(
@@ -183,8 +179,6 @@ change_route! {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Reloaded, with the revision now held", body = RefreshedResponse),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn refresh_tenant(
