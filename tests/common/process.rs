@@ -59,6 +59,38 @@ pub struct Exit {
     pub took: Duration,
 }
 
+impl Exit {
+    /// What is wrong with this run as a start refused, if anything: it must end by itself,
+    /// with an exit code that is neither success nor a panic's 101, and write exactly one
+    /// line on stderr, `rbac-server: ...` naming `names`, with no panic in it.
+    pub fn refusal_problems(&self, names: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.status {
+            None => problems.push(format!("still running after {:?}", self.took)),
+            Some(status) if status.success() => problems.push("exited with success".into()),
+            Some(status) if status.code().is_none() => problems.push(format!("died: {status}")),
+            Some(status) if status.code() == Some(101) => {
+                problems.push("exit code 101 (a panic)".into())
+            }
+            Some(_) => {}
+        }
+        let line = self.stderr.trim();
+        if line.lines().count() != 1 {
+            problems.push("stderr is not exactly one line".into());
+        }
+        if !line.starts_with("rbac-server: ") {
+            problems.push("stderr does not start with `rbac-server: `".into());
+        }
+        if line.contains("panicked") {
+            problems.push("stderr shows a panic".into());
+        }
+        if !line.contains(names) {
+            problems.push(format!("stderr does not name {names}"));
+        }
+        problems
+    }
+}
+
 /// The lines both outputs have written, shared with the threads that read them.
 struct Output {
     /// stdout's and stderr's lines, in the order they arrived.
