@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::process::{Environment, Process};
-use common::{Instance, eventually};
+use common::{InProcess, Instance, eventually};
 use rbac_server::store::sqlite::SqliteStore;
 
 fn temp_dir() -> PathBuf {
@@ -72,16 +72,14 @@ async fn with_no_configuration_state_lives_in_the_data_dir_and_survives_a_restar
 #[tokio::test]
 async fn instances_sharing_one_file_converge_through_the_sweep() {
     let data_dir = temp_dir();
-    let a = Instance::spawn(&embedded_env(
-        &data_dir,
-        &[("SERVER_ID", "a"), ("RESYNC_INTERVAL_SECS", "1")],
-    ))
-    .await;
-    let b = Instance::spawn(&embedded_env(
-        &data_dir,
-        &[("SERVER_ID", "b"), ("RESYNC_INTERVAL_SECS", "1")],
-    ))
-    .await;
+    let data_dir = data_dir.to_str().unwrap();
+    // In this process: what is tested is the shared file and the sweep, not the binary.
+    let flags = |id| {
+        let sweep = ["--resync-interval-secs", "1"];
+        [["--data-dir", data_dir], ["--server-id", id], sweep].concat()
+    };
+    let a = InProcess::start(&flags("a")).await;
+    let b = InProcess::start(&flags("b")).await;
     a.create_group("t", "g").await;
     a.add_permission("t", "g", "doc", "read").await;
     a.assign_user("t", "alice", "g").await;

@@ -2,13 +2,15 @@
 //! Redis that `scripts/test.sh` starts (it exports TEST_DATABASE_URL and TEST_REDIS_URL).
 //!
 //! An instance is a process, an [`Instance`] (started by [`process`], the one way the tests
-//! start the binary), called through [`Api`], one method per endpoint. Each [`Cluster`] of
-//! instances gets a fresh database named by a UUID and its own Redis channel, so tests run in
-//! parallel without seeing each other. Processes listen on port 0 and report the port they got in
+//! start the binary), or a server in this test process, an [`InProcess`] ([`in_process`]);
+//! either is called through [`Api`], one method per endpoint. Each [`Cluster`] of instances
+//! gets a fresh database named by a UUID and its own Redis channel, so tests run in parallel
+//! without seeing each other. Processes listen on port 0 and report the port they got in
 //! their "listening" log line, so nothing sleeps waiting for start-up. Set TEST_LOG=1 to see
 //! the servers' logs.
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod process;
 pub mod reply;
 pub mod servers;
@@ -22,6 +24,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+// Not every test file starts a server in process.
+#[allow(unused_imports)]
+pub use in_process::{InProcess, in_process_api};
 use process::{Environment, Process};
 
 /// How long a propagation may take before a test calls it lost.
@@ -313,7 +318,7 @@ impl std::ops::Deref for Instance {
 }
 
 /// One server's HTTP API as a test calls it, one method per endpoint, with the server's first
-/// admin token when it has one.
+/// admin token when it has one; an [`Instance`] or an [`InProcess`] server.
 pub struct Api {
     pub base: String,
     pub server_id: String,
@@ -706,36 +711,4 @@ pub async fn stored_keys(database_url: &str) -> Vec<StoredKey> {
         let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
         sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
     }
-}
-
-/// The whole API in this process, on an in-memory SQLite store and without a bus, for tests
-/// that drive the router directly (`tower::ServiceExt::oneshot`) rather than a server process.
-pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) -> axum::Router {
-    use rbac_server::app::{App, Timeouts};
-    use rbac_server::{bus::Bus, http, stats::Stats, store::sqlite::SqliteStore};
-    let store = Arc::new(
-        SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
-            .await
-            .unwrap(),
-    );
-    let stats = Arc::new(Stats::default());
-    let app = App::new(
-        server_id.into(),
-        store,
-        Bus::disabled(stats.clone()),
-        stats,
-        Timeouts {
-            store: Duration::from_secs(5),
-            resync_interval: Duration::from_secs(30),
-        },
-        64 << 20,
-        1,
-    );
-    app.load_tenants().await.unwrap();
-    http::router(Arc::new(http::Services {
-        app: Arc::new(app),
-        tokens: Arc::new(tokens),
-        metrics: None,
-        request_timeout: Duration::from_secs(30),
-    }))
 }
