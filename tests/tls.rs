@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::process::{Environment, Process};
 use common::servers::{PrivatePostgres, PrivateRedis, TestCertificates};
-use common::{Instance, PROPAGATION, eventually};
+use common::{Instance, PROPAGATION, eventually, grant_reaches};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -211,17 +211,7 @@ async fn a_write_on_one_instance_reaches_the_other_through_redis_over_tls() {
         );
     }
 
-    // The second holds the tenant before the write, so the message is what must reach it.
-    first.create_group("acme", "editors").await;
-    assert!(!second.check("acme", "alice", "docs/readme", "read").await);
-    first
-        .add_permission("acme", "editors", "docs/*", "read")
-        .await;
-    first.assign_user("acme", "alice", "editors").await;
-    let took = eventually(PROPAGATION, || async {
-        second.check("acme", "alice", "docs/readme", "read").await
-    })
-    .await;
+    let took = grant_reaches(&first, &second).await;
     assert!(
         took.is_some(),
         "the write on {} did not reach {} over Redis:\n{}",

@@ -620,6 +620,22 @@ where
     }
 }
 
+/// Grants alice `docs/*` read in tenant acme on `writer`, after `reader` has loaded acme
+/// without it, so that only a bus message can tell `reader`; returns how long `reader` took
+/// to allow it, or None if it did not within [`PROPAGATION`].
+pub async fn grant_reaches(writer: &Api, reader: &Api) -> Option<Duration> {
+    writer.create_group("acme", "editors").await;
+    assert!(!reader.check("acme", "alice", "docs/readme", "read").await);
+    writer
+        .add_permission("acme", "editors", "docs/*", "read")
+        .await;
+    writer.assign_user("acme", "alice", "editors").await;
+    eventually(PROPAGATION, || async {
+        reader.check("acme", "alice", "docs/readme", "read").await
+    })
+    .await
+}
+
 /// Asserts that every instance answers `expected` for the check within [`PROPAGATION`].
 pub async fn assert_everywhere(
     cluster: &Cluster,
