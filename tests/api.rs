@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::process::{Environment, Process};
 use common::reply::{Reply, assert_no_failures, error_mismatch};
 use common::{Cluster, Instance};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -1771,79 +1770,6 @@ async fn with_a_check_token_reads_need_it_or_the_admin_token_and_it_may_not_writ
 // 7. Bad configuration
 // ---------------------------------------------------------------------------------------------
 
-struct Exit {
-    /// None when it was still running at the deadline (and was killed).
-    status: Option<ExitStatus>,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs the binary with only PATH and `env`, killing it after `deadline`.
-fn run_binary(env: &[(String, String)], deadline: Duration) -> Exit {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rbac-server"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rbac-server");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = start.elapsed();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Exit {
-        status,
-        stderr,
-        took,
-    }
-}
-
-/// What is wrong with how the binary refused to start, if anything.
-fn refusal_problems(exit: &Exit, names: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    match exit.status {
-        None => problems.push(format!("still running after {:?}", exit.took)),
-        Some(status) if status.success() => problems.push("exited with success".into()),
-        Some(status) if status.code().is_none() => problems.push(format!("died: {status}")),
-        Some(status) if status.code() == Some(101) => {
-            problems.push("exit code 101 (a panic)".into())
-        }
-        Some(_) => {}
-    }
-    let line = exit.stderr.trim();
-    if line.lines().count() != 1 {
-        problems.push("stderr is not exactly one line".into());
-    }
-    if !line.starts_with("rbac-server:") {
-        problems.push("stderr does not start with `rbac-server:`".into());
-    }
-    if line.contains("panicked") {
-        problems.push("stderr shows a panic".into());
-    }
-    if !line.contains(names) {
-        problems.push(format!("stderr does not name {names}"));
-    }
-    problems
-}
-
 /// The environment every configuration case starts from: valid, with a database that refuses
 /// connections, so that a bad value that slipped through still ends the process quickly.
 fn base_env() -> Vec<(String, String)> {
@@ -1900,8 +1826,12 @@ fn bad_configuration_is_refused_with_one_line_naming_the_setting_and_no_panic() 
     ];
     let mut failures = Vec::new();
     for (changes, names) in cases {
-        let exit = run_binary(&with_env(changes), Duration::from_secs(10));
-        let problems = refusal_problems(&exit, names);
+        let exit = Process::run(
+            Environment::PathOnly,
+            &with_env(changes),
+            Duration::from_secs(10),
+        );
+        let problems = exit.refusal_problems(names);
         if !problems.is_empty() {
             failures.push(format!(
                 "{changes:?}: {} (exit {:?}, stderr {:?})",
@@ -1916,8 +1846,8 @@ fn bad_configuration_is_refused_with_one_line_naming_the_setting_and_no_panic() 
 
 #[test]
 fn an_unreachable_database_is_refused_within_seconds_with_one_line() {
-    let exit = run_binary(&base_env(), Duration::from_secs(15));
-    let problems = refusal_problems(&exit, "database");
+    let exit = Process::run(Environment::PathOnly, &base_env(), Duration::from_secs(15));
+    let problems = exit.refusal_problems("database");
     assert!(
         problems.is_empty(),
         "{} (exit {:?}, stderr {:?})",

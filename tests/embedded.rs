@@ -4,16 +4,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Instance, eventually};
+use common::process::{Environment, Process};
+use common::{InProcess, Instance, eventually};
 use rbac_server::store::sqlite::SqliteStore;
 
 fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rbac-embedded-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("rbac-embedded")
 }
 
 fn embedded_env(data_dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -22,49 +20,20 @@ fn embedded_env(data_dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)
     env
 }
 
-/// Runs the binary to its end (it must not start) and returns (exit code, stderr).
-fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rbac-server"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rbac-server started although it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).trim().to_string(),
-    )
-}
-
-fn assert_one_clear_line(code: Option<i32>, stderr: &str, mentions: &str) {
+/// Runs the binary with `env` to its end: it must refuse to start, with one clear line that
+/// mentions `mentions`.
+fn assert_refused(env: &[(&str, &str)], mentions: &str) {
+    let mut full_env = vec![("PORT", "0"), ("HOST", "127.0.0.1")];
+    full_env.extend_from_slice(env);
+    let exit = Process::run(Environment::PathOnly, &full_env, Duration::from_secs(15));
+    let problems = exit.refusal_problems(mentions);
     assert!(
-        matches!(code, Some(c) if c != 0 && c != 101),
-        "exit {code:?}: {stderr}"
+        problems.is_empty(),
+        "{} (exit {:?}, stderr {:?})",
+        problems.join("; "),
+        exit.status,
+        exit.stderr
     );
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("rbac-server: "), "{stderr}");
-    assert!(
-        stderr.contains(mentions),
-        "{stderr:?} should mention {mentions:?}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[tokio::test]
@@ -103,16 +72,14 @@ async fn with_no_configuration_state_lives_in_the_data_dir_and_survives_a_restar
 #[tokio::test]
 async fn instances_sharing_one_file_converge_through_the_sweep() {
     let data_dir = temp_dir();
-    let a = Instance::spawn(&embedded_env(
-        &data_dir,
-        &[("SERVER_ID", "a"), ("RESYNC_INTERVAL_SECS", "1")],
-    ))
-    .await;
-    let b = Instance::spawn(&embedded_env(
-        &data_dir,
-        &[("SERVER_ID", "b"), ("RESYNC_INTERVAL_SECS", "1")],
-    ))
-    .await;
+    let data_dir = data_dir.to_str().unwrap();
+    // In this process: what is tested is the shared file and the sweep, not the binary.
+    let flags = |id| {
+        let sweep = ["--resync-interval-secs", "1"];
+        [["--data-dir", data_dir], ["--server-id", id], sweep].concat()
+    };
+    let a = InProcess::start(&flags("a")).await;
+    let b = InProcess::start(&flags("b")).await;
     a.create_group("t", "g").await;
     a.add_permission("t", "g", "doc", "read").await;
     a.assign_user("t", "alice", "g").await;
@@ -140,8 +107,7 @@ fn a_data_dir_that_cannot_be_written_is_one_clear_line() {
     let file = dir.join("not-a-folder");
     std::fs::write(&file, "x").unwrap();
     let data_dir = file.join("data");
-    let (code, stderr) = refused_start(&[("DATA_DIR", data_dir.to_str().unwrap())]);
-    assert_one_clear_line(code, &stderr, "DATA_DIR");
+    assert_refused(&[("DATA_DIR", data_dir.to_str().unwrap())], "DATA_DIR");
 }
 
 #[tokio::test]
@@ -166,17 +132,14 @@ async fn a_database_from_a_newer_schema_is_refused_with_one_clear_line() {
     .unwrap();
     drop(db);
 
-    let (code, stderr) = refused_start(&[("DATA_DIR", dir.to_str().unwrap())]);
-    assert_one_clear_line(code, &stderr, "newer");
-    let (code, stderr) = refused_start(&[("DATABASE_URL", &url)]);
-    assert_one_clear_line(code, &stderr, "newer");
+    assert_refused(&[("DATA_DIR", dir.to_str().unwrap())], "newer");
+    assert_refused(&[("DATABASE_URL", &url)], "newer");
 }
 
 #[test]
 fn an_unknown_database_url_scheme_is_one_clear_line() {
     for url in ["mysql://localhost/db", "file:rbac.db", "rbac.db"] {
-        let (code, stderr) = refused_start(&[("DATABASE_URL", url)]);
-        assert_one_clear_line(code, &stderr, "DATABASE_URL");
+        assert_refused(&[("DATABASE_URL", url)], "DATABASE_URL");
     }
 }
 
@@ -256,15 +219,7 @@ async fn writes_past_a_file_size_limit_fail_503_not_500_and_recover_once_it_is_l
     // The closest real equivalent of a full disk that needs no mount: a file-size limit
     // (RLIMIT_FSIZE, its soft limit, which may be raised again) set on the running process,
     // below what the files take already, so that no page can be written past it.
-    let limit = |value: &str| {
-        let status = Command::new("prlimit")
-            .arg(format!("--pid={}", node.pid()))
-            .arg(format!("--fsize={value}:"))
-            .status()
-            .expect("prlimit (util-linux) runs");
-        assert!(status.success());
-    };
-    limit("4096");
+    node.limit_file_size(Some(4096));
 
     let mut acknowledged = Vec::new();
     let mut refused = 0;
@@ -291,7 +246,7 @@ async fn writes_past_a_file_size_limit_fail_503_not_500_and_recover_once_it_is_l
     let health = node.health().await;
     assert_eq!(health["database"], "down", "{health}");
 
-    limit("unlimited");
+    node.limit_file_size(None);
     assert!(
         eventually(Duration::from_secs(10), || async {
             node.health().await["database"] == "ok"
@@ -337,7 +292,9 @@ async fn a_malformed_database_file_is_refused_at_start_with_one_clear_line() {
     for content in [garbage, truncated] {
         let data_dir = temp_dir();
         std::fs::write(data_dir.join("rbac.db"), content).unwrap();
-        let (code, stderr) = refused_start(&[("DATA_DIR", data_dir.to_str().unwrap())]);
-        assert_one_clear_line(code, &stderr, "not a database");
+        assert_refused(
+            &[("DATA_DIR", data_dir.to_str().unwrap())],
+            "not a database",
+        );
     }
 }

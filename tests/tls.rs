@@ -10,13 +10,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::process::{Environment, Process};
 use common::servers::{PrivatePostgres, PrivateRedis, TestCertificates};
-use common::{Instance, PROPAGATION, eventually};
+use common::{Instance, PROPAGATION, eventually, grant_reaches};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -159,10 +157,13 @@ async fn verify_full_refuses_a_certificate_from_an_authority_it_does_not_trust()
         "localhost",
         "sslmode=verify-full",
     );
-    let server = Server::start(&[
-        ("DATABASE_URL", database_url.as_str()),
-        ("STORE_TIMEOUT_SECS", "2"),
-    ]);
+    let server = Process::start(
+        Environment::Inherited,
+        &[
+            ("DATABASE_URL", database_url.as_str()),
+            ("STORE_TIMEOUT_SECS", "2"),
+        ],
+    );
     let (status, lines) = server.wait_for_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(1), "{lines:#?}");
     let refusal = lines
@@ -210,17 +211,7 @@ async fn a_write_on_one_instance_reaches_the_other_through_redis_over_tls() {
         );
     }
 
-    // The second holds the tenant before the write, so the message is what must reach it.
-    first.create_group("acme", "editors").await;
-    assert!(!second.check("acme", "alice", "docs/readme", "read").await);
-    first
-        .add_permission("acme", "editors", "docs/*", "read")
-        .await;
-    first.assign_user("acme", "alice", "editors").await;
-    let took = eventually(PROPAGATION, || async {
-        second.check("acme", "alice", "docs/readme", "read").await
-    })
-    .await;
+    let took = grant_reaches(&first, &second).await;
     assert!(
         took.is_some(),
         "the write on {} did not reach {} over Redis:\n{}",
@@ -247,13 +238,16 @@ async fn the_passwords_in_both_urls_never_reach_the_logs_in_either_format() {
     let database_url = servers.database_url("sslmode=require");
     let redis_url = servers.redis_url();
     for format in ["text", "json"] {
-        let server = Server::start(&[
-            ("DATABASE_URL", database_url.as_str()),
-            ("REDIS_URL", redis_url.as_str()),
-            ("LOG_FORMAT", format),
-            ("RUST_LOG", "debug"),
-        ]);
-        let base = server.base_url().await;
+        let server = Process::start(
+            Environment::Inherited,
+            &[
+                ("DATABASE_URL", database_url.as_str()),
+                ("REDIS_URL", redis_url.as_str()),
+                ("LOG_FORMAT", format),
+                ("RUST_LOG", "debug"),
+            ],
+        );
+        let base = format!("http://{}", server.listening_address().await);
         let client = reqwest::Client::new();
         let post = |path: &str, body: serde_json::Value| {
             client.post(format!("{base}{path}")).json(&body).send()
@@ -270,7 +264,7 @@ async fn the_passwords_in_both_urls_never_reach_the_logs_in_either_format() {
         server
             .wait_for(Duration::from_secs(10), |line| line.contains("published"))
             .await;
-        let lines = server.stop();
+        let (_, lines) = server.stop();
 
         assert_no_password(
             &lines,
@@ -297,13 +291,16 @@ async fn wrong_passwords_never_reach_the_logs_in_either_format() {
     for format in ["text", "json"] {
         // A wrong PostgreSQL password stops the start, with one line on stderr.
         let database_url = servers.database_url_with(&wrong, "127.0.0.1", "sslmode=require");
-        let server = Server::start(&[
-            ("DATABASE_URL", database_url.as_str()),
-            ("REDIS_URL", servers.redis_url().as_str()),
-            ("LOG_FORMAT", format),
-            ("RUST_LOG", "debug"),
-            ("STORE_TIMEOUT_SECS", "2"),
-        ]);
+        let server = Process::start(
+            Environment::Inherited,
+            &[
+                ("DATABASE_URL", database_url.as_str()),
+                ("REDIS_URL", servers.redis_url().as_str()),
+                ("LOG_FORMAT", format),
+                ("RUST_LOG", "debug"),
+                ("STORE_TIMEOUT_SECS", "2"),
+            ],
+        );
         let (status, lines) = server.wait_for_exit(Duration::from_secs(30));
         assert_eq!(status.code(), Some(1), "{lines:#?}");
         let refusal = lines
@@ -317,23 +314,26 @@ async fn wrong_passwords_never_reach_the_logs_in_either_format() {
         assert_no_password(&lines, &all);
 
         // A wrong Redis password does not stop the start; every retry says why it failed.
-        let server = Server::start(&[
-            (
-                "DATABASE_URL",
-                servers.database_url("sslmode=require").as_str(),
-            ),
-            ("REDIS_URL", servers.redis_url_with(&wrong).as_str()),
-            ("LOG_FORMAT", format),
-            ("RUST_LOG", "debug"),
-        ]);
-        server.base_url().await;
+        let server = Process::start(
+            Environment::Inherited,
+            &[
+                (
+                    "DATABASE_URL",
+                    servers.database_url("sslmode=require").as_str(),
+                ),
+                ("REDIS_URL", servers.redis_url_with(&wrong).as_str()),
+                ("LOG_FORMAT", format),
+                ("RUST_LOG", "debug"),
+            ],
+        );
+        server.listening_address().await;
         let failed = server
             .wait_for(Duration::from_secs(10), |line| {
                 line.contains("cannot subscribe to Redis")
             })
             .await;
         assert!(failed.contains("AuthenticationFailed"), "{failed}");
-        let lines = server.stop();
+        let (_, lines) = server.stop();
         assert_no_password(&lines, &all);
     }
 }
@@ -348,129 +348,5 @@ fn assert_no_password(lines: &[String], passwords: &[&Password]) {
             leaks.is_empty(),
             "a password reached the output: {leaks:#?}"
         );
-    }
-}
-
-/// An rbac-server process whose stdout and stderr are kept line by line, in whatever log
-/// format: the harness's [`Instance`] reads JSON logs only, and must see the server start.
-struct Server {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut command = common::server_command();
-        command
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start rbac-server");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let echo = std::env::var_os("TEST_LOG").is_some();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let readers = [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ]
-        .into_iter()
-        .map(|output| {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines() {
-                    let Ok(line) = line else { break };
-                    if echo {
-                        eprintln!("{line}");
-                    }
-                    lines.lock().unwrap().push(line);
-                }
-            })
-        })
-        .collect();
-        Self {
-            child,
-            lines,
-            readers,
-        }
-    }
-
-    /// The first line `matches` accepts, once one is written; fails the test after `within`.
-    async fn wait_for(&self, within: Duration, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| matches(l)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such line within {within:?}:\n{}",
-                self.lines.lock().unwrap().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// `http://address` from the "listening" line, text or JSON.
-    async fn base_url(&self) -> String {
-        let line = self
-            .wait_for(Duration::from_secs(60), |line| line.contains("listening"))
-            .await;
-        let address = if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-            event["addr"].as_str().map(str::to_owned)
-        } else {
-            line.split_whitespace()
-                .find_map(|field| field.strip_prefix("addr="))
-                .map(str::to_owned)
-        };
-        format!(
-            "http://{}",
-            address.unwrap_or_else(|| panic!("no address in {line}"))
-        )
-    }
-
-    /// Stops the process with SIGTERM and returns everything it wrote.
-    fn stop(mut self) -> Vec<String> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        self.drain()
-    }
-
-    /// Waits for the process to end by itself, and returns how and everything it wrote.
-    fn wait_for_exit(mut self, within: Duration) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for rbac-server") {
-                return (status, self.drain());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "rbac-server still running after {within:?}:\n{}",
-                    self.drain().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Every line, once both outputs are closed.
-    fn drain(&mut self) -> Vec<String> {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

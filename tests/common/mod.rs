@@ -1,24 +1,33 @@
-//! The integration-test harness: real rbac-server processes against the real PostgreSQL and
+//! The integration-test harness: rbac-server instances against the real PostgreSQL and
 //! Redis that `scripts/test.sh` starts (it exports TEST_DATABASE_URL and TEST_REDIS_URL).
 //!
-//! Each [`Cluster`] gets a fresh database named by a UUID and its own Redis channel, so tests
-//! run in parallel without seeing each other. Instances listen on port 0 and report the port
-//! they got in their "listening" log line, so nothing sleeps waiting for start-up. Set
-//! TEST_LOG=1 to see the servers' logs.
+//! An instance is a process, an [`Instance`] (started by [`process`], the one way the tests
+//! start the binary), or a server in this test process, an [`InProcess`] ([`in_process`]);
+//! either is called through [`Api`], one method per endpoint. Each [`Cluster`] of instances
+//! gets a fresh database named by a UUID and its own Redis channel, so tests run in parallel
+//! without seeing each other. Processes listen on port 0 and report the port they got in
+//! their "listening" log line, so nothing sleeps waiting for start-up. Set TEST_LOG=1 to see
+//! the servers' logs.
 #![allow(dead_code)]
 
+pub mod in_process;
+pub mod process;
 pub mod reply;
 pub mod servers;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
+
+// Not every test file starts a server in process.
+#[allow(unused_imports)]
+pub use in_process::{InProcess, in_process_api};
+use process::{Environment, Process};
 
 /// How long a propagation may take before a test calls it lost.
 pub const PROPAGATION: Duration = Duration::from_secs(2);
@@ -50,9 +59,15 @@ pub async fn fresh_database() -> String {
 
 /// A new SQLite file's URL, in a folder of its own under the temp dir.
 pub fn fresh_sqlite_database() -> String {
-    let dir = std::env::temp_dir().join(format!("rbac-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("create a test folder");
+    let dir = temp_dir("rbac-test");
     format!("sqlite://{}", dir.join("rbac.db").display())
+}
+
+/// A new, empty folder under the temp dir, its name `prefix` and a UUID.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
 }
 
 /// Creates an empty database on the test PostgreSQL server and returns its URL.
@@ -223,141 +238,106 @@ impl std::ops::Index<usize> for Cluster {
     }
 }
 
-/// The rbac-server binary on a free loopback port, with none of the configuration the test
-/// process itself may have inherited: what a test wants, it sets.
-pub fn server_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rbac-server"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("ADMIN_TOKEN")
-        .env_remove("CHECK_TOKEN")
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1");
-    command
-}
-
-/// The address in the "listening" line, written as JSON or as text (LOG_FORMAT).
-fn listening_address(line: &str) -> Option<String> {
-    if let Ok(event) = serde_json::from_str::<Value>(line) {
-        return (event["message"] == "listening")
-            .then(|| event["addr"].as_str().map(str::to_owned))
-            .flatten();
-    }
-    let (_, fields) = line.split_once(" listening ")?;
-    let (_, rest) = fields.split_once("addr=")?;
-    Some(rest.split_whitespace().next()?.to_owned())
-}
-
-/// One running rbac-server process.
+/// One running rbac-server process, and its API ([`Api`]'s methods, one per endpoint).
 pub struct Instance {
-    child: Child,
-    pub base: String,
-    pub server_id: String,
-    pub client: reqwest::Client,
-    pub token: Option<String>,
-    logs: Arc<Mutex<Vec<String>>>,
+    process: Process,
+    api: Api,
 }
 
 impl Instance {
     /// Starts the binary with `env` (on top of PORT=0, HOST=127.0.0.1, LOG_FORMAT=json, which
     /// `env` may change) and waits for its "listening" line.
     pub async fn spawn(env: &[(String, String)]) -> Self {
-        let mut command = server_command();
-        command
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info,rbac_server=debug,sqlx=warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let server_id = env
-            .iter()
-            .find(|(k, _)| k == "SERVER_ID")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let mut child = command.spawn().expect("start rbac-server");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (address_tx, address_rx) = mpsc::channel();
-        let echo = std::env::var_os("TEST_LOG").is_some();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        {
-            let logs = logs.clone();
-            let server_id = server_id.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if echo {
-                        eprintln!("[{server_id}] {line}");
-                    }
-                    if let Some(addr) = listening_address(&line) {
-                        let _ = address_tx.send(addr);
-                    }
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let stderr = child.stderr.take().expect("stderr is piped");
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    eprintln!("[stderr] {line}");
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let address =
-            tokio::task::spawn_blocking(move || address_rx.recv_timeout(Duration::from_secs(60)))
-                .await
-                .unwrap();
-        let address = match address {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "rbac-server did not start:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
-        };
+        let mut full_env = vec![
+            ("LOG_FORMAT".to_string(), "json".to_string()),
+            (
+                "RUST_LOG".to_string(),
+                "info,rbac_server=debug,sqlx=warn".to_string(),
+            ),
+        ];
+        full_env.extend(env.iter().cloned());
+        let process = Process::start(Environment::Inherited, &full_env);
+        let address = process.listening_address().await;
+        let setting = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         // The first admin token, when several are configured for a rotation.
-        let token = env
-            .iter()
-            .find(|(k, _)| k == "ADMIN_TOKEN")
-            .and_then(|(_, v)| v.split(',').next())
+        let token = setting("ADMIN_TOKEN")
+            .and_then(|tokens| tokens.split(',').next())
             .map(str::to_owned);
         Self {
-            child,
-            base: format!("http://{address}"),
-            server_id,
+            process,
+            api: Api::new(
+                format!("http://{address}"),
+                setting("SERVER_ID").unwrap_or_default(),
+                token,
+            ),
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it to exit, and for its last log lines.
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.process.stop().0
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.process.lines()
+    }
+
+    /// The log lines as they keep arriving, readable after the instance is gone.
+    pub fn logs_handle(&self) -> Arc<Mutex<Vec<String>>> {
+        self.process.lines_handle()
+    }
+
+    /// The process id, to act on the process from outside.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Sets the process's limit on the size of a file it writes, or lifts it (None).
+    pub fn limit_file_size(&self, bytes: Option<u64>) {
+        self.process.limit_file_size(bytes)
+    }
+
+    /// The process's resident set size, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the instance is running");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("a VmRSS line")
+            * 1024
+    }
+}
+
+impl std::ops::Deref for Instance {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// One server's HTTP API as a test calls it, one method per endpoint, with the server's first
+/// admin token when it has one; an [`Instance`] or an [`InProcess`] server.
+pub struct Api {
+    pub base: String,
+    pub server_id: String,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// The API at `base` (`http://address`), called with `token` when there is one.
+    fn new(base: String, server_id: &str, token: Option<String>) -> Self {
+        Self {
+            base,
+            server_id: server_id.to_owned(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
             token,
-            logs,
         }
-    }
-
-    /// Stops the process with SIGTERM and waits for it to exit.
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        self.child.wait().expect("wait for rbac-server")
-    }
-
-    pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
-    }
-
-    /// The log lines as they keep arriving, readable after the instance is gone.
-    pub fn logs_handle(&self) -> Arc<Mutex<Vec<String>>> {
-        self.logs.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -590,23 +570,6 @@ impl Instance {
         }
     }
 
-    /// The process id, to act on the process from outside (`prlimit`, say).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The process's resident set size, in bytes.
-    pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the instance is running");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("a VmRSS line")
-            * 1024
-    }
-
     /// GET /metrics, as text.
     pub async fn metrics(&self) -> String {
         let response = self
@@ -628,13 +591,6 @@ impl Instance {
         let (status, body) = self.get("/health", &[]).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -662,6 +618,22 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Grants alice `docs/*` read in tenant acme on `writer`, after `reader` has loaded acme
+/// without it, so that only a bus message can tell `reader`; returns how long `reader` took
+/// to allow it, or None if it did not within [`PROPAGATION`].
+pub async fn grant_reaches(writer: &Api, reader: &Api) -> Option<Duration> {
+    writer.create_group("acme", "editors").await;
+    assert!(!reader.check("acme", "alice", "docs/readme", "read").await);
+    writer
+        .add_permission("acme", "editors", "docs/*", "read")
+        .await;
+    writer.assign_user("acme", "alice", "editors").await;
+    eventually(PROPAGATION, || async {
+        reader.check("acme", "alice", "docs/readme", "read").await
+    })
+    .await
 }
 
 /// Asserts that every instance answers `expected` for the check within [`PROPAGATION`].
@@ -755,36 +727,4 @@ pub async fn stored_keys(database_url: &str) -> Vec<StoredKey> {
         let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
         sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
     }
-}
-
-/// The whole API in this process, on an in-memory SQLite store and without a bus, for tests
-/// that drive the router directly (`tower::ServiceExt::oneshot`) rather than a server process.
-pub async fn in_process_api(server_id: &str, tokens: rbac_server::http::Tokens) -> axum::Router {
-    use rbac_server::app::{App, Timeouts};
-    use rbac_server::{bus::Bus, http, stats::Stats, store::sqlite::SqliteStore};
-    let store = Arc::new(
-        SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
-            .await
-            .unwrap(),
-    );
-    let stats = Arc::new(Stats::default());
-    let app = App::new(
-        server_id.into(),
-        store,
-        Bus::disabled(stats.clone()),
-        stats,
-        Timeouts {
-            store: Duration::from_secs(5),
-            resync_interval: Duration::from_secs(30),
-        },
-        64 << 20,
-        1,
-    );
-    app.load_tenants().await.unwrap();
-    http::router(Arc::new(http::Services {
-        app: Arc::new(app),
-        tokens: Arc::new(tokens),
-        metrics: None,
-        request_timeout: Duration::from_secs(30),
-    }))
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::temp_dir;
+
 /// A loopback port nothing listens on, below the kernel's ephemeral range as in
 /// `scripts/lib/services.sh`: a port there is never the local end of a client connection,
 /// whose TIME_WAIT would keep a server from listening on it when it starts, or restarts.
@@ -43,12 +45,6 @@ fn wait_for_port(port: u16, up: bool) {
         "port {port} did not become {}",
         if up { "open" } else { "closed" }
     );
-}
-
-fn temp_dir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    dir
 }
 
 fn is_root() -> bool {
