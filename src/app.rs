@@ -68,10 +68,9 @@ pub enum AppError {
 }
 
 impl App {
-    /// An instance on `store`, publishing on `bus`, whose cache fits `cache_budget` bytes.
+    /// An instance on `store`, publishing on `bus` (which says who it is), whose cache fits `cache_budget` bytes.
     /// It knows no tenant until [`App::load_tenants`].
     pub fn new(
-        server_id: String,
         store: Arc<dyn Store>,
         bus: Bus,
         stats: Arc<Stats>,
@@ -87,14 +86,14 @@ impl App {
         ));
         let keys = Arc::new(KeyRing::default());
         let refresher = Arc::new(Refresher::new(
-            server_id.clone(),
+            bus.identity().clone(),
             store.clone(),
             cache.clone(),
             keys.clone(),
             stats.clone(),
         ));
         Self {
-            server_id,
+            server_id: bus.identity().server_id.clone(),
             cache,
             keys,
             store,
@@ -160,7 +159,7 @@ impl App {
             self.bus.publish(Message::new(
                 tenant,
                 change.operation(),
-                &self.server_id,
+                self.bus.identity(),
                 outcome.revision,
             ));
         } else if let Err(e) = self.cache.catch_up(tenant, outcome.revision).await {
@@ -272,7 +271,7 @@ impl App {
         self.bus.publish(Message::new(
             tenant,
             Operation::RefreshTenant,
-            &self.server_id,
+            self.bus.identity(),
             snapshot.revision(),
         ));
         Ok(snapshot.revision())
@@ -325,7 +324,7 @@ impl App {
     async fn keys_changed(&self, operation: Operation) {
         self.refresher.reload_keys("key change").await;
         self.bus
-            .publish(Message::keys_changed(operation, &self.server_id));
+            .publish(Message::keys_changed(operation, self.bus.identity()));
     }
 
     /// Why this instance cannot serve fresh answers now, if it cannot: the store does not

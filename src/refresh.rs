@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Heard, Notice, Origin};
+use crate::bus::{Heard, Identity, Notice, Origin};
 use crate::cache::TenantCache;
 use crate::keys::ring::KeyRing;
 use crate::policy::TenantName;
@@ -39,8 +39,8 @@ const WHOLE_RESYNC_BATCH: usize = 10_000;
 
 /// What keeps this instance in step: the copies it refreshes and where its next resync starts.
 pub struct Refresher {
-    /// This instance's SERVER_ID, to tell its own messages.
-    server_id: String,
+    /// Who this instance is, to tell its own messages.
+    identity: Identity,
     store: Arc<dyn Store>,
     cache: Arc<TenantCache>,
     keys: Arc<KeyRing>,
@@ -71,14 +71,14 @@ struct ResyncPoint {
 
 impl Refresher {
     pub fn new(
-        server_id: String,
+        identity: Identity,
         store: Arc<dyn Store>,
         cache: Arc<TenantCache>,
         keys: Arc<KeyRing>,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
-            server_id,
+            identity,
             store,
             cache,
             keys,
@@ -164,7 +164,7 @@ impl Refresher {
     }
 
     fn on_notice(self: &Arc<Self>, notice: Notice) {
-        match notice.sender().origin(&self.server_id) {
+        match notice.sender().origin(&self.identity) {
             Origin::Own => {
                 bump(&self.stats.own_messages_ignored);
                 tracing::debug!(?notice, "ignoring own message");
@@ -173,7 +173,7 @@ impl Refresher {
             Origin::SharedServerId => {
                 if self.stats.server_id_clashes.get() == 0 {
                     tracing::warn!(
-                        server_id = self.server_id.as_str(),
+                        server_id = self.identity.server_id.as_str(),
                         from = %notice.sender(),
                         "another instance publishes with this instance's SERVER_ID: give each \
                          instance its own; their messages are acted on meanwhile"

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Timeouts};
-use crate::bus::{self, Bus, BusLink};
+use crate::bus::{self, Bus, BusLink, Identity};
 use crate::cache;
 use crate::config::{Config, Database};
 use crate::http::{self, Tokens};
@@ -73,19 +73,19 @@ impl Server {
         let server_id = config.server_id();
         let stats = Arc::new(Stats::default());
         let (store, store_connections) = open_store(&config).await?;
+        let identity = Identity::new(server_id.clone());
         let (bus, link) = match &config.redis_url {
             Some(_) => {
-                let (bus, link) = Bus::enabled(stats.clone());
+                let (bus, link) = Bus::enabled(identity, stats.clone());
                 (bus, Some(link))
             }
             None => {
                 tracing::info!("REDIS_URL is not set: no bus, this instance runs alone");
-                (Bus::disabled(stats.clone()), None)
+                (Bus::disabled(identity, stats.clone()), None)
             }
         };
         let cache_budget = config.cache_budget();
         let app = Arc::new(App::new(
-            server_id.clone(),
             store,
             bus,
             stats,

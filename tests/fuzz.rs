@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use proptest::prelude::*;
-use rbac_server::bus::{Message, Notice, Sender, instance_id};
+use rbac_server::bus::{Identity, Message, Notice, Sender};
 use rbac_server::http::{self, Tokens, metrics};
 use rbac_server::policy::{GroupName, NameProblem, Operation, Resource, TenantName};
 use serde_json::Value;
@@ -269,9 +269,10 @@ proptest! {
         let tenant = tenant.trim();
         prop_assume!(!tenant.is_empty());
         let name = TenantName::parse("tenant", tenant).unwrap();
-        let message = Message::new(&name, Operation::AssignUser, "s", revision);
+        let sender = Identity::new("s".into());
+        let message = Message::new(&name, Operation::AssignUser, &sender, revision);
         let notice = Message::parse(&serde_json::to_vec(&message).unwrap()).unwrap();
-        let from = Sender { server_id: "s".into(), instance_id: Some(instance_id().into()) };
+        let from = Sender { server_id: "s".into(), instance_id: Some(sender.instance_id) };
         prop_assert_eq!(notice, Notice::Tenant { tenant: name, from, revision });
     }
 }

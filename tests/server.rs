@@ -60,8 +60,6 @@ async fn in_process_on_port_zero_a_server_answers_with_its_id_and_serves_writes_
 }
 
 #[tokio::test]
-#[ignore = "a known bug: bus::instance_id() is drawn once per process, so servers in one \
-            process take each other's messages for their own and ignore them"]
 async fn servers_in_one_process_share_a_store_and_hear_each_other_through_redis() {
     let database_url = fresh_database().await;
     let redis_url = redis_url();

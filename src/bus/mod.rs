@@ -49,27 +49,40 @@ pub struct Message {
     pub timestamp: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
-    /// The process that published it, unique to each start: instances that share a
-    /// `serverId` (the `server-$PORT` default on several hosts) still tell their own
+    /// The instance that published it, unique to each start ([`Identity`]): instances that
+    /// share a `serverId` (the `server-$PORT` default on several hosts) still tell their own
     /// messages from each other's. Absent from the messages of earlier releases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
 }
 
-/// This process's instance id: 16 hex digits drawn once, at the first message.
-pub fn instance_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
+/// Who this instance is on the bus: its SERVER_ID, which operators choose, and an instance
+/// id drawn at each start, which tells apart two instances given the same SERVER_ID (or two
+/// servers in one process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub server_id: String,
+    /// 16 hex digits.
+    pub instance_id: String,
+}
+
+impl Identity {
+    /// The identity of an instance starting now as `server_id`.
+    pub fn new(server_id: String) -> Self {
         let mut bytes = [0u8; 8];
-        // Without randomness the clock still tells two processes apart.
+        // Without randomness the clock and the process still tell two instances apart, if
+        // not two in one process started in the same nanosecond.
         if getrandom::fill(&mut bytes).is_err() {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |t| t.as_nanos() as u64);
             bytes = (nanos ^ u64::from(std::process::id())).to_le_bytes();
         }
-        hex::encode(bytes)
-    })
+        Self {
+            server_id,
+            instance_id: hex::encode(bytes),
+        }
+    }
 }
 
 /// Who sent a message, as the receiving instance sees it.
@@ -131,13 +144,13 @@ impl Notice {
 }
 
 impl Sender {
-    /// Who this is, to the instance whose SERVER_ID is `server_id`.
-    pub fn origin(&self, server_id: &str) -> Origin {
+    /// Who this is, to the instance `me`.
+    pub fn origin(&self, me: &Identity) -> Origin {
         match &self.instance_id {
-            Some(id) if id == instance_id() => Origin::Own,
-            Some(_) if self.server_id == server_id => Origin::SharedServerId,
+            Some(id) if *id == me.instance_id => Origin::Own,
+            Some(_) if self.server_id == me.server_id => Origin::SharedServerId,
             // An earlier release names no instance: its server ID is all there is to go by.
-            None if self.server_id == server_id => Origin::Own,
+            None if self.server_id == me.server_id => Origin::Own,
             _ => Origin::Other,
         }
     }
@@ -167,27 +180,27 @@ pub enum MessageError {
 }
 
 impl Message {
-    pub fn new(tenant: &TenantName, operation: Operation, server_id: &str, revision: u64) -> Self {
+    pub fn new(tenant: &TenantName, operation: Operation, from: &Identity, revision: u64) -> Self {
         Self {
             tenant: Some(tenant.to_string()),
             operation: Some(operation),
-            server_id: server_id.to_owned(),
+            server_id: from.server_id.clone(),
             timestamp: OffsetDateTime::now_utc(),
             revision: Some(revision),
-            instance_id: Some(instance_id().to_owned()),
+            instance_id: Some(from.instance_id.clone()),
         }
     }
 
     /// Word that a key was created or revoked (`operation` is a key operation).
-    pub fn keys_changed(operation: Operation, server_id: &str) -> Self {
+    pub fn keys_changed(operation: Operation, from: &Identity) -> Self {
         debug_assert!(operation.is_key_operation());
         Self {
             tenant: None,
             operation: Some(operation),
-            server_id: server_id.to_owned(),
+            server_id: from.server_id.clone(),
             timestamp: OffsetDateTime::now_utc(),
             revision: None,
-            instance_id: Some(instance_id().to_owned()),
+            instance_id: Some(from.instance_id.clone()),
         }
     }
 
@@ -258,6 +271,8 @@ impl BusState {
 /// The publishing side of the bus, cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
+    /// Who this instance is on the bus.
+    identity: Arc<Identity>,
     outbox: Option<mpsc::Sender<Message>>,
     state: Arc<AtomicU8>,
     stats: Arc<Stats>,
@@ -271,8 +286,9 @@ pub struct BusLink {
 
 impl Bus {
     /// A bus that publishes nothing: one instance alone.
-    pub fn disabled(stats: Arc<Stats>) -> Self {
+    pub fn disabled(identity: Identity, stats: Arc<Stats>) -> Self {
         Self {
+            identity: Arc::new(identity),
             outbox: None,
             state: Arc::new(AtomicU8::new(BusState::Disabled as u8)),
             stats,
@@ -280,10 +296,11 @@ impl Bus {
     }
 
     /// A bus whose messages go out through the returned link.
-    pub fn enabled(stats: Arc<Stats>) -> (Self, BusLink) {
+    pub fn enabled(identity: Identity, stats: Arc<Stats>) -> (Self, BusLink) {
         let (sender, receiver) = mpsc::channel(OUTBOX_CAPACITY);
         let state = Arc::new(AtomicU8::new(BusState::Disconnected as u8));
         let bus = Self {
+            identity: Arc::new(identity),
             outbox: Some(sender),
             state: state.clone(),
             stats,
@@ -311,6 +328,11 @@ impl Bus {
     pub fn state(&self) -> BusState {
         load_state(&self.state)
     }
+
+    /// Who this instance is on the bus.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
 }
 
 fn load_state(state: &AtomicU8) -> BusState {
@@ -329,10 +351,15 @@ fn store_state(state: &AtomicU8, value: BusState) {
 mod tests {
     use super::*;
 
+    fn me(server_id: &str) -> Identity {
+        Identity::new(server_id.to_owned())
+    }
+
     #[test]
     fn a_message_round_trips_through_json() {
         let tenant = TenantName::parse("tenant", "acme 🦀").unwrap();
-        let message = Message::new(&tenant, Operation::AddPermission, "server-3000", 7);
+        let from = me("server-3000");
+        let message = Message::new(&tenant, Operation::AddPermission, &from, 7);
         let json = serde_json::to_vec(&message).unwrap();
         let text = std::str::from_utf8(&json).unwrap();
         assert!(text.contains("\"serverId\":\"server-3000\""), "{text}");
@@ -342,7 +369,7 @@ mod tests {
                 tenant,
                 from: Sender {
                     server_id: "server-3000".into(),
-                    instance_id: Some(instance_id().into()),
+                    instance_id: Some(from.instance_id),
                 },
                 revision: 7
             }
@@ -352,15 +379,19 @@ mod tests {
     #[test]
     fn own_messages_are_told_by_instance_and_a_shared_server_id_is_noticed() {
         let tenant = TenantName::parse("tenant", "acme").unwrap();
+        let receiver = me("server-3000");
         let sent = |server_id: &str, instance: Option<&str>| {
-            let mut message = Message::new(&tenant, Operation::AddPermission, server_id, 1);
+            let mut message = Message::new(&tenant, Operation::AddPermission, &me(server_id), 1);
             message.instance_id = instance.map(str::to_owned);
             Message::parse(&serde_json::to_vec(&message).unwrap())
                 .unwrap()
                 .sender()
-                .origin("server-3000")
+                .origin(&receiver)
         };
-        assert_eq!(sent("server-3000", Some(instance_id())), Origin::Own);
+        assert_eq!(
+            sent("server-3000", Some(&receiver.instance_id)),
+            Origin::Own
+        );
         assert_eq!(
             sent("server-3000", Some("0123456789abcdef")),
             Origin::SharedServerId
@@ -369,12 +400,15 @@ mod tests {
         // Earlier releases send no instance id.
         assert_eq!(sent("server-3000", None), Origin::Own);
         assert_eq!(sent("server-3001", None), Origin::Other);
-        assert_eq!(instance_id().len(), 16);
+        assert_eq!(receiver.instance_id.len(), 16);
+        // Two servers in one process, or started as one SERVER_ID, are two instances.
+        assert_ne!(me("server-3000").instance_id, receiver.instance_id);
     }
 
     #[test]
     fn a_keys_message_carries_no_tenant_and_round_trips() {
-        let message = Message::keys_changed(Operation::RevokeApiKey, "server-3001");
+        let from = me("server-3001");
+        let message = Message::keys_changed(Operation::RevokeApiKey, &from);
         let json = serde_json::to_vec(&message).unwrap();
         let text = std::str::from_utf8(&json).unwrap();
         assert!(
@@ -386,7 +420,7 @@ mod tests {
             Notice::Keys {
                 from: Sender {
                     server_id: "server-3001".into(),
-                    instance_id: Some(instance_id().into()),
+                    instance_id: Some(from.instance_id),
                 }
             }
         );
