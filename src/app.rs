@@ -349,7 +349,7 @@ impl App {
     /// A failure is counted and logged here, whoever asked: the keys held stay in force, and
     /// the next sweep tries again.
     pub async fn reload_keys(&self, reason: &'static str) {
-        match self.keys.reload(&*self.store).await {
+        match self.keys.reload(async || self.store.keys().await).await {
             Ok(count) => {
                 bump(&self.stats.key_reloads);
                 tracing::debug!(count, reason, "API keys reloaded");
