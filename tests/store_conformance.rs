@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rbac_server::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
+use rbac_server::keys::{KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use rbac_server::policy::{
     Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
 };
@@ -665,9 +665,13 @@ async fn sqlite_a_write_committing_after_a_read_is_reported_by_the_next() {
     }
 }
 
+fn key_id(id: &str) -> KeyId {
+    KeyId::parse("id", id).unwrap()
+}
+
 fn new_key(id: &str, scope: Scope, role: Role) -> NewKey {
     NewKey {
-        id: id.into(),
+        id: key_id(id),
         name: Some("deploy bot".into()),
         scope,
         role,
@@ -721,7 +725,7 @@ async fn keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_list
         Revocation::AlreadyRevoked
     );
     assert_eq!(
-        store.revoke_key("00000000000000c3").await.unwrap(),
+        store.revoke_key(&key_id("00000000000000c3")).await.unwrap(),
         Revocation::NoSuchKey
     );
     let keys = store.keys().await.unwrap();
@@ -765,7 +769,10 @@ async fn keys_page_in_the_order_they_list_in(store: Arc<dyn Store>) {
     assert_eq!(ids(&rest), ids(&all[1..2]));
     assert!(rest[0].revoked_at.is_some());
     assert_eq!(
-        store.key_page(Some("00000000000000ff"), 10).await.unwrap(),
+        store
+            .key_page(Some(&key_id("00000000000000ff")), 10)
+            .await
+            .unwrap(),
         vec![],
         "an unknown key is after every key"
     );

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use super::openapi;
 use super::page::Paging;
-use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
+use crate::keys::{self, KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{self, KeyName};
 
 #[derive(Deserialize, ToSchema)]
@@ -153,20 +153,13 @@ pub async fn revoke(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RevokeKeyRequest>,
 ) -> Result<Json<RevokedKeyResponse>, ApiError> {
-    if !keys::is_id(&req.id) {
-        return Err(ApiError::InvalidRequest(
-            "`id` must be a key's id: 16 lowercase hexadecimal digits".into(),
-        ));
-    }
+    let id = KeyId::parse("id", &req.id).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     super::request::write_begun();
-    let revoked = match state.app.revoke_key(&req.id).await? {
+    let revoked = match state.app.revoke_key(&id).await? {
         Revocation::Revoked => true,
         Revocation::AlreadyRevoked => false,
         Revocation::NoSuchKey => {
-            return Err(ApiError::NotFound(format!(
-                "API key '{}' does not exist",
-                req.id
-            )));
+            return Err(ApiError::NotFound(format!("API key '{id}' does not exist")));
         }
     };
     Ok(Json(RevokedKeyResponse {
@@ -196,11 +189,11 @@ pub async fn list(
 ) -> Result<Json<KeysResponse>, ApiError> {
     let scope = ["/api-keys"];
     let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[id]| {
-        keys::is_id(id).then_some(id.to_owned()).ok_or(())
+        KeyId::parse("cursor", id)
     })?;
     let records = state
         .app
-        .list_keys(paging.after.as_deref(), paging.limit.saturating_add(1))
+        .list_keys(paging.after.as_ref(), paging.limit.saturating_add(1))
         .await?;
     let listed = policy::page::first(records, paging.limit);
     let next_cursor = paging.next_cursor(&listed, |last| [last.id.as_str()]);
@@ -213,7 +206,7 @@ pub async fn list(
 impl From<KeyRecord> for KeyBody {
     fn from(record: KeyRecord) -> Self {
         Self {
-            id: record.id,
+            id: record.id.to_string(),
             name: record.name,
             tenant: record.scope.to_string(),
             role: record.role.as_str(),

@@ -11,7 +11,7 @@ use arc_swap::ArcSwapOption;
 use subtle::ConstantTimeEq;
 use tokio::sync::{Mutex, Notify};
 
-use super::{Grant, KeyRecord, SecretHash, hash_secret, split};
+use super::{Grant, KeyId, KeyRecord, SecretHash, hash_secret, split};
 
 /// What a presented token is, as far as keys go.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ struct InForce {
 
 #[derive(Default)]
 pub struct KeyRing {
-    keys: ArcSwapOption<HashMap<String, InForce>>,
+    keys: ArcSwapOption<HashMap<KeyId, InForce>>,
     /// Serializes reloads, fetch included, so that a slow one that read the store earlier can
     /// never replace the set a later one installed (which could bring a revoked key back).
     reloading: Mutex<()>,
@@ -50,7 +50,7 @@ impl KeyRing {
         let Some(keys) = keys.as_ref() else {
             return Verdict::Unknown;
         };
-        match keys.get(id) {
+        match keys.get(&id) {
             Some(key) if bool::from(key.secret_hash.ct_eq(&presented)) => {
                 Verdict::Valid(key.grant.clone())
             }
@@ -68,11 +68,11 @@ impl KeyRing {
     ) -> Result<usize, E> {
         let _one_at_a_time = self.reloading.lock().await;
         let records = fetch().await?;
-        let keys: HashMap<String, InForce> = records
+        let keys: HashMap<KeyId, InForce> = records
             .into_iter()
             .filter(|record| record.revoked_at.is_none())
             .map(|record| {
-                let grant = Grant::key(&record.id, record.role, record.scope);
+                let grant = Grant::key(record.id.as_str(), record.role, record.scope);
                 (
                     record.id,
                     InForce {
@@ -89,7 +89,7 @@ impl KeyRing {
 
     /// Takes one key out of force at once, without reading the keys again: a revocation must
     /// hold on this instance even when the reload that follows it fails.
-    pub async fn forget(&self, id: &str) {
+    pub async fn forget(&self, id: &KeyId) {
         let _one_at_a_time = self.reloading.lock().await;
         let Some(keys) = self.keys.load_full() else {
             return;
@@ -97,7 +97,7 @@ impl KeyRing {
         if keys.contains_key(id) {
             let kept = keys
                 .iter()
-                .filter(|(key_id, _)| key_id.as_str() != id)
+                .filter(|(key_id, _)| *key_id != id)
                 .map(|(key_id, key)| (key_id.clone(), key.clone()))
                 .collect();
             self.keys.store(Some(Arc::new(kept)));
@@ -125,9 +125,9 @@ mod tests {
     use super::*;
     use crate::keys::{Role, Scope, mint};
 
-    fn record(id: &str, secret_hash: SecretHash, revoked: bool) -> KeyRecord {
+    fn record(id: &KeyId, secret_hash: SecretHash, revoked: bool) -> KeyRecord {
         KeyRecord {
-            id: id.to_owned(),
+            id: id.clone(),
             name: None,
             scope: Scope::All,
             role: Role::Check,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{Stream, TryFutureExt, TryStreamExt};
 
-use crate::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{
     Action, Change, GroupName, NameError, Operation, Permission, Resource, TenantName,
     TenantPolicy, UserName,
@@ -164,7 +164,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a key revoked, now. Revoked keys are kept, so that the changelog's actors stay
     /// readable.
-    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError>;
+    async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError>;
 
     /// Every key, revoked ones included, oldest first.
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -176,7 +176,7 @@ pub trait Store: Send + Sync + 'static {
     /// after every key.
     async fn key_page(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError>;
 
@@ -363,6 +363,11 @@ pub(crate) struct KeyRow {
 
 impl KeyRow {
     pub fn into_record(self) -> Result<KeyRecord, StoreError> {
+        let id = KeyId::parse("id", &self.id).map_err(|_| {
+            StoreError::Internal(
+                format!("the store holds a key id {:?} of the wrong shape", self.id).into(),
+            )
+        })?;
         let scope = match &self.tenant {
             None => Scope::All,
             Some(tenant) => Scope::Tenant(stored(TenantName::parse("tenant", tenant))?),
@@ -376,7 +381,7 @@ impl KeyRow {
             StoreError::Internal(format!("key {} has a malformed hash", self.id).into())
         })?;
         Ok(KeyRecord {
-            id: self.id,
+            id,
             name: self.name,
             scope,
             role,

@@ -16,7 +16,7 @@ use super::{
     StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
     read_listing, replay, revisions_by_tenant, to_revision, within,
 };
-use crate::keys::{KeyRecord, NewKey, Revocation};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::redact::{redact_url, scrub_passwords};
 
@@ -460,7 +460,7 @@ impl Store for PgStore {
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
                     key_columns!()
                 ))
-                .bind(&key.id)
+                .bind(key.id.as_str())
                 .bind(&key.name)
                 .bind(key.scope.tenant().map(TenantName::as_str))
                 .bind(key.role.as_str())
@@ -474,7 +474,7 @@ impl Store for PgStore {
         row.into_record()
     }
 
-    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
+    async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError> {
         // One statement: whether the key exists, and whether this call revoked it.
         let found: Option<bool> = self
             .write_with(async |connection| {
@@ -484,7 +484,7 @@ impl Store for PgStore {
                      WHERE id = $1 AND revoked_at IS NULL RETURNING id)
                  SELECT EXISTS (SELECT 1 FROM revoked) FROM api_keys WHERE id = $1",
                 )
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(connection)
                 .await
                 .map_err(classify)
@@ -499,7 +499,7 @@ impl Store for PgStore {
 
     async fn key_page(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError> {
         // Qualified, so that the order and the comparison use the timestamp itself and not the
@@ -515,7 +515,7 @@ impl Store for PgStore {
                  ORDER BY api_keys.created_at, api_keys.id
                  LIMIT $2"
             ))
-            .bind(after)
+            .bind(after.map(KeyId::as_str))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await

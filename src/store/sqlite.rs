@@ -25,7 +25,7 @@ use super::{
     StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
     read_listing, replay, revisions_by_tenant, to_revision, within,
 };
-use crate::keys::{KeyRecord, NewKey, Revocation};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
 
 /// An `api_keys` row as [`KeyRow`] reads it (timestamps are stored as RFC 3339 already).
@@ -424,7 +424,7 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
                     key_columns!()
                 ))
-                .bind(&key.id)
+                .bind(key.id.as_str())
                 .bind(&key.name)
                 .bind(key.scope.tenant().map(TenantName::as_str))
                 .bind(key.role.as_str())
@@ -438,7 +438,7 @@ impl Store for SqliteStore {
         row.into_record()
     }
 
-    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
+    async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError> {
         self.write_with(async |connection| {
             let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
@@ -446,7 +446,7 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             let revoked_at: Option<Option<String>> =
                 sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = ?1")
-                    .bind(id)
+                    .bind(id.as_str())
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(classify)?;
@@ -458,7 +458,7 @@ impl Store for SqliteStore {
                         "UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                          WHERE id = ?1",
                     )
-                    .bind(id)
+                    .bind(id.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
@@ -473,7 +473,7 @@ impl Store for SqliteStore {
 
     async fn key_page(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError> {
         let rows: Vec<KeyRow> = within(self.timeout, async {
@@ -486,7 +486,7 @@ impl Store for SqliteStore {
                  ORDER BY created_at, id
                  LIMIT ?2"
             ))
-            .bind(after)
+            .bind(after.map(KeyId::as_str))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
