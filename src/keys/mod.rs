@@ -14,6 +14,7 @@ use std::fmt;
 
 use compact_str::CompactString;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::policy::{NameError, TenantName};
 
@@ -231,12 +232,13 @@ pub struct KeyRecord {
     pub scope: Scope,
     pub role: Role,
     pub secret_hash: SecretHash,
-    /// RFC 3339, UTC.
-    pub created_at: String,
+    /// When the store made the key, by its own clock.
+    pub created_at: OffsetDateTime,
     /// The actor that created the key.
     pub created_by: Option<String>,
-    /// RFC 3339, UTC; a revoked key is kept so that the changelog's `key:<id>` stays readable.
-    pub revoked_at: Option<String>,
+    /// When the key was revoked, by the store's clock; a revoked key is kept so that the
+    /// changelog's `key:<id>` stays readable.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// A key about to be stored.

@@ -132,9 +132,9 @@ mod tests {
             scope: Scope::All,
             role: Role::Check,
             secret_hash,
-            created_at: "2026-01-01T00:00:00.000Z".to_owned(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
             created_by: None,
-            revoked_at: revoked.then(|| "2026-01-02T00:00:00.000Z".to_owned()),
+            revoked_at: revoked.then_some(time::OffsetDateTime::UNIX_EPOCH),
         }
     }
 

@@ -348,7 +348,8 @@ pub(crate) fn changed_from_rows(rows: Vec<ChangedRow>) -> Result<Option<Changed>
     }
 }
 
-/// An `api_keys` row as both backends read it; timestamps are formatted by the SQL.
+/// An `api_keys` row as both backends read it. The timestamps are decoded by sqlx from each
+/// store's own type (PostgreSQL's `timestamptz`, SQLite's RFC 3339 text).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct KeyRow {
     pub id: String,
@@ -356,9 +357,9 @@ pub(crate) struct KeyRow {
     pub tenant: Option<String>,
     pub role: String,
     pub secret_hash: Vec<u8>,
-    pub created_at: String,
+    pub created_at: time::OffsetDateTime,
     pub created_by: Option<String>,
-    pub revoked_at: Option<String>,
+    pub revoked_at: Option<time::OffsetDateTime>,
 }
 
 impl KeyRow {

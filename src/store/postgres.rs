@@ -20,14 +20,11 @@ use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::redact::{redact_url, scrub_passwords};
 
-/// An `api_keys` row as [`KeyRow`] reads it, timestamps as RFC 3339 in UTC.
+/// An `api_keys` row as [`KeyRow`] reads it.
 /// A macro, not a const, so that the queries stay `&'static str` literals.
 macro_rules! key_columns {
     () => {
-        r#"id, name, tenant, role, secret_hash,
-    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
-    created_by,
-    to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS revoked_at"#
+        "id, name, tenant, role, secret_hash, created_at, created_by, revoked_at"
     };
 }
 
@@ -502,17 +499,14 @@ impl Store for PgStore {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        // Qualified, so that the order and the comparison use the timestamp itself and not the
-        // text it is shown as, which would tie keys made within the same millisecond.
         let rows: Vec<KeyRow> = within(self.timeout, async {
             sqlx::query_as(concat!(
                 "SELECT ",
                 key_columns!(),
                 " FROM api_keys
                  WHERE $1::text IS NULL
-                    OR (api_keys.created_at, api_keys.id)
-                       > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = $1)
-                 ORDER BY api_keys.created_at, api_keys.id
+                    OR (created_at, id) > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = $1)
+                 ORDER BY created_at, id
                  LIMIT $2"
             ))
             .bind(after.map(KeyId::as_str))
