@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::bus::{Message, Notice, Origin};
 use crate::policy::TenantName;
 use crate::stats::bump;
-use crate::store::{Changed, Position, StoreError};
+use crate::store::{Changed, Position, StoreError, TenantRevision};
 
 /// How often the sweep applies changelog retention.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -160,7 +160,7 @@ pub async fn resync(app: Arc<App>, reason: &'static str) {
     let mut behind = 0u64;
     let mut lag_max = 0u64;
     let mut failed = BTreeSet::new();
-    for (tenant, revision) in changed.tenants.into_iter().chain(retried) {
+    for TenantRevision { tenant, revision } in changed.tenants.into_iter().chain(retried) {
         app.cache.directory.insert(&tenant);
         // Behind counts a tenant whose first load is under way: that load may have read the
         // store before this change, and no later resync will name the tenant again.

@@ -10,7 +10,6 @@ pub mod sqlite;
 mod sqlite_file;
 mod write_health;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -55,10 +54,24 @@ pub enum StoreError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position(pub u64);
 
+/// A tenant and its current revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRevision {
+    pub tenant: TenantName,
+    pub revision: u64,
+}
+
+/// A change as the changelog recorded it, with the revision it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub revision: u64,
+    pub change: Change,
+}
+
 /// Tenants with their current revisions, as of `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changed {
-    pub tenants: Vec<(TenantName, u64)>,
+    pub tenants: Vec<TenantRevision>,
     /// Where the next [`Store::changed_since`] starts.
     pub position: Position,
 }
@@ -116,12 +129,9 @@ pub trait Store: Send + Sync + 'static {
     /// revision 0.
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError>;
 
-    /// The current revision of each of `tenants`, in one round trip. Tenants never written are
-    /// absent from the map (their revision is 0).
-    async fn revisions(
-        &self,
-        tenants: &[TenantName],
-    ) -> Result<HashMap<TenantName, u64>, StoreError>;
+    /// The current revision of each of `tenants`, in one round trip, each tenant at most once
+    /// and in no particular order. Tenants never written are absent (their revision is 0).
+    async fn revisions(&self, tenants: &[TenantName]) -> Result<Vec<TenantRevision>, StoreError>;
 
     /// Every tenant that exists (has been written), each handed to `each` as it is read (there
     /// may be millions), and the position from which [`Store::changed_since`] reports every
@@ -152,7 +162,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError>;
+    ) -> Result<Option<Vec<Recorded>>, StoreError>;
 
     /// Deletes changelog entries older than `age`, across all tenants; returns how many went.
     /// Tenants' current state is never affected: only the history used for incremental
@@ -267,13 +277,13 @@ pub(crate) fn to_revision(stored: i64) -> u64 {
 /// (tenant, revision) rows as [`Store::revisions`] answers them.
 pub(crate) fn revisions_by_tenant(
     rows: Vec<(String, i64)>,
-) -> Result<HashMap<TenantName, u64>, StoreError> {
+) -> Result<Vec<TenantRevision>, StoreError> {
     rows.into_iter()
         .map(|(name, revision)| {
-            Ok((
-                stored(TenantName::parse("tenant", &name))?,
-                to_revision(revision),
-            ))
+            Ok(TenantRevision {
+                tenant: stored(TenantName::parse("tenant", &name))?,
+                revision: to_revision(revision),
+            })
         })
         .collect()
 }
@@ -333,7 +343,7 @@ pub(crate) fn changed_from_rows(rows: Vec<ChangedRow>) -> Result<Option<Changed>
     let mut changed = Changed::default();
     let mut sentinel = None;
     for row in rows {
-        let mut add = |tenant, revision| changed.tenants.push((tenant, revision));
+        let mut add = |tenant, revision| changed.tenants.push(TenantRevision { tenant, revision });
         sentinel = sentinel.or(read_changed_row(row, &mut add)?);
     }
     match sentinel {
@@ -411,7 +421,7 @@ pub(crate) fn replay(
     after: u64,
     current: u64,
     rows: Vec<ChangelogRow>,
-) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+) -> Result<Option<Vec<Recorded>>, StoreError> {
     let complete = rows.len() as u64 == current.saturating_sub(after)
         && rows
             .iter()
@@ -439,7 +449,10 @@ pub(crate) fn replay(
                 action: row.action.as_deref(),
             }
             .to_change()?;
-            Ok((u64::try_from(row.revision).unwrap_or_default(), change))
+            Ok(Recorded {
+                revision: u64::try_from(row.revision).unwrap_or_default(),
+                change,
+            })
         })
         .collect::<Result<Vec<_>, StoreError>>()
         .map(Some)

@@ -1,6 +1,5 @@
 //! The PostgreSQL backend. Schema and the reasons behind it: `migrations/postgres/`.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,9 +11,9 @@ use sqlx::{Postgres, Transaction};
 
 use super::write_health::WriteHealth;
 use super::{
-    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
-    read_listing, replay, revisions_by_tenant, to_revision, within,
+    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Recorded,
+    Store, StoreError, TenantRevision, WriteOutcome, answer_of_write, assign_row, build_policy,
+    changed_from_rows, read_listing, replay, revisions_by_tenant, to_revision, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
@@ -260,7 +259,7 @@ impl PgStore {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
         // One statement sees one snapshot: the changes end exactly at the revision beside
         // them. One more than the limit tells "too many" from "exactly enough".
         #[derive(sqlx::FromRow)]
@@ -341,10 +340,7 @@ impl Store for PgStore {
         .await
     }
 
-    async fn revisions(
-        &self,
-        tenants: &[TenantName],
-    ) -> Result<HashMap<TenantName, u64>, StoreError> {
+    async fn revisions(&self, tenants: &[TenantName]) -> Result<Vec<TenantRevision>, StoreError> {
         let names: Vec<&str> = tenants.iter().map(TenantName::as_str).collect();
         let rows: Vec<(String, i64)> = within(self.timeout, async {
             sqlx::query_as("SELECT name, revision FROM tenants WHERE name = ANY($1)")
@@ -416,7 +412,7 @@ impl Store for PgStore {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
         within(
             self.timeout,
             self.changes_in_one_query(tenant, after, limit),

@@ -5,7 +5,6 @@
 //! write commits; writes take the write lock when they begin (BEGIN IMMEDIATE), and wait for
 //! it up to the store timeout (busy_timeout) instead of failing with "database is locked".
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,9 +20,9 @@ use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
-    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
-    read_listing, replay, revisions_by_tenant, to_revision, within,
+    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Recorded,
+    Store, StoreError, TenantRevision, WriteOutcome, answer_of_write, assign_row, build_policy,
+    changed_from_rows, read_listing, replay, revisions_by_tenant, to_revision, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
@@ -288,7 +287,7 @@ impl SqliteStore {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let current = revision_in(&mut tx, tenant).await?;
         if current <= after {
@@ -333,10 +332,7 @@ impl Store for SqliteStore {
         within(self.timeout, self.load_in_transaction(tenant)).await
     }
 
-    async fn revisions(
-        &self,
-        tenants: &[TenantName],
-    ) -> Result<HashMap<TenantName, u64>, StoreError> {
+    async fn revisions(&self, tenants: &[TenantName]) -> Result<Vec<TenantRevision>, StoreError> {
         // SQLite has no arrays; the names travel as one JSON array.
         let names =
             serde_json::to_string(&tenants.iter().map(TenantName::as_str).collect::<Vec<_>>())
@@ -392,7 +388,7 @@ impl Store for SqliteStore {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
         within(
             self.timeout,
             self.changes_in_transaction(tenant, after, limit),
