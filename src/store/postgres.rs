@@ -9,11 +9,14 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::rows::{
+    ChangeRow, ChangedRow, ChangelogRow, KeyRow, assign_row, build_policy, changed_from_rows,
+    read_listing, replay, revisions_by_tenant, to_revision,
+};
 use super::write_health::WriteHealth;
 use super::{
-    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Recorded,
-    Store, StoreError, TenantRevision, WriteOutcome, answer_of_write, assign_row, build_policy,
-    changed_from_rows, read_listing, replay, revisions_by_tenant, to_revision, within,
+    BoxError, Changed, OpenError, Position, Recorded, Store, StoreError, TenantRevision,
+    WriteOutcome, answer_of_write, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};

@@ -17,12 +17,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 
+use super::rows::{
+    ChangeRow, ChangedRow, ChangelogRow, KeyRow, assign_row, build_policy, changed_from_rows,
+    read_listing, replay, revisions_by_tenant, to_revision,
+};
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
-    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Recorded,
-    Store, StoreError, TenantRevision, WriteOutcome, answer_of_write, assign_row, build_policy,
-    changed_from_rows, read_listing, replay, revisions_by_tenant, to_revision, within,
+    BoxError, Changed, OpenError, Position, Recorded, Store, StoreError, TenantRevision,
+    WriteOutcome, answer_of_write, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
