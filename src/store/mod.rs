@@ -101,6 +101,13 @@ impl OpenError {
 ///
 /// Every method either does all of its work or none of it, and gives up with
 /// [`StoreError::Unavailable`] after the store's timeout instead of waiting forever.
+///
+/// What a method reads back is what the server wrote, kept valid by the schema. A row that
+/// breaks an invariant all the same (a name that no longer parses; a revision, position or
+/// count below zero; an unknown role or operation; a key id, hash or time of the wrong shape:
+/// data changed behind the server's back, or by a newer release) is never read as something
+/// else, nor skipped: the method fails with [`StoreError::Internal`], whose message names
+/// what was wrong.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `change` to `tenant` in one transaction, checking its preconditions against the

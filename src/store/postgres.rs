@@ -11,7 +11,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::rows::{
     ChangeRow, ChangedRow, ChangelogRow, KeyRow, assign_row, build_policy, changed_from_rows,
-    read_listing, replay, revisions_by_tenant, to_revision,
+    non_negative, read_listing, replay, revision_of, revisions_by_tenant,
 };
 use super::write_health::WriteHealth;
 use super::{
@@ -144,7 +144,7 @@ impl PgStore {
         .fetch_one(connection)
         .await
         .map_err(classify)?;
-        let revision = to_revision(revision);
+        let revision = revision_of(tenant, revision)?;
         match outcome.as_str() {
             "changed" => Ok(WriteOutcome {
                 changed: true,
@@ -202,6 +202,7 @@ impl PgStore {
         else {
             return Ok(Some(TenantPolicy::default()));
         };
+        // Made by the query above from rows read as text: one that does not parse is a bug.
         fn rows<T: serde::de::DeserializeOwned>(
             json: Option<String>,
         ) -> Result<Vec<T>, StoreError> {
@@ -218,7 +219,7 @@ impl PgStore {
         {
             return Ok(None);
         }
-        let mut policy = build_policy(to_revision(revision), groups, permissions)?;
+        let mut policy = build_policy(revision_of(tenant, revision)?, groups, permissions)?;
         for (group, user) in assignments {
             assign_row(&mut policy, &group, &user)?;
         }
@@ -293,7 +294,10 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        let current = rows.first().map_or(0, |row| to_revision(row.current));
+        let current = match rows.first() {
+            Some(row) => revision_of(tenant, row.current)?,
+            None => 0,
+        };
         if current <= after {
             return Ok(Some(Vec::new()));
         }
@@ -443,7 +447,7 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-            Ok(u64::try_from(deleted).unwrap_or_default())
+            non_negative("a count of changelog entries deleted", deleted)
         })
         .await
     }
@@ -573,7 +577,7 @@ async fn revision_in(
         .fetch_optional(&mut **tx)
         .await
         .map_err(classify)?;
-    Ok(revision.map_or(0, to_revision))
+    revision.map_or(Ok(0), |revision| revision_of(tenant, revision))
 }
 
 /// Sorts a database error into "the store is not there" and everything else.

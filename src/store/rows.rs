@@ -1,6 +1,12 @@
 //! Rows as the two backends read them, and the values they become: both stores keep the same
 //! tables, so a row of one means what a row of the other does.
+//!
+//! Every value read goes through a check of what the schema and the server keep true of it
+//! (names parse, revisions and positions are not negative, roles and operations are known),
+//! and one that breaks it fails the read with [`StoreError::Internal`] naming what was wrong
+//! ([`broken`]): the rule the [`super::Store`] contract states.
 
+use std::fmt;
 use std::time::Duration;
 
 use futures_util::{Stream, TryFutureExt, TryStreamExt};
@@ -52,9 +58,28 @@ pub(crate) fn assign_row(
     Ok(())
 }
 
-/// A revision as stored (a signed integer, kept non-negative by the schema's CHECK).
-pub(crate) fn to_revision(stored: i64) -> u64 {
-    u64::try_from(stored).unwrap_or(0)
+/// The error for a value read from the store that breaks an invariant the schema and the
+/// server keep: the data was changed behind the server's back (or by a newer release), and
+/// reading it as anything else could answer wrongly. `what` says what was found.
+pub(crate) fn broken(what: impl fmt::Display) -> StoreError {
+    StoreError::Internal(format!("the store holds {what}").into())
+}
+
+/// Names come back from the store as they went in, already validated; one that no longer
+/// parses is [`broken`].
+pub(crate) fn stored<T>(parsed: Result<T, NameError>) -> Result<T, StoreError> {
+    parsed.map_err(|e| broken(format_args!("an invalid name: {e}")))
+}
+
+/// A number the schema keeps non-negative (a revision, a position, a count) as stored, in a
+/// signed integer; one below zero is [`broken`], and `what` names it.
+pub(crate) fn non_negative(what: impl fmt::Display, stored: i64) -> Result<u64, StoreError> {
+    u64::try_from(stored).map_err(|_| broken(format_args!("{what} below zero: {stored}")))
+}
+
+/// A tenant's revision as stored.
+pub(crate) fn revision_of(tenant: &TenantName, stored: i64) -> Result<u64, StoreError> {
+    non_negative(format_args!("the revision of tenant '{tenant}'"), stored)
 }
 
 /// (tenant, revision) rows as [`Store::revisions`] answers them.
@@ -63,10 +88,9 @@ pub(crate) fn revisions_by_tenant(
 ) -> Result<Vec<TenantRevision>, StoreError> {
     rows.into_iter()
         .map(|(name, revision)| {
-            Ok(TenantRevision {
-                tenant: stored(TenantName::parse("tenant", &name))?,
-                revision: to_revision(revision),
-            })
+            let tenant = stored(TenantName::parse("tenant", &name))?;
+            let revision = revision_of(&tenant, revision)?;
+            Ok(TenantRevision { tenant, revision })
         })
         .collect()
 }
@@ -87,19 +111,18 @@ fn read_changed_row(
 ) -> Result<Option<Sentinel>, StoreError> {
     match row {
         (Some(name), Some(revision), None, None) => {
-            each(
-                stored(TenantName::parse("tenant", &name))?,
-                to_revision(revision),
-            );
+            let tenant = stored(TenantName::parse("tenant", &name))?;
+            let revision = revision_of(&tenant, revision)?;
+            each(tenant, revision);
             Ok(None)
         }
         (None, None, Some(position), Some(complete)) => Ok(Some((
-            Position(u64::try_from(position).unwrap_or_default()),
+            Position(non_negative("a position in its history", position)?),
             complete,
         ))),
-        other => Err(StoreError::Internal(
-            format!("a list of tenants has a malformed row {other:?}").into(),
-        )),
+        other => Err(broken(format_args!(
+            "a malformed row in a list of tenants: {other:?}"
+        ))),
     }
 }
 
@@ -157,22 +180,19 @@ pub(crate) struct KeyRow {
 
 impl KeyRow {
     pub fn into_record(self) -> Result<KeyRecord, StoreError> {
-        let id = KeyId::parse("id", &self.id).map_err(|_| {
-            StoreError::Internal(
-                format!("the store holds a key id {:?} of the wrong shape", self.id).into(),
-            )
-        })?;
+        let id = KeyId::parse("id", &self.id)
+            .map_err(|_| broken(format_args!("a key id of the wrong shape: {:?}", self.id)))?;
         let scope = match &self.tenant {
             None => Scope::All,
             Some(tenant) => Scope::Tenant(stored(TenantName::parse("tenant", tenant))?),
         };
-        let role = Role::parse(&self.role).ok_or_else(|| {
-            StoreError::Internal(
-                format!("key {} has an unknown role {:?}", self.id, self.role).into(),
-            )
-        })?;
+        let role = Role::parse(&self.role)
+            .ok_or_else(|| broken(format_args!("an unknown role {:?} for key {id}", self.role)))?;
         let secret_hash = self.secret_hash.as_slice().try_into().map_err(|_| {
-            StoreError::Internal(format!("key {} has a malformed hash", self.id).into())
+            broken(format_args!(
+                "a hash of {} bytes for key {id}, not 32",
+                self.secret_hash.len()
+            ))
         })?;
         Ok(KeyRecord {
             id,
@@ -205,6 +225,8 @@ pub(crate) fn replay(
     current: u64,
     rows: Vec<ChangelogRow>,
 ) -> Result<Option<Vec<Recorded>>, StoreError> {
+    // Exactly the revisions after `after` up to `current`, in order: a gap is history that
+    // retention deleted, which makes a replay impossible rather than wrong.
     let complete = rows.len() as u64 == current.saturating_sub(after)
         && rows
             .iter()
@@ -214,15 +236,13 @@ pub(crate) fn replay(
         return Ok(None);
     }
     rows.iter()
-        .map(|row| {
+        .zip(after + 1..)
+        .map(|(row, revision)| {
             let operation = row.operation.parse().map_err(|_| {
-                StoreError::Internal(
-                    format!(
-                        "the changelog holds an unknown operation {:?}",
-                        row.operation
-                    )
-                    .into(),
-                )
+                broken(format_args!(
+                    "an unknown operation {:?} in the changelog",
+                    row.operation
+                ))
             })?;
             let change = ChangeRow {
                 operation,
@@ -232,10 +252,7 @@ pub(crate) fn replay(
                 action: row.action.as_deref(),
             }
             .to_change()?;
-            Ok(Recorded {
-                revision: u64::try_from(row.revision).unwrap_or_default(),
-                change,
-            })
+            Ok(Recorded { revision, change })
         })
         .collect::<Result<Vec<_>, StoreError>>()
         .map(Some)
@@ -309,18 +326,12 @@ impl<'a> ChangeRow<'a> {
             other @ (Operation::RefreshTenant
             | Operation::CreateApiKey
             | Operation::RevokeApiKey) => {
-                return Err(StoreError::Internal(
-                    format!("the changelog holds {other}, which is never recorded").into(),
-                ));
+                return Err(broken(format_args!(
+                    "{other} in the changelog, which is never recorded"
+                )));
             }
         })
     }
-}
-
-/// Names come back from the store as they went in, already validated; one that no longer
-/// parses means the data was changed behind the server's back.
-pub(crate) fn stored<T>(parsed: Result<T, NameError>) -> Result<T, StoreError> {
-    parsed.map_err(|e| StoreError::Internal(format!("the store holds an invalid name: {e}").into()))
 }
 
 #[cfg(test)]
@@ -381,5 +392,98 @@ mod tests {
             action: None,
         };
         assert!(row.to_change().is_err());
+    }
+
+    /// The message of an internal error, or a panic if `result` is anything else.
+    fn internal<T: fmt::Debug>(result: Result<T, StoreError>) -> String {
+        match result {
+            Err(error @ StoreError::Internal(_)) => crate::error_chain(&error),
+            other => panic!("not an internal error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_row_that_breaks_an_invariant_is_an_internal_error_naming_what_was_wrong() {
+        let found = internal(revisions_by_tenant(vec![("acme".into(), -1)]));
+        assert!(
+            found.contains("the revision of tenant 'acme' below zero: -1"),
+            "{found}"
+        );
+        let found = internal(revisions_by_tenant(vec![("a*".into(), 1)]));
+        assert!(found.contains("invalid name: `tenant`"), "{found}");
+
+        let listing = |tenant: ChangedRow| vec![(None, None, Some(7), Some(true)), tenant];
+        let found = internal(changed_from_rows(listing((
+            Some("b".into()),
+            Some(-2),
+            None,
+            None,
+        ))));
+        assert!(found.contains("tenant 'b' below zero: -2"), "{found}");
+        let found = internal(changed_from_rows(vec![(None, None, Some(-7), Some(true))]));
+        assert!(
+            found.contains("a position in its history below zero: -7"),
+            "{found}"
+        );
+        let found = internal(changed_from_rows(listing((
+            Some("b".into()),
+            None,
+            None,
+            None,
+        ))));
+        assert!(found.contains("a malformed row"), "{found}");
+
+        let key = || KeyRow {
+            id: "0123456789abcdef".into(),
+            name: None,
+            tenant: None,
+            role: "check".into(),
+            secret_hash: vec![0; 32],
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            created_by: None,
+            revoked_at: None,
+        };
+        assert!(key().into_record().is_ok());
+        let found = internal(
+            KeyRow {
+                id: "0123".into(),
+                ..key()
+            }
+            .into_record(),
+        );
+        assert!(
+            found.contains("a key id of the wrong shape: \"0123\""),
+            "{found}"
+        );
+        let found = internal(
+            KeyRow {
+                role: "root".into(),
+                ..key()
+            }
+            .into_record(),
+        );
+        assert!(
+            found.contains("an unknown role \"root\" for key 0123456789abcdef"),
+            "{found}"
+        );
+        let found = internal(
+            KeyRow {
+                secret_hash: vec![0; 31],
+                ..key()
+            }
+            .into_record(),
+        );
+        assert!(
+            found.contains("a hash of 31 bytes for key 0123456789abcdef"),
+            "{found}"
+        );
+        let found = internal(
+            KeyRow {
+                tenant: Some(String::new()),
+                ..key()
+            }
+            .into_record(),
+        );
+        assert!(found.contains("invalid name: `tenant`"), "{found}");
     }
 }

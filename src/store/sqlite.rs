@@ -19,7 +19,7 @@ use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 
 use super::rows::{
     ChangeRow, ChangedRow, ChangelogRow, KeyRow, assign_row, build_policy, changed_from_rows,
-    read_listing, replay, revisions_by_tenant, to_revision,
+    read_listing, replay, revision_of, revisions_by_tenant,
 };
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
@@ -219,7 +219,7 @@ impl SqliteStore {
             tx.rollback().await.map_err(classify)?;
             return Ok(WriteOutcome {
                 changed: false,
-                revision: to_revision(held),
+                revision: revision_of(tenant, held)?,
             });
         }
         let revision: i64 = sqlx::query_scalar(
@@ -251,7 +251,7 @@ impl SqliteStore {
         tx.commit().await.map_err(classify)?;
         Ok(WriteOutcome {
             changed: true,
-            revision: to_revision(revision),
+            revision: revision_of(tenant, revision)?,
         })
     }
 
@@ -523,7 +523,7 @@ async fn revision_in(
         .fetch_optional(&mut **tx)
         .await
         .map_err(classify)?;
-    Ok(revision.map_or(0, to_revision))
+    revision.map_or(Ok(0), |revision| revision_of(tenant, revision))
 }
 
 /// Applies the change's rows; returns whether any row changed.
@@ -650,5 +650,49 @@ fn classify(error: sqlx::Error) -> StoreError {
         StoreError::Unavailable(source)
     } else {
         StoreError::Internal(source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::GroupName;
+
+    #[tokio::test]
+    async fn a_revision_broken_behind_the_servers_back_fails_every_read_of_it() {
+        let store = SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
+            .await
+            .unwrap();
+        let acme = TenantName::parse("tenant", "acme").unwrap();
+        let create = Change::CreateGroup {
+            group: GroupName::parse("group", "g").unwrap(),
+        };
+        store.write(&acme, &create, "test", None).await.unwrap();
+        // What the schema's CHECK refuses, done as someone editing the file by hand could.
+        for statement in [
+            "PRAGMA ignore_check_constraints = ON",
+            "UPDATE tenants SET revision = -1",
+        ] {
+            sqlx::query(statement).execute(&store.pool).await.unwrap();
+        }
+        let reads = [
+            store.load(&acme).await.map(drop),
+            store.revisions(std::slice::from_ref(&acme)).await.map(drop),
+            store.changed_since(Position::default()).await.map(drop),
+            store.changes_since(&acme, 0, 10).await.map(drop),
+            store.write(&acme, &create, "test", None).await.map(drop),
+        ];
+        for read in reads {
+            match read {
+                Err(error @ StoreError::Internal(_)) => {
+                    let message = crate::error_chain(&error);
+                    assert!(
+                        message.contains("the revision of tenant 'acme' below zero: -1"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
