@@ -404,35 +404,7 @@ mod tests {
 
     #[test]
     fn a_row_that_breaks_an_invariant_is_an_internal_error_naming_what_was_wrong() {
-        let found = internal(revisions_by_tenant(vec![("acme".into(), -1)]));
-        assert!(
-            found.contains("the revision of tenant 'acme' below zero: -1"),
-            "{found}"
-        );
-        let found = internal(revisions_by_tenant(vec![("a*".into(), 1)]));
-        assert!(found.contains("invalid name: `tenant`"), "{found}");
-
         let listing = |tenant: ChangedRow| vec![(None, None, Some(7), Some(true)), tenant];
-        let found = internal(changed_from_rows(listing((
-            Some("b".into()),
-            Some(-2),
-            None,
-            None,
-        ))));
-        assert!(found.contains("tenant 'b' below zero: -2"), "{found}");
-        let found = internal(changed_from_rows(vec![(None, None, Some(-7), Some(true))]));
-        assert!(
-            found.contains("a position in its history below zero: -7"),
-            "{found}"
-        );
-        let found = internal(changed_from_rows(listing((
-            Some("b".into()),
-            None,
-            None,
-            None,
-        ))));
-        assert!(found.contains("a malformed row"), "{found}");
-
         let key = || KeyRow {
             id: "0123456789abcdef".into(),
             name: None,
@@ -443,47 +415,62 @@ mod tests {
             created_by: None,
             revoked_at: None,
         };
+        let with = |change: fn(&mut KeyRow)| {
+            let mut row = key();
+            change(&mut row);
+            internal(row.into_record().map(drop))
+        };
         assert!(key().into_record().is_ok());
-        let found = internal(
-            KeyRow {
-                id: "0123".into(),
-                ..key()
-            }
-            .into_record(),
-        );
-        assert!(
-            found.contains("a key id of the wrong shape: \"0123\""),
-            "{found}"
-        );
-        let found = internal(
-            KeyRow {
-                role: "root".into(),
-                ..key()
-            }
-            .into_record(),
-        );
-        assert!(
-            found.contains("an unknown role \"root\" for key 0123456789abcdef"),
-            "{found}"
-        );
-        let found = internal(
-            KeyRow {
-                secret_hash: vec![0; 31],
-                ..key()
-            }
-            .into_record(),
-        );
-        assert!(
-            found.contains("a hash of 31 bytes for key 0123456789abcdef"),
-            "{found}"
-        );
-        let found = internal(
-            KeyRow {
-                tenant: Some(String::new()),
-                ..key()
-            }
-            .into_record(),
-        );
-        assert!(found.contains("invalid name: `tenant`"), "{found}");
+        let broken = [
+            (
+                internal(revisions_by_tenant(vec![("acme".into(), -1)])),
+                "the revision of tenant 'acme' below zero: -1",
+            ),
+            (
+                internal(revisions_by_tenant(vec![("a*".into(), 1)])),
+                "an invalid name: `tenant`",
+            ),
+            (
+                internal(changed_from_rows(listing((
+                    Some("b".into()),
+                    Some(-2),
+                    None,
+                    None,
+                )))),
+                "the revision of tenant 'b' below zero: -2",
+            ),
+            (
+                internal(changed_from_rows(vec![(None, None, Some(-7), Some(true))])),
+                "a position in its history below zero: -7",
+            ),
+            (
+                internal(changed_from_rows(listing((
+                    Some("b".into()),
+                    None,
+                    None,
+                    None,
+                )))),
+                "a malformed row in a list of tenants",
+            ),
+            (
+                with(|row| row.id = "0123".into()),
+                "a key id of the wrong shape: \"0123\"",
+            ),
+            (
+                with(|row| row.role = "root".into()),
+                "an unknown role \"root\" for key 0123456789abcdef",
+            ),
+            (
+                with(|row| row.secret_hash = vec![0; 31]),
+                "a hash of 31 bytes for key 0123456789abcdef, not 32",
+            ),
+            (
+                with(|row| row.tenant = Some(String::new())),
+                "an invalid name: `tenant` must not be empty",
+            ),
+        ];
+        for (message, expected) in broken {
+            assert!(message.contains(expected), "{message}");
+        }
     }
 }
