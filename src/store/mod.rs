@@ -176,7 +176,7 @@ pub trait Store: Send + Sync + 'static {
     /// refreshes and auditing.
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError>;
 
-    /// Stores a new key, stamped with the store's clock.
+    /// Stores a new key, stamped with the store's clock; fails if its id is taken.
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError>;
 
     /// Marks a key revoked, now. Revoked keys are kept, so that the changelog's actors stay
