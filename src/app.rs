@@ -13,7 +13,7 @@ use crate::bus::BusState;
 use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
 use crate::keys::ring::KeyRing;
-use crate::keys::{KeyRecord, NewKey, Revocation};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, Operation, TenantName};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
@@ -294,13 +294,13 @@ impl App {
     /// Revokes a key: once this returns, the key no longer works on this instance, and the
     /// other instances are told. A task of its own, like [`App::write`]: a revocation that
     /// committed must take effect even if the caller is gone.
-    pub async fn revoke_key(self: &Arc<Self>, id: &str) -> Result<Revocation, AppError> {
+    pub async fn revoke_key(self: &Arc<Self>, id: &KeyId) -> Result<Revocation, AppError> {
         let app = self.clone();
-        let id = id.to_owned();
+        let id = id.clone();
         detached(async move {
             let outcome = app.store.revoke_key(&id).await?;
             if outcome == Revocation::Revoked {
-                tracing::info!(id, "API key revoked");
+                tracing::info!(%id, "API key revoked");
                 app.keys.forget(&id).await;
                 app.keys_changed(Operation::RevokeApiKey).await;
             }
@@ -313,7 +313,7 @@ impl App {
     /// store has them now.
     pub async fn list_keys(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, AppError> {
         Ok(self.store.key_page(after, limit).await?)

@@ -29,7 +29,7 @@ use crate::cache::TenantCache;
 use crate::keys::ring::KeyRing;
 use crate::policy::TenantName;
 use crate::stats::{Stats, bump};
-use crate::store::{Changed, Position, Store, StoreError};
+use crate::store::{Changed, Position, Store, StoreError, TenantRevision};
 
 /// How often the sweep applies changelog retention.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -139,7 +139,7 @@ impl Refresher {
     /// A failure is counted and logged here, whoever asked: the keys held stay in force, and
     /// the next sweep tries again.
     pub async fn reload_keys(&self, reason: &'static str) {
-        match self.keys.reload(&*self.store).await {
+        match self.keys.reload(async || self.store.keys().await).await {
             Ok(count) => {
                 bump(&self.stats.key_reloads);
                 tracing::debug!(count, reason, "API keys reloaded");
@@ -286,7 +286,7 @@ impl Refresher {
         let mut behind = 0u64;
         let mut lag_max = 0u64;
         let mut failed = BTreeSet::new();
-        for (tenant, revision) in changed.tenants.into_iter().chain(retried) {
+        for TenantRevision { tenant, revision } in changed.tenants.into_iter().chain(retried) {
             self.cache.directory.insert(&tenant);
             // Behind counts a tenant whose first load is under way: that load may have read
             // the store before this change, and no later resync will name the tenant again.

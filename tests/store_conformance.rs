@@ -4,18 +4,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rbac_server::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
+use rbac_server::keys::{KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use rbac_server::policy::{
     Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
 };
 use rbac_server::store::postgres::PgStore;
 use rbac_server::store::sqlite::SqliteStore;
-use rbac_server::store::{Changed, Position, Store, StoreError, WriteOutcome};
-use time::format_description::well_known::Rfc3339;
+use rbac_server::store::{Changed, Position, Store, StoreError, TenantRevision, WriteOutcome};
+use time::OffsetDateTime;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const SERVER: &str = "conformance";
@@ -79,6 +79,17 @@ fn unassign(g: &str, user: &str) -> Change {
     }
 }
 
+/// [`Store::revisions`] by tenant; each tenant must be answered at most once.
+async fn revisions(store: &dyn Store, tenants: &[TenantName]) -> HashMap<TenantName, u64> {
+    let found = store.revisions(tenants).await.unwrap();
+    let by_tenant: HashMap<TenantName, u64> = found
+        .iter()
+        .map(|TenantRevision { tenant, revision }| (tenant.clone(), *revision))
+        .collect();
+    assert_eq!(by_tenant.len(), found.len(), "a tenant twice in {found:?}");
+    by_tenant
+}
+
 async fn write(store: &dyn Store, t: &str, change: Change) -> WriteOutcome {
     store
         .write(&tenant(t), &change, SERVER, None)
@@ -103,10 +114,8 @@ async fn a_tenant_never_written_is_empty_at_revision_zero(store: Arc<dyn Store>)
     let policy = store.load(&tenant("nobody")).await.unwrap();
     assert_eq!(policy, TenantPolicy::at_revision(0));
     assert!(
-        store
-            .revisions(&[tenant("nobody")])
+        revisions(store.as_ref(), &[tenant("nobody")])
             .await
-            .unwrap()
             .is_empty()
     );
     assert_eq!(
@@ -149,10 +158,8 @@ async fn a_no_op_write_does_not_create_the_tenant(store: Arc<dyn Store>) {
         }
     );
     assert!(
-        store
-            .revisions(&[tenant("ghost")])
+        revisions(store.as_ref(), &[tenant("ghost")])
             .await
-            .unwrap()
             .is_empty()
     );
 }
@@ -238,7 +245,7 @@ async fn names_round_trip_verbatim_and_are_compared_byte_for_byte(store: Arc<dyn
         write(store.as_ref(), name, assign(name, name)).await;
     }
     let all: Vec<TenantName> = names.iter().map(|n| tenant(n)).collect();
-    let revisions = store.revisions(&all).await.unwrap();
+    let revisions = revisions(store.as_ref(), &all).await;
     assert_eq!(revisions.len(), names.len());
     for name in names {
         assert_eq!(revisions[&tenant(name)], 3);
@@ -287,12 +294,14 @@ async fn revisions_answers_for_many_tenants_at_once(store: Arc<dyn Store>) {
         tenant("three"),
         tenant("none"),
     ];
-    let revisions = store.revisions(&asked).await.unwrap();
-    assert_eq!(revisions.len(), 3);
-    assert_eq!(revisions[&tenant("one")], 1);
-    assert_eq!(revisions[&tenant("two")], 2);
-    assert_eq!(revisions[&tenant("three")], 3);
+    let answered = revisions(store.as_ref(), &asked).await;
+    assert_eq!(answered.len(), 3);
+    assert_eq!(answered[&tenant("one")], 1);
+    assert_eq!(answered[&tenant("two")], 2);
+    assert_eq!(answered[&tenant("three")], 3);
     assert!(store.revisions(&[]).await.unwrap().is_empty());
+    let twice = [tenant("two"), tenant("two")];
+    assert_eq!(revisions(store.as_ref(), &twice).await.len(), 1);
 }
 
 async fn changes_since_replays_to_exactly_what_a_load_gives(store: Arc<dyn Store>) {
@@ -314,13 +323,13 @@ async fn changes_since_replays_to_exactly_what_a_load_gives(store: Arc<dyn Store
     for from in 0..=6u64 {
         let all = store.changes_since(&t, 0, 100).await.unwrap().unwrap();
         let mut policy = TenantPolicy::default();
-        for (revision, change) in all.iter().take(from as usize) {
-            policy.advance(*revision, change).unwrap();
+        for recorded in all.iter().take(from as usize) {
+            policy.advance(recorded.revision, &recorded.change).unwrap();
         }
         let rest = store.changes_since(&t, from, 100).await.unwrap().unwrap();
         assert_eq!(rest.len() as u64, 6 - from);
-        for (revision, change) in &rest {
-            policy.advance(*revision, change).unwrap();
+        for recorded in &rest {
+            policy.advance(recorded.revision, &recorded.change).unwrap();
         }
         assert_eq!(policy, full, "replaying from revision {from}");
     }
@@ -407,10 +416,16 @@ async fn concurrent_writers_get_a_gapless_sequence_of_revisions(store: Arc<dyn S
     let t = tenant("t");
     let log = store.changes_since(&t, 0, 10_000).await.unwrap().unwrap();
     assert_eq!(log.len() as u64, changed);
-    assert!(log.iter().zip(1..).all(|((revision, _), n)| *revision == n));
+    assert!(
+        log.iter()
+            .zip(1..)
+            .all(|(recorded, n)| recorded.revision == n)
+    );
     let mut replayed = TenantPolicy::default();
-    for (revision, change) in &log {
-        replayed.advance(*revision, change).unwrap();
+    for recorded in &log {
+        replayed
+            .advance(recorded.revision, &recorded.change)
+            .unwrap();
     }
     assert_eq!(replayed, store.load(&t).await.unwrap());
 }
@@ -430,7 +445,7 @@ fn by_name(changed: &Changed) -> BTreeMap<String, u64> {
     changed
         .tenants
         .iter()
-        .map(|(t, revision)| (t.to_string(), *revision))
+        .map(|TenantRevision { tenant, revision }| (tenant.to_string(), *revision))
         .collect()
 }
 
@@ -468,8 +483,10 @@ async fn a_tenant_of_thousands_of_rows_loads_whole(store: Arc<dyn Store>) {
         let t = tenant(t);
         let loaded = store.load(&t).await.unwrap();
         let mut replayed = TenantPolicy::default();
-        for (revision, change) in store.changes_since(&t, 0, 10_000).await.unwrap().unwrap() {
-            replayed.advance(revision, &change).unwrap();
+        for recorded in store.changes_since(&t, 0, 10_000).await.unwrap().unwrap() {
+            replayed
+                .advance(recorded.revision, &recorded.change)
+                .unwrap();
         }
         assert_eq!(loaded, replayed, "{t}");
         assert!(loaded.allows("u1", "docs/x", "read"), "{t}");
@@ -494,10 +511,14 @@ async fn reports(store: &dyn Store, changed: &Changed, must: &[(&str, u64)]) {
     for (name, revision) in must {
         assert_eq!(reported.get(*name), Some(revision), "{name} in {changed:?}");
     }
-    let names: Vec<TenantName> = changed.tenants.iter().map(|(t, _)| t.clone()).collect();
-    let current = store.revisions(&names).await.unwrap();
-    for (t, revision) in &changed.tenants {
-        assert_eq!(current.get(t), Some(revision), "{t} in {changed:?}");
+    let names: Vec<TenantName> = changed.tenants.iter().map(|t| t.tenant.clone()).collect();
+    let current = revisions(store, &names).await;
+    for TenantRevision { tenant, revision } in &changed.tenants {
+        assert_eq!(
+            current.get(tenant),
+            Some(revision),
+            "{tenant} in {changed:?}"
+        );
     }
 }
 
@@ -579,10 +600,8 @@ async fn changes_committed_while_changed_since_reads_are_never_missed(store: Arc
     }
     sweep(&mut seen, &mut position).await;
     let names: Vec<TenantName> = (0..TENANTS).map(|t| tenant(&format!("t{t}"))).collect();
-    let truth: BTreeMap<String, u64> = store
-        .revisions(&names)
+    let truth: BTreeMap<String, u64> = revisions(store.as_ref(), &names)
         .await
-        .unwrap()
         .into_iter()
         .map(|(t, revision)| (t.to_string(), revision))
         .collect();
@@ -665,9 +684,13 @@ async fn sqlite_a_write_committing_after_a_read_is_reported_by_the_next() {
     }
 }
 
+fn key_id(id: &str) -> KeyId {
+    KeyId::parse("id", id).unwrap()
+}
+
 fn new_key(id: &str, scope: Scope, role: Role) -> NewKey {
     NewKey {
-        id: id.into(),
+        id: key_id(id),
         name: Some("deploy bot".into()),
         scope,
         role,
@@ -691,8 +714,15 @@ async fn keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_list
         secret_hash: [9; 32],
         ..new_key("00000000000000b2", Scope::All, Role::Admin)
     };
+    // Stamped by the store's clock, which the test's may trail or lead by a little.
+    let about = |from: OffsetDateTime, to: OffsetDateTime| {
+        let slack = Duration::from_secs(5);
+        move |at: OffsetDateTime| at >= from - slack && at <= to + slack
+    };
+    let started = OffsetDateTime::now_utc();
     let first = store.create_key(&scoped).await.unwrap();
     let second = store.create_key(&global).await.unwrap();
+    let created_now = about(started, OffsetDateTime::now_utc());
     for (record, key) in [(&first, &scoped), (&second, &global)] {
         assert_eq!(record.id, key.id);
         assert_eq!(record.name, key.name);
@@ -701,38 +731,41 @@ async fn keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_list
         assert_eq!(record.secret_hash, key.secret_hash);
         assert_eq!(record.created_by, key.created_by);
         assert_eq!(record.revoked_at, None);
-        assert!(
-            time::OffsetDateTime::parse(&record.created_at, &Rfc3339).is_ok(),
-            "{}",
-            record.created_at
-        );
+        assert!(created_now(record.created_at), "{}", record.created_at);
     }
     assert_eq!(
         store.keys().await.unwrap(),
         vec![first.clone(), second.clone()]
     );
 
+    let revoking = OffsetDateTime::now_utc();
     assert_eq!(
         store.revoke_key(&first.id).await.unwrap(),
         Revocation::Revoked
     );
+    let revoked_now = about(revoking, OffsetDateTime::now_utc());
     assert_eq!(
         store.revoke_key(&first.id).await.unwrap(),
         Revocation::AlreadyRevoked
     );
     assert_eq!(
-        store.revoke_key("00000000000000c3").await.unwrap(),
+        store.revoke_key(&key_id("00000000000000c3")).await.unwrap(),
         Revocation::NoSuchKey
     );
     let keys = store.keys().await.unwrap();
     assert_eq!(keys.len(), 2);
-    let revoked_at = keys[0]
-        .revoked_at
-        .as_deref()
-        .expect("the first key is revoked");
+    let revoked_at = keys[0].revoked_at.expect("the first key is revoked");
     assert!(
-        time::OffsetDateTime::parse(revoked_at, &Rfc3339).is_ok(),
+        revoked_now(revoked_at) && revoked_at >= keys[0].created_at,
         "{revoked_at}"
+    );
+    assert_eq!(
+        KeyRecord {
+            revoked_at: None,
+            ..keys[0].clone()
+        },
+        first,
+        "revoking a key changes nothing else of it"
     );
     assert_eq!(keys[1], second, "revoking one key leaves the others alone");
 }
@@ -765,7 +798,10 @@ async fn keys_page_in_the_order_they_list_in(store: Arc<dyn Store>) {
     assert_eq!(ids(&rest), ids(&all[1..2]));
     assert!(rest[0].revoked_at.is_some());
     assert_eq!(
-        store.key_page(Some("00000000000000ff"), 10).await.unwrap(),
+        store
+            .key_page(Some(&key_id("00000000000000ff")), 10)
+            .await
+            .unwrap(),
         vec![],
         "an unknown key is after every key"
     );

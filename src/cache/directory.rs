@@ -248,10 +248,20 @@ impl Inner {
             };
             let names: Vec<TenantName> = batch.iter().map(|(name, _)| name.clone()).collect();
             bump(&self.stats.tenant_lookups);
-            let found = self.store.revisions(&names).await.map_err(|e| Failure {
-                unavailable: matches!(e, StoreError::Unavailable(_)),
-                message: crate::error_chain(&e),
-            });
+            let found = self
+                .store
+                .revisions(&names)
+                .await
+                .map(|found| {
+                    found
+                        .into_iter()
+                        .map(|each| (each.tenant, each.revision))
+                        .collect::<StdHashMap<_, _>>()
+                })
+                .map_err(|e| Failure {
+                    unavailable: matches!(e, StoreError::Unavailable(_)),
+                    message: crate::error_chain(&e),
+                });
             if let Err(failure) = &found {
                 tracing::warn!(
                     names = names.len(),

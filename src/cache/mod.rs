@@ -355,7 +355,7 @@ impl TenantCache {
             let mut policy = held.policy.clone();
             let applied = changes
                 .iter()
-                .try_for_each(|(revision, change)| policy.advance(*revision, change));
+                .try_for_each(|recorded| policy.advance(recorded.revision, &recorded.change));
             match applied {
                 Ok(()) if policy.revision() > held.revision() => {
                     bump(&self.stats.incremental_refreshes);

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use time::{OffsetDateTime, UtcOffset};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
@@ -12,7 +13,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::page::Paging;
 use super::responses::{InvalidRequest, NotFound};
 use super::state::AppState;
-use crate::keys::{self, KeyRecord, NewKey, Revocation, Role, Scope};
+use crate::keys::{self, KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{self, KeyName};
 
 #[derive(Deserialize, ToSchema)]
@@ -149,20 +150,13 @@ pub async fn revoke(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RevokeKeyRequest>,
 ) -> Result<Json<RevokedKeyResponse>, ApiError> {
-    if !keys::is_id(&req.id) {
-        return Err(ApiError::InvalidRequest(
-            "`id` must be a key's id: 16 lowercase hexadecimal digits".into(),
-        ));
-    }
+    let id = KeyId::parse("id", &req.id).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     super::request::write_begun();
-    let revoked = match state.app.revoke_key(&req.id).await? {
+    let revoked = match state.app.revoke_key(&id).await? {
         Revocation::Revoked => true,
         Revocation::AlreadyRevoked => false,
         Revocation::NoSuchKey => {
-            return Err(ApiError::NotFound(format!(
-                "API key '{}' does not exist",
-                req.id
-            )));
+            return Err(ApiError::NotFound(format!("API key '{id}' does not exist")));
         }
     };
     Ok(Json(RevokedKeyResponse {
@@ -190,11 +184,11 @@ pub async fn list(
 ) -> Result<Json<KeysResponse>, ApiError> {
     let scope = ["/api-keys"];
     let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[id]| {
-        keys::is_id(id).then_some(id.to_owned()).ok_or(())
+        KeyId::parse("cursor", id)
     })?;
     let records = state
         .app
-        .list_keys(paging.after.as_deref(), paging.limit.saturating_add(1))
+        .list_keys(paging.after.as_ref(), paging.limit.saturating_add(1))
         .await?;
     let listed = policy::page::first(records, paging.limit);
     let next_cursor = paging.next_cursor(&listed, |last| [last.id.as_str()]);
@@ -207,13 +201,49 @@ pub async fn list(
 impl From<KeyRecord> for KeyBody {
     fn from(record: KeyRecord) -> Self {
         Self {
-            id: record.id,
+            id: record.id.to_string(),
             name: record.name,
             tenant: record.scope.to_string(),
             role: record.role.as_str(),
-            created_at: record.created_at,
+            created_at: timestamp(record.created_at),
             created_by: record.created_by,
-            revoked_at: record.revoked_at,
+            revoked_at: record.revoked_at.map(timestamp),
         }
+    }
+}
+
+/// A key's time as the API has always shown it: RFC 3339 in UTC, to the millisecond (cut, not
+/// rounded), e.g. `2026-01-31T09:05:07.042Z`. Written out rather than with `Rfc3339`, which
+/// would drop the fraction of a whole second and print up to nine digits of any other.
+fn timestamp(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_time_is_shown_in_utc_to_the_millisecond_cut_not_rounded() {
+        let at = time::Date::from_calendar_date(2026, time::Month::January, 31)
+            .unwrap()
+            .with_hms_micro(9, 5, 7, 42_999)
+            .unwrap()
+            .assume_utc();
+        assert_eq!(timestamp(at), "2026-01-31T09:05:07.042Z");
+        let whole = at.replace_microsecond(0).unwrap();
+        assert_eq!(timestamp(whole), "2026-01-31T09:05:07.000Z");
+        let elsewhere = at.to_offset(UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(timestamp(elsewhere), "2026-01-31T09:05:07.042Z");
     }
 }

@@ -12,7 +12,9 @@ pub mod ring;
 
 use std::fmt;
 
+use compact_str::CompactString;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::policy::{NameError, TenantName};
 
@@ -130,9 +132,52 @@ impl Grant {
     }
 }
 
+/// A key's public id: 8 random bytes as 16 lowercase hex digits. It names the key in its
+/// token, in listings and in the changelog (`key:<id>`); parsed wherever it comes in (a
+/// presented token, a request, a store row), so that a `KeyId` always has that shape.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(CompactString);
+
+/// Why a string is not a key id. The `field` is where it came from, so the message tells the
+/// caller what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` must be a key's id: 16 lowercase hexadecimal digits")]
+pub struct KeyIdError {
+    pub field: &'static str,
+}
+
+impl KeyId {
+    /// Parses `value`, naming `field` in the error when it does not have the shape of a key id.
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, KeyIdError> {
+        if value.len() == 2 * ID_BYTES && is_lower_hex(value) {
+            // Inline: an id is shorter than a CompactString's inline capacity, so parsing the
+            // id of every presented token allocates nothing.
+            Ok(Self(CompactString::new(value)))
+        } else {
+            Err(KeyIdError { field })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.as_str(), f)
+    }
+}
+
 /// A freshly made key.
 pub struct Minted {
-    pub id: String,
+    pub id: KeyId,
     /// The whole key, for the caller to keep: the server forgets it once it has answered.
     pub token: String,
     pub secret_hash: SecretHash,
@@ -153,7 +198,7 @@ pub fn mint() -> Result<Minted, getrandom::Error> {
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut id)?;
     getrandom::fill(&mut secret)?;
-    let id = hex::encode(id);
+    let id = KeyId(hex::encode(id).into());
     let secret = hex::encode(secret);
     Ok(Minted {
         token: format!("{PREFIX}{id}_{secret}"),
@@ -167,14 +212,10 @@ pub fn hash_secret(secret: &str) -> SecretHash {
 }
 
 /// The id and secret of a presented token, if it has the shape of a key.
-pub fn split(token: &str) -> Option<(&str, &str)> {
+pub fn split(token: &str) -> Option<(KeyId, &str)> {
     let (id, secret) = token.strip_prefix(PREFIX)?.split_once('_')?;
-    (is_id(id) && secret.len() == 2 * SECRET_BYTES && is_lower_hex(secret)).then_some((id, secret))
-}
-
-/// Whether `value` has the shape of a key id (16 lowercase hex digits).
-pub fn is_id(value: &str) -> bool {
-    value.len() == 2 * ID_BYTES && is_lower_hex(value)
+    let id = KeyId::parse("token", id).ok()?;
+    (secret.len() == 2 * SECRET_BYTES && is_lower_hex(secret)).then_some((id, secret))
 }
 
 fn is_lower_hex(value: &str) -> bool {
@@ -186,23 +227,24 @@ fn is_lower_hex(value: &str) -> bool {
 /// A key as the store keeps it (everything but the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
-    pub id: String,
+    pub id: KeyId,
     pub name: Option<String>,
     pub scope: Scope,
     pub role: Role,
     pub secret_hash: SecretHash,
-    /// RFC 3339, UTC.
-    pub created_at: String,
+    /// When the store made the key, by its own clock.
+    pub created_at: OffsetDateTime,
     /// The actor that created the key.
     pub created_by: Option<String>,
-    /// RFC 3339, UTC; a revoked key is kept so that the changelog's `key:<id>` stays readable.
-    pub revoked_at: Option<String>,
+    /// When the key was revoked, by the store's clock; a revoked key is kept so that the
+    /// changelog's `key:<id>` stays readable.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// A key about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewKey {
-    pub id: String,
+    pub id: KeyId,
     pub name: Option<String>,
     pub scope: Scope,
     pub role: Role,
@@ -248,6 +290,30 @@ mod tests {
             assert_eq!(split(&token), None, "{token}");
         }
         assert!(split(&format!("rbac_0123456789abcdef_{secret}")).is_some());
+    }
+
+    #[test]
+    fn a_key_id_is_sixteen_lowercase_hex_digits_and_the_error_names_its_field() {
+        let id = KeyId::parse("id", "0123456789abcdef").unwrap();
+        assert_eq!(id.as_str(), "0123456789abcdef");
+        assert_eq!(id.to_string(), "0123456789abcdef");
+        for bad in [
+            "",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "0123456789ABCDEF",
+            "g123456789abcdef",
+        ] {
+            assert_eq!(
+                KeyId::parse("id", bad),
+                Err(KeyIdError { field: "id" }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            KeyId::parse("cursor", "x").unwrap_err().to_string(),
+            "`cursor` must be a key's id: 16 lowercase hexadecimal digits"
+        );
     }
 
     #[test]

@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use subtle::ConstantTimeEq;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 
-use super::{Grant, SecretHash, hash_secret, split};
-use crate::store::{Store, StoreError};
+use super::{Grant, KeyId, KeyRecord, SecretHash, hash_secret, split};
 
 /// What a presented token is, as far as keys go.
 #[derive(Debug)]
@@ -32,11 +31,10 @@ struct InForce {
 
 #[derive(Default)]
 pub struct KeyRing {
-    keys: ArcSwapOption<HashMap<String, InForce>>,
-    /// Serializes reloads, so that a slow one that read the store earlier can never replace
-    /// the set a later one installed (which could bring a revoked key back).
+    keys: ArcSwapOption<HashMap<KeyId, InForce>>,
+    /// Serializes reloads, fetch included, so that a slow one that read the store earlier can
+    /// never replace the set a later one installed (which could bring a revoked key back).
     reloading: Mutex<()>,
-    wanted: Notify,
 }
 
 impl KeyRing {
@@ -51,7 +49,7 @@ impl KeyRing {
         let Some(keys) = keys.as_ref() else {
             return Verdict::Unknown;
         };
-        match keys.get(id) {
+        match keys.get(&id) {
             Some(key) if bool::from(key.secret_hash.ct_eq(&presented)) => {
                 Verdict::Valid(key.grant.clone())
             }
@@ -59,15 +57,21 @@ impl KeyRing {
         }
     }
 
-    /// Replaces the set with the store's keys in force; returns how many there are.
-    pub async fn reload(&self, store: &dyn Store) -> Result<usize, StoreError> {
+    /// Replaces the set with the keys in force among the records `fetch` reads (every key,
+    /// revoked ones included); returns how many are in force. `fetch` runs only once this
+    /// reload's turn has come, so that what it reads is never older than what an earlier
+    /// reload installed.
+    pub async fn reload<E>(
+        &self,
+        fetch: impl AsyncFnOnce() -> Result<Vec<KeyRecord>, E>,
+    ) -> Result<usize, E> {
         let _one_at_a_time = self.reloading.lock().await;
-        let records = store.keys().await?;
-        let keys: HashMap<String, InForce> = records
+        let records = fetch().await?;
+        let keys: HashMap<KeyId, InForce> = records
             .into_iter()
             .filter(|record| record.revoked_at.is_none())
             .map(|record| {
-                let grant = Grant::key(&record.id, record.role, record.scope);
+                let grant = Grant::key(record.id.as_str(), record.role, record.scope);
                 (
                     record.id,
                     InForce {
@@ -82,9 +86,9 @@ impl KeyRing {
         Ok(count)
     }
 
-    /// Takes one key out of force at once, without the store: a revocation must hold on this
-    /// instance even when the reload that follows it fails.
-    pub async fn forget(&self, id: &str) {
+    /// Takes one key out of force at once, without reading the keys again: a revocation must
+    /// hold on this instance even when the reload that follows it fails.
+    pub async fn forget(&self, id: &KeyId) {
         let _one_at_a_time = self.reloading.lock().await;
         let Some(keys) = self.keys.load_full() else {
             return;
@@ -92,21 +96,11 @@ impl KeyRing {
         if keys.contains_key(id) {
             let kept = keys
                 .iter()
-                .filter(|(key_id, _)| key_id.as_str() != id)
+                .filter(|(key_id, _)| *key_id != id)
                 .map(|(key_id, key)| (key_id.clone(), key.clone()))
                 .collect();
             self.keys.store(Some(Arc::new(kept)));
         }
-    }
-
-    /// Asks the reloading task for a reload; requests made while one runs fold into one more.
-    pub fn request_reload(&self) {
-        self.wanted.notify_one();
-    }
-
-    /// Waits for [`KeyRing::request_reload`].
-    pub async fn reload_requested(&self) {
-        self.wanted.notified().await;
     }
 
     /// How many keys are in force, if they have been loaded.
@@ -117,36 +111,42 @@ impl KeyRing {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::keys::{NewKey, Role, Scope, mint};
-    use crate::store::sqlite::SqliteStore;
+    use crate::keys::{Role, Scope, mint};
+
+    fn record(id: &KeyId, secret_hash: SecretHash, revoked: bool) -> KeyRecord {
+        KeyRecord {
+            id: id.clone(),
+            name: None,
+            scope: Scope::All,
+            role: Role::Check,
+            secret_hash,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            created_by: None,
+            revoked_at: revoked.then_some(time::OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+
+    async fn reload(ring: &KeyRing, records: Vec<KeyRecord>) -> usize {
+        ring.reload(async || Ok::<_, ()>(records)).await.unwrap()
+    }
 
     #[tokio::test]
     async fn a_key_verifies_once_loaded_and_not_after_it_is_forgotten() {
-        let store = SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
-            .await
-            .unwrap();
         let ring = KeyRing::default();
         let minted = mint().unwrap();
         assert!(matches!(ring.verify(&minted.token), Verdict::Unknown));
-        store
-            .create_key(&NewKey {
-                id: minted.id.clone(),
-                name: None,
-                scope: Scope::All,
-                role: Role::Check,
-                secret_hash: minted.secret_hash,
-                created_by: None,
-            })
-            .await
-            .unwrap();
-        assert_eq!(ring.reload(&store).await.unwrap(), 1);
+        let revoked = mint().unwrap();
+        let records = vec![
+            record(&minted.id, minted.secret_hash, false),
+            record(&revoked.id, revoked.secret_hash, true),
+        ];
+        assert_eq!(reload(&ring, records).await, 1);
         match ring.verify(&minted.token) {
             Verdict::Valid(grant) => assert_eq!(grant.actor, format!("key:{}", minted.id)),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(ring.verify(&revoked.token), Verdict::Invalid));
         let mut wrong = minted.token.clone();
         let last = if wrong.ends_with('0') { "1" } else { "0" };
         wrong.replace_range(wrong.len() - 1.., last);
@@ -155,5 +155,47 @@ mod tests {
         ring.forget(&minted.id).await;
         assert!(matches!(ring.verify(&minted.token), Verdict::Invalid));
         assert_eq!(ring.count(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_failed_reload_keeps_the_keys_held() {
+        let ring = KeyRing::default();
+        let minted = mint().unwrap();
+        reload(&ring, vec![record(&minted.id, minted.secret_hash, false)]).await;
+        assert_eq!(
+            ring.reload(async || Err::<Vec<KeyRecord>, _>("down")).await,
+            Err("down")
+        );
+        assert!(matches!(ring.verify(&minted.token), Verdict::Valid(_)));
+    }
+
+    #[tokio::test]
+    async fn a_reload_reads_only_after_the_one_before_it_installed_its_keys() {
+        let ring = KeyRing::default();
+        let minted = mint().unwrap();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (second_read, mut second_read_seen) = tokio::sync::oneshot::channel::<()>();
+        // The first reload reads a set that still holds the key, and is slow to finish.
+        let first = ring.reload(async || {
+            released.await.unwrap();
+            Ok::<_, ()>(vec![record(&minted.id, minted.secret_hash, false)])
+        });
+        // The second, asked for later, reads the key revoked.
+        let second = ring.reload(async || {
+            second_read.send(()).unwrap();
+            Ok::<_, ()>(vec![record(&minted.id, minted.secret_hash, true)])
+        });
+        let both = async { tokio::join!(first, second) };
+        let check = async {
+            tokio::task::yield_now().await;
+            assert!(
+                second_read_seen.try_recv().is_err(),
+                "the second reload read while the first was under way"
+            );
+            release.send(()).unwrap();
+        };
+        let ((first, second), ()) = tokio::join!(both, check);
+        assert_eq!((first, second), (Ok(1), Ok(0)));
+        assert!(matches!(ring.verify(&minted.token), Verdict::Invalid));
     }
 }

@@ -3,25 +3,24 @@
 //! The [`Store`] trait is the whole contract between the server and a storage engine; the
 //! HTTP layer never sees SQL. [`postgres::PgStore`] is the backend for several instances on
 //! several machines; [`sqlite::SqliteStore`] is the embedded default, one file on one machine.
-//! Both pass the same conformance suite (`tests/store_conformance.rs`).
+//! Both pass the same conformance suite (`tests/store_conformance.rs`). What they share is
+//! written once: the rows they read and the values those become (`rows`), and the statements
+//! they run alike (`sql`); each backend keeps only what differs, saying why.
 
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
 mod sqlite_file;
 mod write_health;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::{Stream, TryFutureExt, TryStreamExt};
 
-use crate::keys::{KeyRecord, NewKey, Revocation, Role, Scope};
-use crate::policy::{
-    Action, Change, GroupName, NameError, Operation, Permission, Resource, TenantName,
-    TenantPolicy, UserName,
-};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
+use crate::policy::{Change, GroupName, TenantName, TenantPolicy};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,10 +54,24 @@ pub enum StoreError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position(pub u64);
 
+/// A tenant and its current revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRevision {
+    pub tenant: TenantName,
+    pub revision: u64,
+}
+
+/// A change as the changelog recorded it, with the revision it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub revision: u64,
+    pub change: Change,
+}
+
 /// Tenants with their current revisions, as of `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changed {
-    pub tenants: Vec<(TenantName, u64)>,
+    pub tenants: Vec<TenantRevision>,
     /// Where the next [`Store::changed_since`] starts.
     pub position: Position,
 }
@@ -91,6 +104,13 @@ impl OpenError {
 ///
 /// Every method either does all of its work or none of it, and gives up with
 /// [`StoreError::Unavailable`] after the store's timeout instead of waiting forever.
+///
+/// What a method reads back is what the server wrote, kept valid by the schema. A row that
+/// breaks an invariant all the same (a name that no longer parses; a revision, position or
+/// count below zero; an unknown role or operation; a key id, hash or time of the wrong shape:
+/// data changed behind the server's back, or by a newer release) is never read as something
+/// else, nor skipped: the method fails with [`StoreError::Internal`], whose message names
+/// what was wrong.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `change` to `tenant` in one transaction, checking its preconditions against the
@@ -116,12 +136,9 @@ pub trait Store: Send + Sync + 'static {
     /// revision 0.
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError>;
 
-    /// The current revision of each of `tenants`, in one round trip. Tenants never written are
-    /// absent from the map (their revision is 0).
-    async fn revisions(
-        &self,
-        tenants: &[TenantName],
-    ) -> Result<HashMap<TenantName, u64>, StoreError>;
+    /// The current revision of each of `tenants`, in one round trip, each tenant at most once
+    /// and in no particular order. Tenants never written are absent (their revision is 0).
+    async fn revisions(&self, tenants: &[TenantName]) -> Result<Vec<TenantRevision>, StoreError>;
 
     /// Every tenant that exists (has been written), each handed to `each` as it is read (there
     /// may be millions), and the position from which [`Store::changed_since`] reports every
@@ -152,19 +169,19 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError>;
+    ) -> Result<Option<Vec<Recorded>>, StoreError>;
 
     /// Deletes changelog entries older than `age`, across all tenants; returns how many went.
     /// Tenants' current state is never affected: only the history used for incremental
     /// refreshes and auditing.
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError>;
 
-    /// Stores a new key, stamped with the store's clock.
+    /// Stores a new key, stamped with the store's clock; fails if its id is taken.
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError>;
 
     /// Marks a key revoked, now. Revoked keys are kept, so that the changelog's actors stay
     /// readable.
-    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError>;
+    async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError>;
 
     /// Every key, revoked ones included, oldest first.
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -176,7 +193,7 @@ pub trait Store: Send + Sync + 'static {
     /// after every key.
     async fn key_page(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError>;
 
@@ -217,367 +234,4 @@ pub(crate) async fn answer_of_write<T>(
                 "the store did not answer a write: whether it committed is unknown".into(),
             ))
         })
-}
-
-/// Builds a tenant's groups and permissions from the rows of one consistent read; the
-/// memberships follow, row by row, through [`assign_row`].
-pub(crate) fn build_policy(
-    revision: u64,
-    groups: Vec<String>,
-    permissions: Vec<(String, String, String)>,
-) -> Result<TenantPolicy, StoreError> {
-    let mut policy = TenantPolicy::at_revision(revision);
-    for group in groups {
-        policy.apply(&Change::CreateGroup {
-            group: stored(GroupName::parse("group", &group))?,
-        });
-    }
-    for (group, resource, action) in permissions {
-        policy.apply(&Change::AddPermission {
-            group: stored(GroupName::parse("group", &group))?,
-            permission: Permission {
-                resource: stored(Resource::parse("resource", &resource))?,
-                action: stored(Action::parse("action", &action))?,
-            },
-        });
-    }
-    Ok(policy)
-}
-
-/// Adds one membership row to a policy being loaded. Memberships are by far the most rows of
-/// a large tenant, so the backends stream them in rather than collect them first: a million
-/// of them collected took some 100 MB more at the peak of a load, and left it resident.
-pub(crate) fn assign_row(
-    policy: &mut TenantPolicy,
-    group: &str,
-    user: &str,
-) -> Result<(), StoreError> {
-    policy.apply(&Change::AssignUser {
-        group: stored(GroupName::parse("group", group))?,
-        user: stored(UserName::parse("user", user))?,
-    });
-    Ok(())
-}
-
-/// A revision as stored (a signed integer, kept non-negative by the schema's CHECK).
-pub(crate) fn to_revision(stored: i64) -> u64 {
-    u64::try_from(stored).unwrap_or(0)
-}
-
-/// (tenant, revision) rows as [`Store::revisions`] answers them.
-pub(crate) fn revisions_by_tenant(
-    rows: Vec<(String, i64)>,
-) -> Result<HashMap<TenantName, u64>, StoreError> {
-    rows.into_iter()
-        .map(|(name, revision)| {
-            Ok((
-                stored(TenantName::parse("tenant", &name))?,
-                to_revision(revision),
-            ))
-        })
-        .collect()
-}
-
-/// A row of [`Store::tenants`] or [`Store::changed_since`] as both backends answer them: a
-/// tenant and its revision; or, in one row with neither, the position the read was made at
-/// and whether the store's history still reaches back to the position asked from. One
-/// statement reads both, so that they come from one snapshot.
-pub(crate) type ChangedRow = (Option<String>, Option<i64>, Option<i64>, Option<bool>);
-
-/// The position a read was made at, and whether the history reached back far enough.
-type Sentinel = (Position, bool);
-
-/// Reads one [`ChangedRow`]: a tenant, handed to `each`, or the sentinel, returned.
-fn read_changed_row(
-    row: ChangedRow,
-    each: &mut dyn FnMut(TenantName, u64),
-) -> Result<Option<Sentinel>, StoreError> {
-    match row {
-        (Some(name), Some(revision), None, None) => {
-            each(
-                stored(TenantName::parse("tenant", &name))?,
-                to_revision(revision),
-            );
-            Ok(None)
-        }
-        (None, None, Some(position), Some(complete)) => Ok(Some((
-            Position(u64::try_from(position).unwrap_or_default()),
-            complete,
-        ))),
-        other => Err(StoreError::Internal(
-            format!("a list of tenants has a malformed row {other:?}").into(),
-        )),
-    }
-}
-
-/// A listing of every tenant, handed to `each` as its rows stream in; the position it was
-/// read at. However many tenants there are, the listing takes as long as it takes: what is
-/// bounded is each wait for the store.
-pub(crate) async fn read_listing(
-    timeout: Duration,
-    mut rows: impl Stream<Item = Result<ChangedRow, sqlx::Error>> + Unpin,
-    classify: fn(sqlx::Error) -> StoreError,
-    each: &mut (dyn FnMut(TenantName) + Send),
-) -> Result<Position, StoreError> {
-    let mut sentinel = None;
-    while let Some(row) = within(timeout, rows.try_next().map_err(classify)).await? {
-        sentinel = sentinel.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
-    }
-    sentinel
-        .map(|(position, _)| position)
-        .ok_or_else(|| StoreError::Internal("the list of tenants has no position".into()))
-}
-
-/// The tenants and the position of [`ChangedRow`]s; None if the history did not reach back.
-pub(crate) fn changed_from_rows(rows: Vec<ChangedRow>) -> Result<Option<Changed>, StoreError> {
-    let mut changed = Changed::default();
-    let mut sentinel = None;
-    for row in rows {
-        let mut add = |tenant, revision| changed.tenants.push((tenant, revision));
-        sentinel = sentinel.or(read_changed_row(row, &mut add)?);
-    }
-    match sentinel {
-        Some((position, true)) => {
-            changed.position = position;
-            Ok(Some(changed))
-        }
-        Some((_, false)) => Ok(None),
-        None => Err(StoreError::Internal(
-            "a list of changes has no position".into(),
-        )),
-    }
-}
-
-/// An `api_keys` row as both backends read it; timestamps are formatted by the SQL.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct KeyRow {
-    pub id: String,
-    pub name: Option<String>,
-    pub tenant: Option<String>,
-    pub role: String,
-    pub secret_hash: Vec<u8>,
-    pub created_at: String,
-    pub created_by: Option<String>,
-    pub revoked_at: Option<String>,
-}
-
-impl KeyRow {
-    pub fn into_record(self) -> Result<KeyRecord, StoreError> {
-        let scope = match &self.tenant {
-            None => Scope::All,
-            Some(tenant) => Scope::Tenant(stored(TenantName::parse("tenant", tenant))?),
-        };
-        let role = Role::parse(&self.role).ok_or_else(|| {
-            StoreError::Internal(
-                format!("key {} has an unknown role {:?}", self.id, self.role).into(),
-            )
-        })?;
-        let secret_hash = self.secret_hash.as_slice().try_into().map_err(|_| {
-            StoreError::Internal(format!("key {} has a malformed hash", self.id).into())
-        })?;
-        Ok(KeyRecord {
-            id: self.id,
-            name: self.name,
-            scope,
-            role,
-            secret_hash,
-            created_at: self.created_at,
-            created_by: self.created_by,
-            revoked_at: self.revoked_at,
-        })
-    }
-}
-
-/// A changelog row as both backends read it.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ChangelogRow {
-    pub revision: i64,
-    pub operation: String,
-    pub group_name: String,
-    pub user_name: Option<String>,
-    pub resource: Option<String>,
-    pub action: Option<String>,
-}
-
-/// The changes after `after` up to `current`, from the changelog rows read in the same
-/// snapshot; `None` when retention removed some of them.
-pub(crate) fn replay(
-    after: u64,
-    current: u64,
-    rows: Vec<ChangelogRow>,
-) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-    let complete = rows.len() as u64 == current.saturating_sub(after)
-        && rows
-            .iter()
-            .zip(after + 1..)
-            .all(|(row, expected)| u64::try_from(row.revision) == Ok(expected));
-    if !complete {
-        return Ok(None);
-    }
-    rows.iter()
-        .map(|row| {
-            let operation = row.operation.parse().map_err(|_| {
-                StoreError::Internal(
-                    format!(
-                        "the changelog holds an unknown operation {:?}",
-                        row.operation
-                    )
-                    .into(),
-                )
-            })?;
-            let change = ChangeRow {
-                operation,
-                group: &row.group_name,
-                user: row.user_name.as_deref(),
-                resource: row.resource.as_deref(),
-                action: row.action.as_deref(),
-            }
-            .to_change()?;
-            Ok((u64::try_from(row.revision).unwrap_or_default(), change))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()
-        .map(Some)
-}
-
-/// A change as the changelog stores it: the operation's name and the entities it touched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRow<'a> {
-    pub operation: Operation,
-    pub group: &'a str,
-    pub user: Option<&'a str>,
-    pub resource: Option<&'a str>,
-    pub action: Option<&'a str>,
-}
-
-impl<'a> ChangeRow<'a> {
-    pub fn of(change: &'a Change) -> Self {
-        let (user, resource, action) = match change {
-            Change::CreateGroup { .. } | Change::DeleteGroup { .. } => (None, None, None),
-            Change::AddPermission { permission, .. }
-            | Change::RemovePermission { permission, .. } => (
-                None,
-                Some(permission.resource.as_str()),
-                Some(permission.action.as_str()),
-            ),
-            Change::AssignUser { user, .. } | Change::UnassignUser { user, .. } => {
-                (Some(user.as_str()), None, None)
-            }
-        };
-        Self {
-            operation: change.operation(),
-            group: change.group().as_str(),
-            user,
-            resource,
-            action,
-        }
-    }
-
-    /// The change this row records.
-    pub fn to_change(&self) -> Result<Change, StoreError> {
-        let group = stored(GroupName::parse("group", self.group))?;
-        let user = || stored(UserName::parse("user", self.user.unwrap_or_default()));
-        let permission = || {
-            Ok::<_, StoreError>(Permission {
-                resource: stored(Resource::parse(
-                    "resource",
-                    self.resource.unwrap_or_default(),
-                ))?,
-                action: stored(Action::parse("action", self.action.unwrap_or_default()))?,
-            })
-        };
-        Ok(match self.operation {
-            Operation::CreateGroup => Change::CreateGroup { group },
-            Operation::DeleteGroup => Change::DeleteGroup { group },
-            Operation::AddPermission => Change::AddPermission {
-                group,
-                permission: permission()?,
-            },
-            Operation::RemovePermission => Change::RemovePermission {
-                group,
-                permission: permission()?,
-            },
-            Operation::AssignUser => Change::AssignUser {
-                group,
-                user: user()?,
-            },
-            Operation::UnassignUser => Change::UnassignUser {
-                group,
-                user: user()?,
-            },
-            other @ (Operation::RefreshTenant
-            | Operation::CreateApiKey
-            | Operation::RevokeApiKey) => {
-                return Err(StoreError::Internal(
-                    format!("the changelog holds {other}, which is never recorded").into(),
-                ));
-            }
-        })
-    }
-}
-
-/// Names come back from the store as they went in, already validated; one that no longer
-/// parses means the data was changed behind the server's back.
-pub(crate) fn stored<T>(parsed: Result<T, NameError>) -> Result<T, StoreError> {
-    parsed.map_err(|e| StoreError::Internal(format!("the store holds an invalid name: {e}").into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_change_survives_the_changelog_row_round_trip() {
-        let group = GroupName::parse("group", "g").unwrap();
-        let user = UserName::parse("user", "u").unwrap();
-        let permission = Permission {
-            resource: Resource::parse("resource", "docs/*").unwrap(),
-            action: Action::parse("action", "*").unwrap(),
-        };
-        for change in [
-            Change::CreateGroup {
-                group: group.clone(),
-            },
-            Change::DeleteGroup {
-                group: group.clone(),
-            },
-            Change::AddPermission {
-                group: group.clone(),
-                permission: permission.clone(),
-            },
-            Change::RemovePermission {
-                group: group.clone(),
-                permission,
-            },
-            Change::AssignUser {
-                group: group.clone(),
-                user: user.clone(),
-            },
-            Change::UnassignUser { group, user },
-        ] {
-            assert_eq!(ChangeRow::of(&change).to_change().unwrap(), change);
-        }
-    }
-
-    #[test]
-    fn a_row_with_an_unknown_operation_or_a_missing_entity_is_an_error() {
-        let row = |operation: &str| ChangelogRow {
-            revision: 1,
-            operation: operation.to_owned(),
-            group_name: "g".to_owned(),
-            user_name: None,
-            resource: None,
-            action: None,
-        };
-        assert!(replay(0, 1, vec![row("grant-everything")]).is_err());
-        assert!(replay(0, 1, vec![row("refresh-tenant")]).is_err());
-        assert!(replay(0, 1, vec![row("create-group")]).unwrap().is_some());
-        let row = ChangeRow {
-            operation: Operation::AssignUser,
-            group: "g",
-            user: None,
-            resource: None,
-            action: None,
-        };
-        assert!(row.to_change().is_err());
-    }
 }

@@ -1,35 +1,26 @@
 //! The PostgreSQL backend. Schema and the reasons behind it: `migrations/postgres/`.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
-use sqlx::Connection;
+use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, Pool, Postgres, Transaction};
 
+use super::rows::{
+    ChangeRow, ChangedRow, ChangelogRow, assign_row, build_policy, non_negative, read_listing,
+    replay, revision_of, revisions_by_tenant,
+};
+use super::sql::Sql;
 use super::write_health::WriteHealth;
 use super::{
-    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
-    read_listing, replay, revisions_by_tenant, to_revision, within,
+    Changed, OpenError, Position, Recorded, Store, StoreError, TenantRevision, WriteOutcome,
+    answer_of_write, within,
 };
-use crate::keys::{KeyRecord, NewKey, Revocation};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::redact::{redact_url, scrub_passwords};
-
-/// An `api_keys` row as [`KeyRow`] reads it, timestamps as RFC 3339 in UTC.
-/// A macro, not a const, so that the queries stay `&'static str` literals.
-macro_rules! key_columns {
-    () => {
-        r#"id, name, tenant, role, secret_hash,
-    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
-    created_by,
-    to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS revoked_at"#
-    };
-}
 
 /// A tenant with fewer rows than this of each kind (groups, permissions, memberships) loads
 /// in one statement: see [`PgStore::load_at_once`].
@@ -58,7 +49,7 @@ impl PgStore {
             OpenError::Invalid(format!("DATABASE_URL is not usable: {}", scrubbed(e)))
         })?;
         // PostgreSQL ends any statement that runs past the store timeout, so that nothing the
-        // server has given up on can commit later: see [`PgStore::write_on_connection`].
+        // server has given up on can commit later: see [`PgStore::write_with`].
         let bounded = options
             .clone()
             .options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
@@ -96,14 +87,6 @@ impl PgStore {
         })
     }
 
-    /// A read-only transaction that sees one consistent snapshot of the store.
-    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        self.pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(classify)
-    }
-
     /// Runs `write` on a connection of its own, waiting for PostgreSQL's answer rather than
     /// giving up first ([`answer_of_write`]): PostgreSQL ends the statement at the store
     /// timeout. A connection that failed (lost, timed out, PostgreSQL going away) is closed
@@ -112,12 +95,12 @@ impl PgStore {
         &self,
         write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let mut connection = self.pool.acquire().await.map_err(Postgres::classify)?;
         let answer = answer_of_write(self.timeout, write(&mut connection)).await;
         if matches!(answer, Err(StoreError::Unavailable(_))) {
             connection.close_on_drop();
         }
-        self.write_health.record(&answer, is_fault);
+        self.write_health.record(&answer, Postgres::is_fault);
         answer
     }
 
@@ -129,23 +112,17 @@ impl PgStore {
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
         // One statement, so one transaction and one round trip: see rbac_write in
-        // migrations/postgres/.
-        let row = ChangeRow::of(change);
-        let (outcome, revision): (String, i64) = sqlx::query_as(
+        // migrations/postgres/. The tenant row's lock, taken in the database, serializes the
+        // writes of one tenant across instances; SQLite has no stored functions and one
+        // write lock for the whole file, so it runs the same steps as statements instead.
+        let (outcome, revision): (String, i64) = sqlx::query_as_with(
             "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7, $8)",
+            Postgres::write_arguments(tenant, &ChangeRow::of(change), server_id, actor)?,
         )
-        .bind(tenant.as_str())
-        .bind(row.operation.as_str())
-        .bind(row.group)
-        .bind(row.user)
-        .bind(row.resource)
-        .bind(row.action)
-        .bind(server_id)
-        .bind(actor)
         .fetch_one(connection)
         .await
-        .map_err(classify)?;
-        let revision = to_revision(revision);
+        .map_err(Postgres::classify)?;
+        let revision = revision_of(tenant, revision)?;
         match outcome.as_str() {
             "changed" => Ok(WriteOutcome {
                 changed: true,
@@ -164,9 +141,10 @@ impl PgStore {
 
     /// A small tenant in one statement (so one snapshot) and one round trip: its rows as JSON
     /// arrays beside its revision. None if the tenant has [`AT_ONCE_ROWS`] rows of a kind or
-    /// more: a large tenant is streamed by [`PgStore::load_in_transaction`] instead, rather
-    /// than held whole as text. Most tenants are small, and a first load of one was six round
-    /// trips, which bounded how fast an instance could load many.
+    /// more: a large tenant is streamed by [`Sql::load_whole`] instead, rather than held whole
+    /// as text. Most tenants are small, and a first load of one was six round trips, which
+    /// bounded how fast an instance could load many. SQLite, in process, has no round trips to
+    /// save, and always streams.
     async fn load_at_once(&self, tenant: &TenantName) -> Result<Option<TenantPolicy>, StoreError> {
         /// The revision, then groups, permissions and memberships as JSON arrays (null if
         /// none).
@@ -193,7 +171,7 @@ impl PgStore {
         .bind(AT_ONCE_ROWS as i64)
         .fetch_optional(&self.pool)
         .await
-        .map_err(classify)?;
+        .map_err(Postgres::classify)?;
         let Some(Rows {
             revision,
             groups,
@@ -203,6 +181,7 @@ impl PgStore {
         else {
             return Ok(Some(TenantPolicy::default()));
         };
+        // Made by the query above from rows read as text: one that does not parse is a bug.
         fn rows<T: serde::de::DeserializeOwned>(
             json: Option<String>,
         ) -> Result<Vec<T>, StoreError> {
@@ -219,102 +198,11 @@ impl PgStore {
         {
             return Ok(None);
         }
-        let mut policy = build_policy(to_revision(revision), groups, permissions)?;
+        let mut policy = build_policy(revision_of(tenant, revision)?, groups, permissions)?;
         for (group, user) in assignments {
             assign_row(&mut policy, &group, &user)?;
         }
         Ok(Some(policy))
-    }
-
-    async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
-        // One snapshot for all four reads, so the revision matches the rows exactly.
-        let mut tx = self.begin_snapshot().await?;
-        let revision = revision_in(&mut tx, tenant).await?;
-        let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE tenant = $1")
-            .bind(tenant.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let permissions: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT group_name, resource, action FROM permissions WHERE tenant = $1",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let mut policy = build_policy(revision, groups, permissions)?;
-        let mut assignments = sqlx::query_as::<_, (String, String)>(
-            "SELECT group_name, user_name FROM assignments WHERE tenant = $1",
-        )
-        .bind(tenant.as_str())
-        .fetch(&mut *tx);
-        while let Some((group, user)) = assignments.try_next().await.map_err(classify)? {
-            assign_row(&mut policy, &group, &user)?;
-        }
-        drop(assignments);
-        tx.rollback().await.map_err(classify)?;
-        Ok(policy)
-    }
-}
-
-impl PgStore {
-    async fn changes_in_one_query(
-        &self,
-        tenant: &TenantName,
-        after: u64,
-        limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-        // One statement sees one snapshot: the changes end exactly at the revision beside
-        // them. One more than the limit tells "too many" from "exactly enough".
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            current: i64,
-            revision: Option<i64>,
-            operation: Option<String>,
-            group_name: Option<String>,
-            user_name: Option<String>,
-            resource: Option<String>,
-            action: Option<String>,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT t.revision AS current, c.revision, c.operation, c.group_name, c.user_name,
-                    c.resource, c.action
-             FROM tenants t
-             LEFT JOIN LATERAL (
-                 SELECT * FROM changelog
-                 WHERE tenant = t.name AND revision > $2
-                 ORDER BY revision LIMIT $3
-             ) c ON TRUE
-             WHERE t.name = $1
-             ORDER BY c.revision",
-        )
-        .bind(tenant.as_str())
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        let current = rows.first().map_or(0, |row| to_revision(row.current));
-        if current <= after {
-            return Ok(Some(Vec::new()));
-        }
-        if current - after > limit as u64 {
-            return Ok(None);
-        }
-        let changes = rows
-            .into_iter()
-            .filter_map(|row| {
-                Some(ChangelogRow {
-                    revision: row.revision?,
-                    operation: row.operation?,
-                    group_name: row.group_name?,
-                    user_name: row.user_name,
-                    resource: row.resource,
-                    action: row.action,
-                })
-            })
-            .collect();
-        replay(after, current, changes)
     }
 }
 
@@ -338,23 +226,21 @@ impl Store for PgStore {
         within(self.timeout, async {
             match self.load_at_once(tenant).await? {
                 Some(policy) => Ok(policy),
-                None => self.load_in_transaction(tenant).await,
+                None => Postgres::load_whole(&self.pool, tenant).await,
             }
         })
         .await
     }
 
-    async fn revisions(
-        &self,
-        tenants: &[TenantName],
-    ) -> Result<HashMap<TenantName, u64>, StoreError> {
+    async fn revisions(&self, tenants: &[TenantName]) -> Result<Vec<TenantRevision>, StoreError> {
+        // The names travel as one array parameter, which SQLite does not have.
         let names: Vec<&str> = tenants.iter().map(TenantName::as_str).collect();
         let rows: Vec<(String, i64)> = within(self.timeout, async {
             sqlx::query_as("SELECT name, revision FROM tenants WHERE name = ANY($1)")
                 .bind(&names)
                 .fetch_all(&self.pool)
                 .await
-                .map_err(classify)
+                .map_err(Postgres::classify)
         })
         .await?;
         revisions_by_tenant(rows)
@@ -367,14 +253,14 @@ impl Store for PgStore {
         // However many tenants there are, the listing takes as long as it takes (each wait for
         // a row is bounded instead), so the connection's statement timeout is lifted for it.
         let mut tx = within(self.timeout, async {
-            self.pool.begin().await.map_err(classify)
+            self.pool.begin().await.map_err(Postgres::classify)
         })
         .await?;
         within(self.timeout, async {
             sqlx::query("SET LOCAL statement_timeout = 0")
                 .execute(&mut *tx)
                 .await
-                .map_err(classify)
+                .map_err(Postgres::classify)
         })
         .await?;
         // The position is the xmin of the statement's own snapshot: see the migration
@@ -386,32 +272,28 @@ impl Store for PgStore {
              SELECT name, revision, NULL, NULL FROM tenants WHERE revision > 0",
         )
         .fetch(&mut *tx);
-        let position = read_listing(self.timeout, rows, classify, each).await?;
+        let position = read_listing(self.timeout, rows, Postgres::classify, each).await?;
         within(self.timeout, async {
-            tx.rollback().await.map_err(classify)
+            tx.rollback().await.map_err(Postgres::classify)
         })
         .await?;
         Ok(position)
     }
 
     async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError> {
-        // Complete unless retention deleted a change made at or after the position.
-        let rows: Vec<ChangedRow> = within(self.timeout, async {
-            sqlx::query_as(
-                "SELECT NULL::text, NULL::bigint,
-                        pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
-                        NOT EXISTS (SELECT 1 FROM changelog_pruned WHERE xid >= $1::text::xid8)
-                 UNION ALL
-                 SELECT t.name, t.revision, NULL, NULL FROM tenants t
-                 WHERE t.name IN (SELECT c.tenant FROM changelog c WHERE c.xid >= $1::text::xid8)",
-            )
-            .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
-        })
-        .await?;
-        changed_from_rows(rows)
+        // The tenants that have a changelog entry from a transaction at or after the position:
+        // complete unless retention deleted one of those entries.
+        let changed = Postgres::read_changed(
+            &self.pool,
+            "SELECT NULL::text, NULL::bigint,
+                    pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                    NOT EXISTS (SELECT 1 FROM changelog_pruned WHERE xid >= $1::text::xid8)
+             UNION ALL
+             SELECT t.name, t.revision, NULL, NULL FROM tenants t
+             WHERE t.name IN (SELECT c.tenant FROM changelog c WHERE c.xid >= $1::text::xid8)",
+            position,
+        );
+        within(self.timeout, changed).await
     }
 
     async fn changes_since(
@@ -419,12 +301,66 @@ impl Store for PgStore {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-        within(
-            self.timeout,
-            self.changes_in_one_query(tenant, after, limit),
-        )
-        .await
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
+        // One statement sees one snapshot: the changes end exactly at the revision beside
+        // them. One more than the limit tells "too many" from "exactly enough". One round
+        // trip, where SQLite runs two statements in a transaction: a round trip to PostgreSQL
+        // costs what SQLite's do not, and SQLite has no LATERAL join to read both at once.
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            current: i64,
+            revision: Option<i64>,
+            operation: Option<String>,
+            group_name: Option<String>,
+            user_name: Option<String>,
+            resource: Option<String>,
+            action: Option<String>,
+        }
+        let rows: Vec<Row> = within(self.timeout, async {
+            sqlx::query_as(
+                "SELECT t.revision AS current, c.revision, c.operation, c.group_name, c.user_name,
+                        c.resource, c.action
+                 FROM tenants t
+                 LEFT JOIN LATERAL (
+                     SELECT * FROM changelog
+                     WHERE tenant = t.name AND revision > $2
+                     ORDER BY revision LIMIT $3
+                 ) c ON TRUE
+                 WHERE t.name = $1
+                 ORDER BY c.revision",
+            )
+            .bind(tenant.as_str())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Postgres::classify)
+        })
+        .await?;
+        let current = match rows.first() {
+            Some(row) => revision_of(tenant, row.current)?,
+            None => 0,
+        };
+        if current <= after {
+            return Ok(Some(Vec::new()));
+        }
+        if current - after > limit as u64 {
+            return Ok(None);
+        }
+        let changes = rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(ChangelogRow {
+                    revision: row.revision?,
+                    operation: row.operation?,
+                    group_name: row.group_name?,
+                    user_name: row.user_name,
+                    resource: row.resource,
+                    action: row.action,
+                })
+            })
+            .collect();
+        replay(after, current, changes)
     }
 
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError> {
@@ -446,36 +382,20 @@ impl Store for PgStore {
             .bind(seconds)
             .fetch_one(&self.pool)
             .await
-            .map_err(classify)?;
-            Ok(u64::try_from(deleted).unwrap_or_default())
+            .map_err(Postgres::classify)?;
+            non_negative("a count of changelog entries deleted", deleted)
         })
         .await
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        let row: KeyRow = self
-            .write_with(async |connection| {
-                sqlx::query_as(concat!(
-                    "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-                    key_columns!()
-                ))
-                .bind(&key.id)
-                .bind(&key.name)
-                .bind(key.scope.tenant().map(TenantName::as_str))
-                .bind(key.role.as_str())
-                .bind(&key.secret_hash[..])
-                .bind(&key.created_by)
-                .fetch_one(connection)
-                .await
-                .map_err(classify)
-            })
-            .await?;
-        row.into_record()
+        self.write_with(async |connection| Postgres::insert_key(connection, key).await)
+            .await
     }
 
-    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
-        // One statement: whether the key exists, and whether this call revoked it.
+    async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError> {
+        // One statement, so one round trip: whether the key exists, and whether this call
+        // revoked it. SQLite cannot update inside a WITH, and asks in a transaction instead.
         let found: Option<bool> = self
             .write_with(async |connection| {
                 sqlx::query_scalar(
@@ -484,10 +404,10 @@ impl Store for PgStore {
                      WHERE id = $1 AND revoked_at IS NULL RETURNING id)
                  SELECT EXISTS (SELECT 1 FROM revoked) FROM api_keys WHERE id = $1",
                 )
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(connection)
                 .await
-                .map_err(classify)
+                .map_err(Postgres::classify)
             })
             .await?;
         Ok(match found {
@@ -499,30 +419,10 @@ impl Store for PgStore {
 
     async fn key_page(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        // Qualified, so that the order and the comparison use the timestamp itself and not the
-        // text it is shown as, which would tie keys made within the same millisecond.
-        let rows: Vec<KeyRow> = within(self.timeout, async {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                key_columns!(),
-                " FROM api_keys
-                 WHERE $1::text IS NULL
-                    OR (api_keys.created_at, api_keys.id)
-                       > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = $1)
-                 ORDER BY api_keys.created_at, api_keys.id
-                 LIMIT $2"
-            ))
-            .bind(after)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
-        })
-        .await?;
-        rows.into_iter().map(KeyRow::into_record).collect()
+        within(self.timeout, Postgres::key_page(&self.pool, after, limit)).await
     }
 
     async fn close(&self) {
@@ -530,14 +430,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        within(self.timeout, async {
-            sqlx::query("SELECT 1")
-                .execute(&self.pool)
-                .await
-                .map(drop)
-                .map_err(classify)
-        })
-        .await?;
+        within(self.timeout, Postgres::answers(&self.pool)).await?;
         let probe = self.write_with(async |connection| {
             sqlx::query(
                 "INSERT INTO health_probe (id, at) VALUES (1, now())
@@ -546,64 +439,47 @@ impl Store for PgStore {
             .execute(connection)
             .await
             .map(drop)
-            .map_err(classify)
+            .map_err(Postgres::classify)
         });
         self.write_health.check(probe).await
     }
 }
 
-/// Whether a store error says PostgreSQL cannot take writes while it may still answer
-/// queries.
-fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
-    match error.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Database(e)) => refuses_writes(e.as_ref()),
-        _ => false,
+impl Sql for Postgres {
+    /// SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown,
+    /// restart) are outages, not bugs, and so is a store that cannot take writes.
+    fn is_outage(error: &dyn DatabaseError) -> bool {
+        error
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57"))
+            || cannot_write(error)
+    }
+
+    /// Only what PostgreSQL says of itself: an I/O error here is a lost connection, an
+    /// outage that a query would meet too (for SQLite, it is the disk).
+    fn refuses_writes(error: &sqlx::Error) -> bool {
+        match error {
+            sqlx::Error::Database(e) => cannot_write(e.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// Read only, and at REPEATABLE READ, where PostgreSQL's default READ COMMITTED would give
+    /// each statement a snapshot of its own.
+    async fn begin_snapshot(
+        pool: &Pool<Postgres>,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(Postgres::classify)
     }
 }
 
 /// SQLSTATE classes 53 (insufficient resources: disk full, out of memory) and 58 (system
 /// error: an I/O error), and 25006 (read-only: a standby after a failover, or a database set
 /// read-only).
-fn refuses_writes(error: &dyn sqlx::error::DatabaseError) -> bool {
+fn cannot_write(error: &dyn DatabaseError) -> bool {
     error
         .code()
         .is_some_and(|c| c.starts_with("53") || c.starts_with("58") || c == "25006")
-}
-
-/// The tenant's revision as `tx` sees it; 0 for a tenant never written.
-async fn revision_in(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantName,
-) -> Result<u64, StoreError> {
-    let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
-        .bind(tenant.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(classify)?;
-    Ok(revision.map_or(0, to_revision))
-}
-
-/// Sorts a database error into "the store is not there" and everything else.
-fn classify(error: sqlx::Error) -> StoreError {
-    let unavailable = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE classes 08 (connection exception) and 57 (operator intervention:
-        // shutdown, restart) are outages, not bugs, and so is a store that cannot take writes.
-        sqlx::Error::Database(e) => {
-            e.code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57"))
-                || refuses_writes(e.as_ref())
-        }
-        _ => false,
-    };
-    let source: BoxError = Box::new(error);
-    if unavailable {
-        StoreError::Unavailable(source)
-    } else {
-        StoreError::Internal(source)
-    }
 }

@@ -5,36 +5,30 @@
 //! write commits; writes take the write lock when they begin (BEGIN IMMEDIATE), and wait for
 //! it up to the store timeout (busy_timeout) instead of failing with "database is locked".
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
+use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Connection, Pool, Sqlite, SqliteConnection, Transaction};
 
+use super::rows::{
+    ChangeRow, ChangedRow, ChangelogRow, read_listing, replay, revision_of, revisions_by_tenant,
+};
+use super::sql::Sql;
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
-    BoxError, ChangeRow, Changed, ChangedRow, ChangelogRow, KeyRow, OpenError, Position, Store,
-    StoreError, WriteOutcome, answer_of_write, assign_row, build_policy, changed_from_rows,
-    read_listing, replay, revisions_by_tenant, to_revision, within,
+    Changed, OpenError, Position, Recorded, Store, StoreError, TenantRevision, WriteOutcome,
+    answer_of_write, within,
 };
-use crate::keys::{KeyRecord, NewKey, Revocation};
+use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, TenantName, TenantPolicy};
-
-/// An `api_keys` row as [`KeyRow`] reads it (timestamps are stored as RFC 3339 already).
-/// A macro, not a const, so that the queries stay `&'static str` literals.
-macro_rules! key_columns {
-    () => {
-        "id, name, tenant, role, secret_hash, created_at, created_by, revoked_at"
-    };
-}
 
 /// Connections per instance unless DATABASE_POOL_SIZE says otherwise: reads run side by side
 /// in WAL mode; writes queue for the one write lock whatever this is.
@@ -153,7 +147,7 @@ impl SqliteStore {
         write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.file_usable().await?;
-        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        let mut connection = self.pool.acquire().await.map_err(Sqlite::classify)?;
         let mut answer = answer_of_write(self.timeout, write(&mut connection)).await;
         if matches!(
             answer,
@@ -166,7 +160,7 @@ impl SqliteStore {
         {
             answer = Err(lost);
         }
-        self.write_health.record(&answer, is_fault);
+        self.write_health.record(&answer, Sqlite::is_fault);
         answer
     }
 
@@ -176,15 +170,15 @@ impl SqliteStore {
             let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
                 .await
-                .map_err(classify)?;
+                .map_err(Sqlite::classify)?;
             sqlx::query(
                 "INSERT INTO health_probe (id, at) VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ'))
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at",
             )
             .execute(&mut *tx)
             .await
-            .map_err(classify)?;
-            tx.commit().await.map_err(classify)
+            .map_err(Sqlite::classify)?;
+            tx.commit().await.map_err(Sqlite::classify)
         })
         .await
     }
@@ -196,12 +190,14 @@ impl SqliteStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        // The write lock now, not at the first write: a deferred transaction that has read
-        // cannot wait for the lock and would fail with "database is locked".
+        // The steps PostgreSQL runs in its rbac_write function, as statements: SQLite has no
+        // stored functions, and a round trip to it costs no network. The write lock now, not
+        // at the first write: a deferred transaction that has read cannot wait for the lock
+        // and would fail with "database is locked".
         let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(classify)?;
+            .map_err(Sqlite::classify)?;
         let held: i64 = sqlx::query_scalar(
             "INSERT INTO tenants (name) VALUES (?1)
              ON CONFLICT (name) DO UPDATE SET revision = revision
@@ -210,14 +206,14 @@ impl SqliteStore {
         .bind(tenant.as_str())
         .fetch_one(&mut *tx)
         .await
-        .map_err(classify)?;
+        .map_err(Sqlite::classify)?;
 
         let changed = apply(&mut tx, tenant, change).await?;
         if !changed {
-            tx.rollback().await.map_err(classify)?;
+            tx.rollback().await.map_err(Sqlite::classify)?;
             return Ok(WriteOutcome {
                 changed: false,
-                revision: to_revision(held),
+                revision: revision_of(tenant, held)?,
             });
         }
         let revision: i64 = sqlx::query_scalar(
@@ -226,90 +222,23 @@ impl SqliteStore {
         .bind(tenant.as_str())
         .fetch_one(&mut *tx)
         .await
-        .map_err(classify)?;
-        let row = ChangeRow::of(change);
-        sqlx::query(
+        .map_err(Sqlite::classify)?;
+        sqlx::query_with(
             "INSERT INTO changelog
-                 (tenant, revision, operation, group_name, user_name, resource, action,
-                  server_id, actor)
+                 (tenant, operation, group_name, user_name, resource, action, server_id, actor,
+                  revision)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            Sqlite::write_arguments(tenant, &ChangeRow::of(change), server_id, actor)?,
         )
-        .bind(tenant.as_str())
         .bind(revision)
-        .bind(row.operation.as_str())
-        .bind(row.group)
-        .bind(row.user)
-        .bind(row.resource)
-        .bind(row.action)
-        .bind(server_id)
-        .bind(actor)
         .execute(&mut *tx)
         .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        .map_err(Sqlite::classify)?;
+        tx.commit().await.map_err(Sqlite::classify)?;
         Ok(WriteOutcome {
             changed: true,
-            revision: to_revision(revision),
+            revision: revision_of(tenant, revision)?,
         })
-    }
-
-    async fn load_in_transaction(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
-        // In WAL mode a read transaction sees one snapshot from its first read on.
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let revision = revision_in(&mut tx, tenant).await?;
-        let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE tenant = ?1")
-            .bind(tenant.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let permissions: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT group_name, resource, action FROM permissions WHERE tenant = ?1",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let mut policy = build_policy(revision, groups, permissions)?;
-        let mut assignments = sqlx::query_as::<_, (String, String)>(
-            "SELECT group_name, user_name FROM assignments WHERE tenant = ?1",
-        )
-        .bind(tenant.as_str())
-        .fetch(&mut *tx);
-        while let Some((group, user)) = assignments.try_next().await.map_err(classify)? {
-            assign_row(&mut policy, &group, &user)?;
-        }
-        drop(assignments);
-        tx.rollback().await.map_err(classify)?;
-        Ok(policy)
-    }
-
-    async fn changes_in_transaction(
-        &self,
-        tenant: &TenantName,
-        after: u64,
-        limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let current = revision_in(&mut tx, tenant).await?;
-        if current <= after {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(Some(Vec::new()));
-        }
-        if current - after > limit as u64 {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(None);
-        }
-        let rows: Vec<ChangelogRow> = sqlx::query_as(
-            "SELECT revision, operation, group_name, user_name, resource, action
-             FROM changelog WHERE tenant = ?1 AND revision > ?2 ORDER BY revision",
-        )
-        .bind(tenant.as_str())
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.rollback().await.map_err(classify)?;
-        replay(after, current, rows)
     }
 }
 
@@ -330,13 +259,10 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
-        within(self.timeout, self.load_in_transaction(tenant)).await
+        within(self.timeout, Sqlite::load_whole(&self.pool, tenant)).await
     }
 
-    async fn revisions(
-        &self,
-        tenants: &[TenantName],
-    ) -> Result<HashMap<TenantName, u64>, StoreError> {
+    async fn revisions(&self, tenants: &[TenantName]) -> Result<Vec<TenantRevision>, StoreError> {
         // SQLite has no arrays; the names travel as one JSON array.
         let names =
             serde_json::to_string(&tenants.iter().map(TenantName::as_str).collect::<Vec<_>>())
@@ -349,7 +275,7 @@ impl Store for SqliteStore {
             .bind(names)
             .fetch_all(&self.pool)
             .await
-            .map_err(classify)
+            .map_err(Sqlite::classify)
         })
         .await?;
         revisions_by_tenant(rows)
@@ -367,24 +293,20 @@ impl Store for SqliteStore {
              SELECT name, revision, NULL, NULL FROM tenants WHERE revision > 0",
         )
         .fetch(&self.pool);
-        read_listing(self.timeout, rows, classify, each).await
+        read_listing(self.timeout, rows, Sqlite::classify, each).await
     }
 
     async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError> {
-        // Always complete: the numbers live on the tenants, which retention does not touch.
-        let rows: Vec<ChangedRow> = within(self.timeout, async {
-            sqlx::query_as(
-                "SELECT NULL, NULL, (SELECT COALESCE(MAX(changed_seq), 0) FROM tenants), TRUE
-                 UNION ALL
-                 SELECT name, revision, NULL, NULL FROM tenants WHERE changed_seq > ?1",
-            )
-            .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
-        })
-        .await?;
-        changed_from_rows(rows)
+        // The tenants whose change number is past the position: always complete, since the
+        // numbers live on the tenants, which retention does not touch.
+        let changed = Sqlite::read_changed(
+            &self.pool,
+            "SELECT NULL, NULL, (SELECT COALESCE(MAX(changed_seq), 0) FROM tenants), TRUE
+             UNION ALL
+             SELECT name, revision, NULL, NULL FROM tenants WHERE changed_seq > ?1",
+            position,
+        );
+        within(self.timeout, changed).await
     }
 
     async fn changes_since(
@@ -392,11 +314,32 @@ impl Store for SqliteStore {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
-        within(
-            self.timeout,
-            self.changes_in_transaction(tenant, after, limit),
-        )
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
+        // Two statements in one snapshot where PostgreSQL runs one: SQLite has no LATERAL join
+        // to read both at once, and a round trip to it costs no network.
+        within(self.timeout, async {
+            let mut tx = Sqlite::begin_snapshot(&self.pool).await?;
+            let current = Sqlite::revision_in(&mut tx, tenant).await?;
+            if current <= after {
+                tx.rollback().await.map_err(Sqlite::classify)?;
+                return Ok(Some(Vec::new()));
+            }
+            if current - after > limit as u64 {
+                tx.rollback().await.map_err(Sqlite::classify)?;
+                return Ok(None);
+            }
+            let rows: Vec<ChangelogRow> = sqlx::query_as(
+                "SELECT revision, operation, group_name, user_name, resource, action
+                 FROM changelog WHERE tenant = ?1 AND revision > ?2 ORDER BY revision",
+            )
+            .bind(tenant.as_str())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Sqlite::classify)?;
+            tx.rollback().await.map_err(Sqlite::classify)?;
+            replay(after, current, rows)
+        })
         .await
     }
 
@@ -411,45 +354,30 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map(|done| done.rows_affected())
-            .map_err(classify)
+            .map_err(Sqlite::classify)
         })
         .await
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        let row: KeyRow = self
-            .write_with(async |connection| {
-                sqlx::query_as(concat!(
-                    "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
-                    key_columns!()
-                ))
-                .bind(&key.id)
-                .bind(&key.name)
-                .bind(key.scope.tenant().map(TenantName::as_str))
-                .bind(key.role.as_str())
-                .bind(&key.secret_hash[..])
-                .bind(&key.created_by)
-                .fetch_one(connection)
-                .await
-                .map_err(classify)
-            })
-            .await?;
-        row.into_record()
+        self.write_with(async |connection| Sqlite::insert_key(connection, key).await)
+            .await
     }
 
-    async fn revoke_key(&self, id: &str) -> Result<Revocation, StoreError> {
+    async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError> {
+        // A read, then perhaps an update, under the write lock: SQLite cannot update inside a
+        // WITH, as PostgreSQL's one statement does.
         self.write_with(async |connection| {
             let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
                 .await
-                .map_err(classify)?;
+                .map_err(Sqlite::classify)?;
             let revoked_at: Option<Option<String>> =
                 sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = ?1")
-                    .bind(id)
+                    .bind(id.as_str())
                     .fetch_optional(&mut *tx)
                     .await
-                    .map_err(classify)?;
+                    .map_err(Sqlite::classify)?;
             let outcome = match revoked_at {
                 None => Revocation::NoSuchKey,
                 Some(Some(_)) => Revocation::AlreadyRevoked,
@@ -458,14 +386,14 @@ impl Store for SqliteStore {
                         "UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                          WHERE id = ?1",
                     )
-                    .bind(id)
+                    .bind(id.as_str())
                     .execute(&mut *tx)
                     .await
-                    .map_err(classify)?;
+                    .map_err(Sqlite::classify)?;
                     Revocation::Revoked
                 }
             };
-            tx.commit().await.map_err(classify)?;
+            tx.commit().await.map_err(Sqlite::classify)?;
             Ok(outcome)
         })
         .await
@@ -473,27 +401,10 @@ impl Store for SqliteStore {
 
     async fn key_page(
         &self,
-        after: Option<&str>,
+        after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows: Vec<KeyRow> = within(self.timeout, async {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                key_columns!(),
-                " FROM api_keys
-                 WHERE ?1 IS NULL
-                    OR (created_at, id) > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = ?1)
-                 ORDER BY created_at, id
-                 LIMIT ?2"
-            ))
-            .bind(after)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
-        })
-        .await?;
-        rows.into_iter().map(KeyRow::into_record).collect()
+        within(self.timeout, Sqlite::key_page(&self.pool, after, limit)).await
     }
 
     async fn close(&self) {
@@ -502,29 +413,9 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.file_usable().await?;
-        within(self.timeout, async {
-            sqlx::query("SELECT 1")
-                .execute(&self.pool)
-                .await
-                .map(drop)
-                .map_err(classify)
-        })
-        .await?;
+        within(self.timeout, Sqlite::answers(&self.pool)).await?;
         self.write_health.check(self.probe()).await
     }
-}
-
-/// The tenant's revision as `tx` sees it; 0 for a tenant never written.
-async fn revision_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    tenant: &TenantName,
-) -> Result<u64, StoreError> {
-    let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM tenants WHERE name = ?1")
-        .bind(tenant.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(classify)?;
-    Ok(revision.map_or(0, to_revision))
 }
 
 /// Applies the change's rows; returns whether any row changed.
@@ -605,51 +496,90 @@ async fn apply(
         {
             Err(StoreError::GroupNotFound(change.group().clone()))
         }
-        Err(e) => Err(classify(e)),
+        Err(e) => Err(Sqlite::classify(e)),
     }
 }
 
-/// Whether a store error says the file cannot take writes (rather than that its write lock is
-/// busy): an I/O error, or a result code of a file that cannot be used.
-fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
-    error.downcast_ref::<sqlx::Error>().is_some_and(unusable)
-}
+impl Sql for Sqlite {
+    /// A file that cannot be used, or SQLITE_BUSY (5) and SQLITE_LOCKED (6): the write lock
+    /// not had within busy_timeout. Retrying later is the answer, as it is for a file an
+    /// operator mends.
+    fn is_outage(error: &dyn DatabaseError) -> bool {
+        unusable_file(error) || matches!(primary_code(error), Some(5 | 6))
+    }
 
-/// An I/O error, or a primary result code (the low byte of an extended one) of a file that
-/// cannot be used: SQLITE_PERM (3), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_CORRUPT
-/// (11), SQLITE_FULL (13), SQLITE_CANTOPEN (14), SQLITE_NOTADB (26).
-fn unusable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(e) => primary_code(e.as_ref())
-            .is_some_and(|code| matches!(code, 3 | 8 | 10 | 11 | 13 | 14 | 26)),
-        _ => false,
+    /// An I/O error, or a file that cannot be used; not a busy write lock.
+    fn refuses_writes(error: &sqlx::Error) -> bool {
+        match error {
+            sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(e) => unusable_file(e.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// A deferred transaction: in WAL mode it sees one snapshot from its first read on, and
+    /// leaves the write lock to writers.
+    async fn begin_snapshot(
+        pool: &Pool<Sqlite>,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        pool.begin().await.map_err(Sqlite::classify)
     }
 }
 
-fn primary_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+/// A primary result code (the low byte of an extended one) of a file that cannot be used:
+/// SQLITE_PERM (3), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_CORRUPT (11), SQLITE_FULL
+/// (13), SQLITE_CANTOPEN (14), SQLITE_NOTADB (26).
+fn unusable_file(error: &dyn DatabaseError) -> bool {
+    matches!(primary_code(error), Some(3 | 8 | 10 | 11 | 13 | 14 | 26))
+}
+
+fn primary_code(error: &dyn DatabaseError) -> Option<i32> {
     error
         .code()
         .and_then(|c| c.parse::<i32>().ok())
         .map(|code| code & 0xff)
 }
 
-/// Sorts a database error into "the store is not there (or too busy)" and everything else.
-fn classify(error: sqlx::Error) -> StoreError {
-    let unavailable = unusable(&error)
-        || match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-                true
-            }
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6): the write lock taken past busy_timeout.
-            // Retrying later is the answer, as it is for a file an operator mends.
-            sqlx::Error::Database(e) => matches!(primary_code(e.as_ref()), Some(5 | 6)),
-            _ => false,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::GroupName;
+
+    #[tokio::test]
+    async fn a_revision_broken_behind_the_servers_back_fails_every_read_of_it() {
+        let store = SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
+            .await
+            .unwrap();
+        let acme = TenantName::parse("tenant", "acme").unwrap();
+        let create = Change::CreateGroup {
+            group: GroupName::parse("group", "g").unwrap(),
         };
-    let source: BoxError = Box::new(error);
-    if unavailable {
-        StoreError::Unavailable(source)
-    } else {
-        StoreError::Internal(source)
+        store.write(&acme, &create, "test", None).await.unwrap();
+        // What the schema's CHECK refuses, done as someone editing the file by hand could.
+        for statement in [
+            "PRAGMA ignore_check_constraints = ON",
+            "UPDATE tenants SET revision = -1",
+        ] {
+            sqlx::query(statement).execute(&store.pool).await.unwrap();
+        }
+        let reads = [
+            store.load(&acme).await.map(drop),
+            store.revisions(std::slice::from_ref(&acme)).await.map(drop),
+            store.changed_since(Position::default()).await.map(drop),
+            store.changes_since(&acme, 0, 10).await.map(drop),
+            store.write(&acme, &create, "test", None).await.map(drop),
+        ];
+        for read in reads {
+            match read {
+                Err(error @ StoreError::Internal(_)) => {
+                    let message = crate::error_chain(&error);
+                    assert!(
+                        message.contains("the revision of tenant 'acme' below zero: -1"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -1,0 +1,239 @@
+//! The SQL both backends run alike, written once.
+//!
+//! Both stores keep the same tables, and where PostgreSQL and SQLite agree on a statement only
+//! the driver differs. sqlx's query functions are generic over the driver, so [`Sql`] is
+//! implemented for both, and its provided methods run those statements. One text serves both:
+//! SQLite reads `$N` as the N-th parameter, as PostgreSQL does.
+//!
+//! What differs on purpose stays in each backend, with a comment there saying why: how a write
+//! is made (PostgreSQL in a PL/pgSQL function in the database, SQLite in a transaction that
+//! takes the write lock first), how a key is revoked, which tenants changed since a position
+//! (each has its own kind of position), how a small tenant loads, what snapshot a read sees,
+//! and which of each engine's error codes mean an outage.
+
+use futures_util::TryStreamExt;
+use sqlx::error::{BoxDynError, DatabaseError};
+use sqlx::{
+    Arguments, Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
+};
+
+use super::rows::{
+    ChangeRow, ChangedRow, KeyRow, assign_row, build_policy, changed_from_rows, revision_of,
+};
+use super::{BoxError, Changed, Position, StoreError};
+use crate::keys::{KeyId, KeyRecord, NewKey};
+use crate::policy::{TenantName, TenantPolicy};
+
+/// An `api_keys` row as [`KeyRow`] reads it. A macro, not a const, so that the statements
+/// stay `&'static str` literals.
+macro_rules! key_columns {
+    () => {
+        "id, name, tenant, role, secret_hash, created_at, created_by, revoked_at"
+    };
+}
+
+/// A driver, and the statements both drivers run alike.
+///
+/// The bounds say what the statements need of the driver: to run on a connection (and so on a
+/// pool), to bind text, bytes and integers, and to read the rows below. Rust does not carry a
+/// trait's `where` clauses to code generic over it, only to the trait's own methods: so the
+/// shared statements are provided methods here rather than free functions.
+pub(crate) trait Sql: Database
+where
+    for<'c> &'c mut Self::Connection: Executor<'c, Database = Self>,
+    Self::Arguments: IntoArguments<Self>,
+    for<'a> &'a str: Encode<'a, Self> + Type<Self>,
+    for<'a> Option<&'a str>: Encode<'a, Self> + Type<Self>,
+    for<'a> &'a [u8]: Encode<'a, Self> + Type<Self>,
+    for<'a> i64: Encode<'a, Self> + Type<Self>,
+    for<'r> (i64,): FromRow<'r, Self::Row>,
+    for<'r> (String,): FromRow<'r, Self::Row>,
+    for<'r> (String, String): FromRow<'r, Self::Row>,
+    for<'r> (String, String, String): FromRow<'r, Self::Row>,
+    for<'r> ChangedRow: FromRow<'r, Self::Row>,
+    for<'r> KeyRow: FromRow<'r, Self::Row>,
+{
+    /// Whether a database error means the store is not there, or cannot be used now (a retry
+    /// later may succeed), rather than that something is wrong with the statement or the data.
+    /// Each engine says so with codes of its own.
+    fn is_outage(error: &dyn DatabaseError) -> bool;
+
+    /// Whether an error says that the store cannot take writes while it may still answer
+    /// queries (a full disk, say), rather than that a write was merely refused or the store
+    /// is busy: what a health check needs to know beyond a query's answer.
+    fn refuses_writes(error: &sqlx::Error) -> bool;
+
+    /// A transaction whose reads all see one consistent snapshot of the store.
+    async fn begin_snapshot(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, StoreError>;
+
+    /// Sorts a database error into "the store is not there" ([`StoreError::Unavailable`]) and
+    /// everything else ([`StoreError::Internal`]).
+    fn classify(error: sqlx::Error) -> StoreError {
+        let unavailable = match &error {
+            // The connection, or the pool of them, failed: no fault of the statement.
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(e) => Self::is_outage(e.as_ref()),
+            _ => false,
+        };
+        let source: BoxError = Box::new(error);
+        if unavailable {
+            StoreError::Unavailable(source)
+        } else {
+            StoreError::Internal(source)
+        }
+    }
+
+    /// [`Sql::refuses_writes`] of a store error's source, as [`super::write_health`] asks it.
+    fn is_fault(error: &(dyn std::error::Error + 'static)) -> bool {
+        error
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(Self::refuses_writes)
+    }
+
+    /// A changing write as the changelog records it, as the arguments `$1` to `$8` of the
+    /// statement each backend records it with: the tenant; the change's operation, group,
+    /// user, resource and action; the server and the actor.
+    fn write_arguments(
+        tenant: &TenantName,
+        change: &ChangeRow<'_>,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<Self::Arguments, StoreError> {
+        let mut arguments = Self::Arguments::default();
+        let added: Result<(), BoxDynError> = (|| {
+            arguments.add(tenant.as_str())?;
+            arguments.add(change.operation.as_str())?;
+            arguments.add(change.group)?;
+            arguments.add(change.user)?;
+            arguments.add(change.resource)?;
+            arguments.add(change.action)?;
+            arguments.add(server_id)?;
+            arguments.add(actor)
+        })();
+        // Text and nothing else: one that does not encode is a bug, not an outage.
+        added.map_err(StoreError::Internal)?;
+        Ok(arguments)
+    }
+
+    /// The tenant's revision as `connection` sees it; 0 for a tenant never written.
+    async fn revision_in(
+        connection: &mut Self::Connection,
+        tenant: &TenantName,
+    ) -> Result<u64, StoreError> {
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(connection)
+                .await
+                .map_err(Self::classify)?;
+        revision.map_or(Ok(0), |revision| revision_of(tenant, revision))
+    }
+
+    /// Loads the whole of `tenant` in one snapshot ([`Sql::begin_snapshot`]), so that the
+    /// revision matches the rows exactly; the memberships stream in ([`assign_row`]).
+    async fn load_whole(
+        pool: &Pool<Self>,
+        tenant: &TenantName,
+    ) -> Result<TenantPolicy, StoreError> {
+        let mut tx = Self::begin_snapshot(pool).await?;
+        let revision = Self::revision_in(&mut tx, tenant).await?;
+        let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Self::classify)?;
+        let permissions: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT group_name, resource, action FROM permissions WHERE tenant = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Self::classify)?;
+        let mut policy = build_policy(revision, groups, permissions)?;
+        let mut assignments = sqlx::query_as::<_, (String, String)>(
+            "SELECT group_name, user_name FROM assignments WHERE tenant = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch(&mut *tx);
+        while let Some((group, user)) = assignments.try_next().await.map_err(Self::classify)? {
+            assign_row(&mut policy, &group, &user)?;
+        }
+        drop(assignments);
+        tx.rollback().await.map_err(Self::classify)?;
+        Ok(policy)
+    }
+
+    /// What changed since `position`, as `sql` (each backend's own: each has its own kind of
+    /// position) reports it in [`ChangedRow`]s, given the position as its one parameter.
+    async fn read_changed(
+        pool: &Pool<Self>,
+        sql: &'static str,
+        position: Position,
+    ) -> Result<Option<Changed>, StoreError> {
+        let rows: Vec<ChangedRow> = sqlx::query_as(sql)
+            .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+            .map_err(Self::classify)?;
+        changed_from_rows(rows)
+    }
+
+    /// Stores a new key; the store stamps it with its clock.
+    async fn insert_key(
+        connection: &mut Self::Connection,
+        key: &NewKey,
+    ) -> Result<KeyRecord, StoreError> {
+        let row: KeyRow = sqlx::query_as(concat!(
+            "INSERT INTO api_keys (id, name, tenant, role, secret_hash, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            key_columns!()
+        ))
+        .bind(key.id.as_str())
+        .bind(key.name.as_deref())
+        .bind(key.scope.tenant().map(TenantName::as_str))
+        .bind(key.role.as_str())
+        .bind(&key.secret_hash[..])
+        .bind(key.created_by.as_deref())
+        .fetch_one(connection)
+        .await
+        .map_err(Self::classify)?;
+        row.into_record()
+    }
+
+    /// See [`super::Store::key_page`].
+    async fn key_page(
+        pool: &Pool<Self>,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        // The CAST gives PostgreSQL the parameter's type where it cannot tell it alone.
+        let rows: Vec<KeyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys
+             WHERE CAST($1 AS TEXT) IS NULL
+                OR (created_at, id) > (SELECT k.created_at, k.id FROM api_keys k WHERE k.id = $1)
+             ORDER BY created_at, id
+             LIMIT $2"
+        ))
+        .bind(after.map(KeyId::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(Self::classify)?;
+        rows.into_iter().map(KeyRow::into_record).collect()
+    }
+
+    /// Succeeds if the store answers a query.
+    async fn answers(pool: &Pool<Self>) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop)
+            .map_err(Self::classify)
+    }
+}
