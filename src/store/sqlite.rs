@@ -424,68 +424,49 @@ async fn apply(
     tenant: &TenantName,
     change: &Change,
 ) -> Result<bool, StoreError> {
-    let t = tenant.as_str();
-    let result = match change {
-        Change::CreateGroup { group } => {
-            sqlx::query("INSERT INTO groups (tenant, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
-                .bind(t)
-                .bind(group.as_str())
-                .execute(&mut **tx)
-                .await
-        }
-        Change::DeleteGroup { group } => {
-            sqlx::query("DELETE FROM groups WHERE tenant = ?1 AND name = ?2")
-                .bind(t)
-                .bind(group.as_str())
-                .execute(&mut **tx)
-                .await
-        }
-        Change::AddPermission { group, permission } => {
-            sqlx::query(
-                "INSERT INTO permissions (tenant, group_name, resource, action)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(permission.resource.as_str())
-            .bind(permission.action.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-        Change::RemovePermission { group, permission } => {
-            sqlx::query(
-                "DELETE FROM permissions
-                 WHERE tenant = ?1 AND group_name = ?2 AND resource = ?3 AND action = ?4",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(permission.resource.as_str())
-            .bind(permission.action.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-        Change::AssignUser { group, user } => {
-            sqlx::query(
-                "INSERT INTO assignments (tenant, group_name, user_name)
-                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(user.as_str())
-            .execute(&mut **tx)
-            .await
-        }
-        Change::UnassignUser { group, user } => {
-            sqlx::query(
-                "DELETE FROM assignments WHERE tenant = ?1 AND group_name = ?2 AND user_name = ?3",
-            )
-            .bind(t)
-            .bind(group.as_str())
-            .bind(user.as_str())
-            .execute(&mut **tx)
-            .await
-        }
+    // One statement per operation; its parameters are the tenant, then the change's names.
+    let (statement, names): (&str, Vec<&str>) = match change {
+        Change::CreateGroup { group } => (
+            "INSERT INTO groups (tenant, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            vec![group.as_str()],
+        ),
+        Change::DeleteGroup { group } => (
+            "DELETE FROM groups WHERE tenant = ?1 AND name = ?2",
+            vec![group.as_str()],
+        ),
+        Change::AddPermission { group, permission } => (
+            "INSERT INTO permissions (tenant, group_name, resource, action)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            vec![
+                group.as_str(),
+                permission.resource.as_str(),
+                permission.action.as_str(),
+            ],
+        ),
+        Change::RemovePermission { group, permission } => (
+            "DELETE FROM permissions
+             WHERE tenant = ?1 AND group_name = ?2 AND resource = ?3 AND action = ?4",
+            vec![
+                group.as_str(),
+                permission.resource.as_str(),
+                permission.action.as_str(),
+            ],
+        ),
+        Change::AssignUser { group, user } => (
+            "INSERT INTO assignments (tenant, group_name, user_name)
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            vec![group.as_str(), user.as_str()],
+        ),
+        Change::UnassignUser { group, user } => (
+            "DELETE FROM assignments WHERE tenant = ?1 AND group_name = ?2 AND user_name = ?3",
+            vec![group.as_str(), user.as_str()],
+        ),
     };
+    let query = names.into_iter().fold(
+        sqlx::query(statement).bind(tenant.as_str()),
+        |query, name| query.bind(name),
+    );
+    let result = query.execute(&mut **tx).await;
     match result {
         Ok(done) => Ok(done.rows_affected() > 0),
         // Checked by the foreign key inside the write-locked transaction, so the group cannot
