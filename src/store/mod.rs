@@ -3,7 +3,7 @@
 //! The [`Store`] trait is the whole contract between the server and a storage engine; the
 //! HTTP layer never sees SQL. [`postgres::PgStore`] is the backend for several instances on
 //! several machines; [`sqlite::SqliteStore`] is the embedded default, one file on one machine.
-//! Both pass the same conformance suite (`tests/store_conformance.rs`). What they share is
+//! Both pass the same conformance suite (`tests/store_conformance/`). What they share is
 //! written once: the rows they read and the values those become (`rows`), and the statements
 //! they run alike (`sql`); each backend keeps only what differs, saying why.
 

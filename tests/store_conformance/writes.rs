@@ -1,0 +1,325 @@
+//! Writes, loads and the changelog: revisions, preconditions, isolation, replay and retention.
+
+use super::*;
+
+pub async fn a_tenant_never_written_is_empty_at_revision_zero(store: Arc<dyn Store>) {
+    let policy = store.load(&tenant("nobody")).await.unwrap();
+    assert_eq!(policy, TenantPolicy::at_revision(0));
+    assert!(
+        revisions(store.as_ref(), &[tenant("nobody")])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        store.changes_since(&tenant("nobody"), 0, 10).await.unwrap(),
+        Some(vec![])
+    );
+}
+
+pub async fn a_changing_write_adds_one_to_the_revision_and_a_no_op_adds_nothing(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let expect = |changed, revision| WriteOutcome { changed, revision };
+    assert_eq!(write(s, "t", create("g")).await, expect(true, 1));
+    assert_eq!(write(s, "t", create("g")).await, expect(false, 1));
+    assert_eq!(write(s, "t", add("g", "r", "a")).await, expect(true, 2));
+    assert_eq!(write(s, "t", add("g", "r", "a")).await, expect(false, 2));
+    assert_eq!(write(s, "t", assign("g", "u")).await, expect(true, 3));
+    assert_eq!(write(s, "t", assign("g", "u")).await, expect(false, 3));
+    assert_eq!(write(s, "t", unassign("g", "u")).await, expect(true, 4));
+    assert_eq!(write(s, "t", unassign("g", "u")).await, expect(false, 4));
+    assert_eq!(write(s, "t", remove("g", "r", "a")).await, expect(true, 5));
+    assert_eq!(write(s, "t", remove("g", "r", "a")).await, expect(false, 5));
+    assert_eq!(
+        write(s, "t", Change::DeleteGroup { group: group("g") }).await,
+        expect(true, 6)
+    );
+    assert_eq!(
+        write(s, "t", Change::DeleteGroup { group: group("g") }).await,
+        expect(false, 6)
+    );
+    assert_eq!(store.load(&tenant("t")).await.unwrap().revision(), 6);
+}
+
+pub async fn a_no_op_write_does_not_create_the_tenant(store: Arc<dyn Store>) {
+    let outcome = write(store.as_ref(), "ghost", unassign("g", "u")).await;
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            changed: false,
+            revision: 0
+        }
+    );
+    assert!(
+        revisions(store.as_ref(), &[tenant("ghost")])
+            .await
+            .is_empty()
+    );
+}
+
+pub async fn adding_to_a_missing_group_fails_and_changes_nothing(store: Arc<dyn Store>) {
+    let t = tenant("t");
+    write(store.as_ref(), "t", create("g")).await;
+    for change in [add("missing", "r", "a"), assign("missing", "u")] {
+        let err = store.write(&t, &change, SERVER, None).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::GroupNotFound(g) if g.as_str() == "missing"),
+            "{err:?}"
+        );
+    }
+    let policy = store.load(&t).await.unwrap();
+    assert_eq!(policy.revision(), 1);
+    assert_eq!(policy.group_count(), 1);
+    assert_eq!(
+        store.changes_since(&t, 0, 10).await.unwrap().unwrap().len(),
+        1
+    );
+}
+
+pub async fn deleting_a_group_takes_its_permissions_and_memberships(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    for change in [
+        create("g"),
+        add("g", "docs/*", "read"),
+        assign("g", "alice"),
+        Change::DeleteGroup { group: group("g") },
+        create("g"),
+    ] {
+        write(s, "t", change).await;
+    }
+    let policy = store.load(&tenant("t")).await.unwrap();
+    assert_eq!(
+        (
+            policy.group_count(),
+            policy.permission_count(),
+            policy.assignment_count()
+        ),
+        (1, 0, 0)
+    );
+    assert!(!policy.allows("alice", "docs/a", "read"));
+}
+
+pub async fn a_load_is_the_state_at_the_revision_it_carries(store: Arc<dyn Store>) {
+    let changes = vec![
+        create("readers"),
+        create("writers"),
+        add("readers", "docs/*", "read"),
+        add("writers", "docs/*", "*"),
+        add("writers", "a*b", "write"),
+        assign("readers", "alice"),
+        assign("writers", "bob"),
+        assign("readers", "bob"),
+        remove("writers", "docs/*", "*"),
+        unassign("readers", "alice"),
+        create("readers"),
+        assign("readers", "bob"),
+    ];
+    for change in &changes {
+        write(store.as_ref(), "t", change.clone()).await;
+    }
+    let loaded = store.load(&tenant("t")).await.unwrap();
+    assert_eq!(loaded, model(&changes));
+    assert_eq!(loaded.revision(), 10);
+}
+
+pub async fn names_round_trip_verbatim_and_are_compared_byte_for_byte(store: Arc<dyn Store>) {
+    let names = [
+        "'; DROP TABLE groups; --",
+        "O'Brien \"quoted\"",
+        "🦀 émoji",
+        "مرحبا",
+        "back\\slash %_ like",
+        "Case",
+        "case",
+    ];
+    for name in names {
+        write(store.as_ref(), name, create(name)).await;
+        write(store.as_ref(), name, add(name, &format!("{name}/*"), name)).await;
+        write(store.as_ref(), name, assign(name, name)).await;
+    }
+    let all: Vec<TenantName> = names.iter().map(|n| tenant(n)).collect();
+    let revisions = revisions(store.as_ref(), &all).await;
+    assert_eq!(revisions.len(), names.len());
+    for name in names {
+        assert_eq!(revisions[&tenant(name)], 3);
+        let policy = store.load(&tenant(name)).await.unwrap();
+        let groups = policy.groups();
+        assert_eq!(groups.len(), 1, "{name}: {groups:?}");
+        assert_eq!(groups[0].name, name);
+        assert_eq!(
+            groups[0].permissions,
+            vec![(format!("{name}/*"), name.to_string())]
+        );
+        assert_eq!(groups[0].members, vec![name.to_string()]);
+        assert!(policy.allows(name, &format!("{name}/x"), name));
+    }
+}
+
+pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    write(s, "a", create("g")).await;
+    write(s, "a", add("g", "doc", "read")).await;
+    write(s, "a", assign("g", "alice")).await;
+    write(s, "b", create("g")).await;
+    let b = store.load(&tenant("b")).await.unwrap();
+    assert_eq!(b.revision(), 1);
+    assert!(!b.allows("alice", "doc", "read"));
+    // Deleting b's group leaves a's alone.
+    write(s, "b", Change::DeleteGroup { group: group("g") }).await;
+    assert!(
+        store
+            .load(&tenant("a"))
+            .await
+            .unwrap()
+            .allows("alice", "doc", "read")
+    );
+}
+
+pub async fn revisions_answers_for_many_tenants_at_once(store: Arc<dyn Store>) {
+    for (t, writes) in [("one", 1), ("two", 2), ("three", 3)] {
+        for n in 0..writes {
+            write(store.as_ref(), t, create(&format!("g{n}"))).await;
+        }
+    }
+    let asked = [
+        tenant("one"),
+        tenant("two"),
+        tenant("three"),
+        tenant("none"),
+    ];
+    let answered = revisions(store.as_ref(), &asked).await;
+    assert_eq!(answered.len(), 3);
+    assert_eq!(answered[&tenant("one")], 1);
+    assert_eq!(answered[&tenant("two")], 2);
+    assert_eq!(answered[&tenant("three")], 3);
+    assert!(store.revisions(&[]).await.unwrap().is_empty());
+    let twice = [tenant("two"), tenant("two")];
+    assert_eq!(revisions(store.as_ref(), &twice).await.len(), 1);
+}
+
+pub async fn changes_since_replays_to_exactly_what_a_load_gives(store: Arc<dyn Store>) {
+    let t = tenant("t");
+    let changes = [
+        create("g"),
+        add("g", "r", "a"),
+        add("g", "r", "a"), // no change: not in the changelog
+        assign("g", "u"),
+        create("h"),
+        assign("h", "u"),
+        Change::DeleteGroup { group: group("g") },
+    ];
+    for change in &changes {
+        write(store.as_ref(), "t", change.clone()).await;
+    }
+    let full = store.load(&t).await.unwrap();
+    assert_eq!(full.revision(), 6);
+    for from in 0..=6u64 {
+        let all = store.changes_since(&t, 0, 100).await.unwrap().unwrap();
+        let mut policy = TenantPolicy::default();
+        for recorded in all.iter().take(from as usize) {
+            policy.advance(recorded.revision, &recorded.change).unwrap();
+        }
+        let rest = store.changes_since(&t, from, 100).await.unwrap().unwrap();
+        assert_eq!(rest.len() as u64, 6 - from);
+        for recorded in &rest {
+            policy.advance(recorded.revision, &recorded.change).unwrap();
+        }
+        assert_eq!(policy, full, "replaying from revision {from}");
+    }
+}
+
+pub async fn changes_since_refuses_more_than_the_limit(store: Arc<dyn Store>) {
+    for n in 0..5 {
+        write(store.as_ref(), "t", create(&format!("g{n}"))).await;
+    }
+    let t = tenant("t");
+    assert!(store.changes_since(&t, 0, 4).await.unwrap().is_none());
+    assert_eq!(
+        store.changes_since(&t, 0, 5).await.unwrap().unwrap().len(),
+        5
+    );
+    assert_eq!(
+        store.changes_since(&t, 1, 4).await.unwrap().unwrap().len(),
+        4
+    );
+    assert_eq!(store.changes_since(&t, 5, 1).await.unwrap(), Some(vec![]));
+    assert_eq!(store.changes_since(&t, 9, 1).await.unwrap(), Some(vec![]));
+}
+
+pub async fn pruned_history_is_not_replayed_but_the_state_stays(store: Arc<dyn Store>) {
+    for n in 0..3 {
+        write(store.as_ref(), "t", create(&format!("g{n}"))).await;
+    }
+    let t = tenant("t");
+    // Nothing is that old yet.
+    assert_eq!(
+        store
+            .prune_changelog(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        store.prune_changelog(Duration::from_secs(1)).await.unwrap(),
+        3
+    );
+    assert!(store.changes_since(&t, 0, 100).await.unwrap().is_none());
+    write(store.as_ref(), "t", create("g3")).await;
+    // The newest change is there; the ones before it are not.
+    assert_eq!(
+        store
+            .changes_since(&t, 3, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.changes_since(&t, 2, 100).await.unwrap().is_none());
+    let policy = store.load(&t).await.unwrap();
+    assert_eq!((policy.revision(), policy.group_count()), (4, 4));
+}
+
+pub async fn concurrent_writers_get_a_gapless_sequence_of_revisions(store: Arc<dyn Store>) {
+    write(store.as_ref(), "t", create("g")).await;
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut changed = 0u64;
+            for n in 0..25 {
+                let user = format!("u{}", (task * 25 + n) % 40);
+                let change = if n % 3 == 2 {
+                    unassign("g", &user)
+                } else {
+                    assign("g", &user)
+                };
+                if write(store.as_ref(), "t", change).await.changed {
+                    changed += 1;
+                }
+            }
+            changed
+        }));
+    }
+    let mut changed = 1;
+    for task in tasks {
+        changed += task.await.unwrap();
+    }
+    let t = tenant("t");
+    let log = store.changes_since(&t, 0, 10_000).await.unwrap().unwrap();
+    assert_eq!(log.len() as u64, changed);
+    assert!(
+        log.iter()
+            .zip(1..)
+            .all(|(recorded, n)| recorded.revision == n)
+    );
+    let mut replayed = TenantPolicy::default();
+    for recorded in &log {
+        replayed
+            .advance(recorded.revision, &recorded.change)
+            .unwrap();
+    }
+    assert_eq!(replayed, store.load(&t).await.unwrap());
+}
