@@ -25,7 +25,7 @@ start_local_services
 pgbench_bin="$TEST_PG_BIN/pgbench"
 
 log "building (release)"
-cargo build --release --locked -p rbac-server --bin rbac-server -p rbac-bench
+cargo build --release --locked -p rbac-server -p rbac-bench --bins
 bin=target/release
 driver="$bin/rbac-bench"
 export TMPDIR="$work/tmp"
