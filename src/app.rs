@@ -17,7 +17,7 @@ use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, Operation, TenantName};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
-use crate::store::{Store, StoreError, WriteOutcome};
+use crate::store::{ChangeLog, Store, StoreError, WriteOutcome};
 
 /// How long an instance waits on the store, and how often it sweeps.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +60,18 @@ pub enum AppError {
     RevisionNotReached {
         tenant: TenantName,
         requested: u64,
+        current: u64,
+    },
+    /// Retention deleted changes the tenant made after the revision a reader asked from.
+    #[error(
+        "the changes of tenant '{tenant}' after revision {after} are no longer kept: the oldest kept is revision {oldest}; list the tenant (it is at revision {current}) and follow its changes from there"
+    )]
+    ChangesExpired {
+        tenant: TenantName,
+        after: u64,
+        /// The oldest revision whose change can still be read: the tenant's next one when
+        /// none of its changes is kept.
+        oldest: u64,
         current: u64,
     },
     /// The task a write or key change ran in did not finish: a bug (it panicked).
@@ -212,6 +224,35 @@ impl App {
             return Err(not_reached(snapshot.revision()));
         }
         Ok(snapshot)
+    }
+
+    /// Up to `limit` of the changes `tenant` made after revision `after`, oldest first, from
+    /// the store, with the tenant's revision there. An error if `min_revision` is newer than
+    /// that revision, or if retention deleted any change after `after`.
+    pub async fn changes(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+        min_revision: Option<u64>,
+    ) -> Result<ChangeLog, AppError> {
+        let log = self.store.change_log(tenant, after, limit).await?;
+        if let Some(requested) = min_revision.filter(|&requested| requested > log.revision) {
+            return Err(AppError::RevisionNotReached {
+                tenant: tenant.clone(),
+                requested,
+                current: log.revision,
+            });
+        }
+        if !log.continues(after) {
+            return Err(AppError::ChangesExpired {
+                tenant: tenant.clone(),
+                after,
+                oldest: log.changes.first().map_or(log.revision + 1, |c| c.revision),
+                current: log.revision,
+            });
+        }
+        Ok(log)
     }
 
     /// May `user` do `action` on `resource` in `tenant`? With the revision answered from, if

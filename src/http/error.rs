@@ -27,6 +27,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 409 revision_not_reached: min_revision is newer than the store.
     RevisionNotReached(String),
+    /// 410 changes_expired: retention deleted changes after the revision asked from.
+    ChangesExpired { message: String, oldest: u64 },
     /// 413 payload_too_large: the body is over 64 KiB.
     PayloadTooLarge,
     /// 415 unsupported_media_type: a body that is not `application/json`.
@@ -56,6 +58,10 @@ pub struct ErrorDetail {
     code: &'static str,
     /// For people; may change.
     message: String,
+    /// With `changes_expired` only: the oldest revision whose change can still be read (the
+    /// tenant's next revision when none is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest_revision: Option<u64>,
 }
 
 impl ApiError {
@@ -76,6 +82,9 @@ impl ApiError {
             ),
             ApiError::RevisionNotReached(m) => {
                 (StatusCode::CONFLICT, "revision_not_reached", m.clone())
+            }
+            ApiError::ChangesExpired { message, .. } => {
+                (StatusCode::GONE, "changes_expired", message.clone())
             }
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,8 +126,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
+        let oldest_revision = match self {
+            ApiError::ChangesExpired { oldest, .. } => Some(oldest),
+            _ => None,
+        };
         let body = ErrorBody {
-            error: ErrorDetail { code, message },
+            error: ErrorDetail {
+                code,
+                message,
+                oldest_revision,
+            },
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -162,6 +179,10 @@ impl From<AppError> for ApiError {
                 ApiError::Internal
             }
             e @ AppError::RevisionNotReached { .. } => ApiError::RevisionNotReached(e.to_string()),
+            e @ AppError::ChangesExpired { oldest, .. } => ApiError::ChangesExpired {
+                message: e.to_string(),
+                oldest,
+            },
             e @ AppError::Task(_) => {
                 tracing::error!(error = %crate::error_chain(&e), "write failed");
                 ApiError::Internal

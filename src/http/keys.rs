@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use time::{OffsetDateTime, UtcOffset};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
@@ -13,6 +12,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::page::Paging;
 use super::responses::{InvalidRequest, NotFound};
 use super::state::AppState;
+use super::timestamp::timestamp;
 use crate::keys::{self, KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use crate::policy::{self, KeyName};
 
@@ -209,41 +209,5 @@ impl From<KeyRecord> for KeyBody {
             created_by: record.created_by,
             revoked_at: record.revoked_at.map(timestamp),
         }
-    }
-}
-
-/// A key's time as the API has always shown it: RFC 3339 in UTC, to the millisecond (cut, not
-/// rounded), e.g. `2026-01-31T09:05:07.042Z`. Written out rather than with `Rfc3339`, which
-/// would drop the fraction of a whole second and print up to nine digits of any other.
-fn timestamp(at: OffsetDateTime) -> String {
-    let at = at.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_time_is_shown_in_utc_to_the_millisecond_cut_not_rounded() {
-        let at = time::Date::from_calendar_date(2026, time::Month::January, 31)
-            .unwrap()
-            .with_hms_micro(9, 5, 7, 42_999)
-            .unwrap()
-            .assume_utc();
-        assert_eq!(timestamp(at), "2026-01-31T09:05:07.042Z");
-        let whole = at.replace_microsecond(0).unwrap();
-        assert_eq!(timestamp(whole), "2026-01-31T09:05:07.000Z");
-        let elsewhere = at.to_offset(UtcOffset::from_hms(2, 0, 0).unwrap());
-        assert_eq!(timestamp(elsewhere), "2026-01-31T09:05:07.042Z");
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! A request goes [`serve`] (connections) → [`request`] (id, span, deadline, metrics) →
 //! `routes` (the one list of routes, with the credential each group needs) → a handler
-//! module (`reads`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
+//! module (`reads`, `changes`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
 //! `error` only.
 
 mod auth;
+mod changes;
 mod error;
 mod extract;
 mod keys;
@@ -19,6 +20,7 @@ mod responses;
 mod routes;
 pub mod serve;
 mod state;
+mod timestamp;
 mod tokens;
 mod writes;
 

@@ -22,8 +22,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::responses::{
-    Forbidden, Internal, InvalidRequest, NotFound, PayloadTooLarge, RevisionNotReached,
-    Unauthorized, Unavailable, UnsupportedMediaType, shared,
+    ChangesExpired, Forbidden, Internal, InvalidRequest, NotFound, PayloadTooLarge,
+    RevisionNotReached, Unauthorized, Unavailable, UnsupportedMediaType, shared,
 };
 
 #[derive(OpenApi)]
@@ -40,6 +40,7 @@ use super::responses::{
             Forbidden,
             NotFound,
             RevisionNotReached,
+            ChangesExpired,
             PayloadTooLarge,
             UnsupportedMediaType,
             Internal,

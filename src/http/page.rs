@@ -52,8 +52,8 @@ impl<'a, T> Paging<'a, T> {
     }
 }
 
-/// The page size a request asked for, checked against [`MAX_LIMIT`].
-fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
+/// The page size a request asked for, checked against [`MAX_LIMIT`]; the default if absent.
+pub fn limit(requested: Option<u32>) -> Result<usize, ApiError> {
     match requested.unwrap_or(DEFAULT_LIMIT) {
         limit @ 1..=MAX_LIMIT => Ok(limit as usize),
         _ => Err(ApiError::InvalidRequest(format!(

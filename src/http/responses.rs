@@ -52,6 +52,9 @@ error_responses! {
         revoke, does not exist; or /metrics on an instance that does not record metrics",
     RevisionNotReached: "`revision_not_reached`: `min_revision` is newer than the tenant's \
         revision in the store",
+    ChangesExpired: "`changes_expired`: retention deleted changes the tenant made after \
+        `after`; `oldest_revision` in the error is the oldest whose change can still be read. \
+        List the tenant and follow its changes from the revision the listing gives",
     PayloadTooLarge: "`payload_too_large`: the request body is larger than 64 KiB",
     UnsupportedMediaType: "`unsupported_media_type`: a body without \
         `Content-Type: application/json`",

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, GroupName, TenantName, TenantPolicy};
@@ -61,11 +62,37 @@ pub struct TenantRevision {
     pub revision: u64,
 }
 
-/// A change as the changelog recorded it, with the revision it made.
+/// A change as the changelog recorded it: the revision it made, and who made it when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub revision: u64,
     pub change: Change,
+    /// The `SERVER_ID` of the instance that committed it.
+    pub server_id: String,
+    /// The credential behind it ([`crate::keys::Grant::actor`]); `None` when writes are open.
+    pub actor: Option<String>,
+    /// When it committed, by the store's clock.
+    pub at: OffsetDateTime,
+}
+
+/// A page of one tenant's changelog, read in one snapshot with the tenant's revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeLog {
+    /// The tenant's current revision (0 for a tenant never written).
+    pub revision: u64,
+    /// Oldest first, each with the revision it made.
+    pub changes: Vec<Recorded>,
+}
+
+impl ChangeLog {
+    /// Whether the page holds every revision after `after`, up to its last change or to the
+    /// current revision: false when retention deleted some of them
+    /// ([`Store::prune_changelog`]).
+    pub fn continues(&self, after: u64) -> bool {
+        let gapless = (self.changes.iter().map(|c| c.revision))
+            .eq(after + 1..=after + self.changes.len() as u64);
+        gapless && (self.revision <= after || !self.changes.is_empty())
+    }
 }
 
 /// Tenants with their current revisions, as of `position`.
@@ -158,6 +185,16 @@ pub trait Store: Send + Sync + 'static {
     /// every tenant it holds, and lists the tenants afresh.
     async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError>;
 
+    /// Up to `limit` of the changes `tenant` made after revision `after`, oldest first, and
+    /// the tenant's current revision, read in one snapshot. What retention deleted is missing:
+    /// the changes kept are every revision from the oldest kept to the current one.
+    async fn change_log(
+        &self,
+        tenant: &TenantName,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangeLog, StoreError>;
+
     /// The changes that took `tenant` from revision `after` to its current revision, oldest
     /// first, each with the revision it made; empty when the tenant is not past `after`.
     ///
@@ -169,7 +206,13 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<Recorded>>, StoreError>;
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
+        let log = self.change_log(tenant, after, limit).await?;
+        if log.revision.saturating_sub(after) > limit as u64 || !log.continues(after) {
+            return Ok(None);
+        }
+        Ok(Some(log.changes))
+    }
 
     /// Deletes changelog entries older than `age`, across all tenants; returns how many went.
     /// Tenants' current state is never affected: only the history used for incremental

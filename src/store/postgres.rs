@@ -9,13 +9,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Pool, Postgres, Transaction};
 
 use super::rows::{
-    ChangeRow, ChangedRow, ChangelogRow, assign_row, build_policy, non_negative, read_listing,
-    replay, revision_of, revisions_by_tenant,
+    ChangeRow, ChangedRow, ChangelogRow, assign_row, build_policy, change_log, changelog_columns,
+    non_negative, read_listing, revision_of, revisions_by_tenant,
 };
 use super::sql::Sql;
 use super::write_health::WriteHealth;
 use super::{
-    Changed, OpenError, Position, Recorded, Store, StoreError, TenantRevision, WriteOutcome,
+    ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
     answer_of_write, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
@@ -296,16 +296,17 @@ impl Store for PgStore {
         within(self.timeout, changed).await
     }
 
-    async fn changes_since(
+    async fn change_log(
         &self,
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<Recorded>>, StoreError> {
+    ) -> Result<ChangeLog, StoreError> {
         // One statement sees one snapshot: the changes end exactly at the revision beside
-        // them. One more than the limit tells "too many" from "exactly enough". One round
-        // trip, where SQLite runs two statements in a transaction: a round trip to PostgreSQL
-        // costs what SQLite's do not, and SQLite has no LATERAL join to read both at once.
+        // them. One round trip, where SQLite runs two statements in a transaction: a round
+        // trip to PostgreSQL costs what SQLite's do not, and SQLite has no LATERAL join to
+        // read both at once. The join leaves the changelog's columns null when there is no
+        // change to show.
         #[derive(sqlx::FromRow)]
         struct Row {
             current: i64,
@@ -315,23 +316,26 @@ impl Store for PgStore {
             user_name: Option<String>,
             resource: Option<String>,
             action: Option<String>,
+            server_id: Option<String>,
+            actor: Option<String>,
+            created_at: Option<time::OffsetDateTime>,
         }
         let rows: Vec<Row> = within(self.timeout, async {
-            sqlx::query_as(
-                "SELECT t.revision AS current, c.revision, c.operation, c.group_name, c.user_name,
-                        c.resource, c.action
-                 FROM tenants t
+            sqlx::query_as(concat!(
+                "SELECT t.revision AS current, ",
+                changelog_columns!("c."),
+                " FROM tenants t
                  LEFT JOIN LATERAL (
                      SELECT * FROM changelog
                      WHERE tenant = t.name AND revision > $2
                      ORDER BY revision LIMIT $3
                  ) c ON TRUE
                  WHERE t.name = $1
-                 ORDER BY c.revision",
-            )
+                 ORDER BY c.revision"
+            ))
             .bind(tenant.as_str())
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(Postgres::classify)
@@ -341,12 +345,6 @@ impl Store for PgStore {
             Some(row) => revision_of(tenant, row.current)?,
             None => 0,
         };
-        if current <= after {
-            return Ok(Some(Vec::new()));
-        }
-        if current - after > limit as u64 {
-            return Ok(None);
-        }
         let changes = rows
             .into_iter()
             .filter_map(|row| {
@@ -357,10 +355,13 @@ impl Store for PgStore {
                     user_name: row.user_name,
                     resource: row.resource,
                     action: row.action,
+                    server_id: row.server_id?,
+                    actor: row.actor,
+                    created_at: row.created_at?,
                 })
             })
             .collect();
-        replay(after, current, changes)
+        change_log(current, changes)
     }
 
     async fn prune_changelog(&self, age: Duration) -> Result<u64, StoreError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, TryFutureExt, TryStreamExt};
 
-use super::{Changed, Position, Recorded, StoreError, TenantRevision, within};
+use super::{ChangeLog, Changed, Position, Recorded, StoreError, TenantRevision, within};
 use crate::keys::{KeyId, KeyRecord, Role, Scope};
 use crate::policy::{
     Action, Change, GroupName, NameError, Operation, Permission, Resource, TenantName,
@@ -207,7 +207,8 @@ impl KeyRow {
     }
 }
 
-/// A changelog row as both backends read it.
+/// A changelog row as both backends read it. The time is decoded by sqlx from each store's
+/// own type, as [`KeyRow`]'s are.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ChangelogRow {
     pub revision: i64,
@@ -216,46 +217,75 @@ pub(crate) struct ChangelogRow {
     pub user_name: Option<String>,
     pub resource: Option<String>,
     pub action: Option<String>,
+    pub server_id: String,
+    pub actor: Option<String>,
+    pub created_at: time::OffsetDateTime,
 }
 
-/// The changes after `after` up to `current`, from the changelog rows read in the same
-/// snapshot; `None` when retention removed some of them.
-pub(crate) fn replay(
-    after: u64,
-    current: u64,
-    rows: Vec<ChangelogRow>,
-) -> Result<Option<Vec<Recorded>>, StoreError> {
-    // Exactly the revisions after `after` up to `current`, in order: a gap is history that
-    // retention deleted, which makes a replay impossible rather than wrong.
-    let complete = rows.len() as u64 == current.saturating_sub(after)
-        && rows
-            .iter()
-            .zip(after + 1..)
-            .all(|(row, expected)| u64::try_from(row.revision) == Ok(expected));
-    if !complete {
-        return Ok(None);
-    }
-    rows.iter()
-        .zip(after + 1..)
-        .map(|(row, revision)| {
-            let operation = row.operation.parse().map_err(|_| {
-                broken(format_args!(
-                    "an unknown operation {:?} in the changelog",
-                    row.operation
-                ))
-            })?;
-            let change = ChangeRow {
-                operation,
-                group: &row.group_name,
-                user: row.user_name.as_deref(),
-                resource: row.resource.as_deref(),
-                action: row.action.as_deref(),
-            }
-            .to_change()?;
-            Ok(Recorded { revision, change })
+/// The changelog's columns as [`ChangelogRow`] reads them, for both backends' statements. A
+/// macro, not a const, so that the statements stay `&'static str` literals.
+macro_rules! changelog_columns {
+    ($prefix:literal) => {
+        concat!(
+            $prefix,
+            "revision, ",
+            $prefix,
+            "operation, ",
+            $prefix,
+            "group_name, ",
+            $prefix,
+            "user_name, ",
+            $prefix,
+            "resource, ",
+            $prefix,
+            "action, ",
+            $prefix,
+            "server_id, ",
+            $prefix,
+            "actor, ",
+            $prefix,
+            "created_at"
+        )
+    };
+}
+pub(crate) use changelog_columns;
+
+impl ChangelogRow {
+    pub fn into_recorded(self) -> Result<Recorded, StoreError> {
+        let revision = non_negative(format_args!("a changelog revision"), self.revision)?;
+        let operation = self.operation.parse().map_err(|_| {
+            broken(format_args!(
+                "an unknown operation {:?} in the changelog",
+                self.operation
+            ))
+        })?;
+        let change = ChangeRow {
+            operation,
+            group: &self.group_name,
+            user: self.user_name.as_deref(),
+            resource: self.resource.as_deref(),
+            action: self.action.as_deref(),
+        }
+        .to_change()?;
+        Ok(Recorded {
+            revision,
+            change,
+            server_id: self.server_id,
+            actor: self.actor,
+            at: self.created_at,
         })
-        .collect::<Result<Vec<_>, StoreError>>()
-        .map(Some)
+    }
+}
+
+/// A page of the changelog from its rows and the tenant's revision, read in one snapshot.
+pub(crate) fn change_log(revision: u64, rows: Vec<ChangelogRow>) -> Result<ChangeLog, StoreError> {
+    Ok(ChangeLog {
+        revision,
+        changes: rows
+            .into_iter()
+            .map(ChangelogRow::into_recorded)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// A change as the changelog stores it: the operation's name and the entities it touched.
@@ -380,10 +410,18 @@ mod tests {
             user_name: None,
             resource: None,
             action: None,
+            server_id: "s".to_owned(),
+            actor: None,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
-        assert!(replay(0, 1, vec![row("grant-everything")]).is_err());
-        assert!(replay(0, 1, vec![row("refresh-tenant")]).is_err());
-        assert!(replay(0, 1, vec![row("create-group")]).unwrap().is_some());
+        assert!(row("grant-everything").into_recorded().is_err());
+        assert!(row("refresh-tenant").into_recorded().is_err());
+        assert!(row("create-group").into_recorded().is_ok());
+        let negative = ChangelogRow {
+            revision: -1,
+            ..row("create-group")
+        };
+        assert!(internal(negative.into_recorded()).contains("below zero"));
         let row = ChangeRow {
             operation: Operation::AssignUser,
             group: "g",

@@ -18,13 +18,14 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Pool, Sqlite, SqliteConnection, Transaction};
 
 use super::rows::{
-    ChangeRow, ChangedRow, ChangelogRow, read_listing, replay, revision_of, revisions_by_tenant,
+    ChangeRow, ChangedRow, ChangelogRow, change_log, changelog_columns, read_listing, revision_of,
+    revisions_by_tenant,
 };
 use super::sql::Sql;
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
-    Changed, OpenError, Position, Recorded, Store, StoreError, TenantRevision, WriteOutcome,
+    ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
     answer_of_write, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
@@ -309,36 +310,35 @@ impl Store for SqliteStore {
         within(self.timeout, changed).await
     }
 
-    async fn changes_since(
+    async fn change_log(
         &self,
         tenant: &TenantName,
         after: u64,
         limit: usize,
-    ) -> Result<Option<Vec<Recorded>>, StoreError> {
+    ) -> Result<ChangeLog, StoreError> {
         // Two statements in one snapshot where PostgreSQL runs one: SQLite has no LATERAL join
         // to read both at once, and a round trip to it costs no network.
         within(self.timeout, async {
             let mut tx = Sqlite::begin_snapshot(&self.pool).await?;
             let current = Sqlite::revision_in(&mut tx, tenant).await?;
-            if current <= after {
-                tx.rollback().await.map_err(Sqlite::classify)?;
-                return Ok(Some(Vec::new()));
-            }
-            if current - after > limit as u64 {
-                tx.rollback().await.map_err(Sqlite::classify)?;
-                return Ok(None);
-            }
-            let rows: Vec<ChangelogRow> = sqlx::query_as(
-                "SELECT revision, operation, group_name, user_name, resource, action
-                 FROM changelog WHERE tenant = ?1 AND revision > ?2 ORDER BY revision",
-            )
-            .bind(tenant.as_str())
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Sqlite::classify)?;
+            let rows: Vec<ChangelogRow> = if current <= after {
+                Vec::new()
+            } else {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    changelog_columns!(""),
+                    " FROM changelog WHERE tenant = ?1 AND revision > ?2
+                     ORDER BY revision LIMIT ?3"
+                ))
+                .bind(tenant.as_str())
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Sqlite::classify)?
+            };
             tx.rollback().await.map_err(Sqlite::classify)?;
-            replay(after, current, rows)
+            change_log(current, rows)
         })
         .await
     }

@@ -29,6 +29,16 @@ impl Api {
         }
     }
 
+    /// The same server, called with `token` instead (none: without a credential).
+    pub fn with_token(&self, token: Option<&str>) -> Api {
+        Api {
+            base: self.base.clone(),
+            server_id: self.server_id.clone(),
+            client: self.client.clone(),
+            token: token.map(str::to_owned),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

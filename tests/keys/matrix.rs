@@ -123,6 +123,7 @@ fn routes(revocable: &str) -> Vec<Route> {
             "/user-permissions",
             json!({"user": "alice"}),
         ),
+        route(Read, Method::GET, "/changes", json!({})),
         route(Instance, Method::GET, "/cache-stats", json!({})),
         route(Instance, Method::GET, "/metrics", json!({})),
         route(
@@ -192,6 +193,11 @@ fn read_mismatch(path: &str, tenant: &str, reply: &Reply) -> Option<String> {
                 }
                 "/group-members" => body["group"] == "g" && body["members"] == json!(["alice"]),
                 "/user-permissions" => body["groups"] == json!(["g"]),
+                "/changes" => {
+                    body["tenant"] == tenant
+                        && body["revision"] == 4
+                        && body["changes"].as_array().unwrap().len() == 4
+                }
                 "/cache-stats" => body["api_keys"].is_u64() && body["key_reloads"].is_u64(),
                 other => unreachable!("{other} is not a read"),
             }

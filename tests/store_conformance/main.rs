@@ -153,6 +153,7 @@ conformance!(
     changes_since_replays_to_exactly_what_a_load_gives,
     changes_since_refuses_more_than_the_limit,
     pruned_history_is_not_replayed_but_the_state_stays,
+    the_change_log_pages_each_change_with_who_made_it_and_when,
     concurrent_writers_get_a_gapless_sequence_of_revisions,
     keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_listed,
     a_key_id_is_unique,

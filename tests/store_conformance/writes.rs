@@ -282,6 +282,71 @@ pub async fn pruned_history_is_not_replayed_but_the_state_stays(store: Arc<dyn S
     assert_eq!((policy.revision(), policy.group_count()), (4, 4));
 }
 
+pub async fn the_change_log_pages_each_change_with_who_made_it_and_when(store: Arc<dyn Store>) {
+    let t = tenant("t");
+    let empty = store.change_log(&t, 0, 10).await.unwrap();
+    assert_eq!((empty.revision, empty.changes.len()), (0, 0));
+    assert!(empty.continues(0));
+
+    let started = OffsetDateTime::now_utc();
+    let changes = [
+        create("g"),
+        add("g", "docs/*", "read"),
+        assign("g", "alice"),
+        remove("g", "docs/*", "read"),
+        unassign("g", "alice"),
+    ];
+    for (n, change) in changes.iter().enumerate() {
+        let actor = (n % 2 == 0).then_some("key:0123456789abcdef");
+        let outcome = store.write(&t, change, "writer-a", actor).await.unwrap();
+        assert_eq!(outcome.revision, n as u64 + 1);
+        // A write that changes nothing is not recorded.
+        store.write(&t, change, "writer-b", None).await.unwrap();
+    }
+    let finished = OffsetDateTime::now_utc();
+
+    let whole = store.change_log(&t, 0, 100).await.unwrap();
+    assert_eq!(whole.revision, 5);
+    assert!(whole.continues(0));
+    for (n, recorded) in whole.changes.iter().enumerate() {
+        assert_eq!(recorded.revision, n as u64 + 1);
+        assert_eq!(recorded.change, changes[n]);
+        assert_eq!(recorded.server_id, "writer-a");
+        let actor = (n % 2 == 0).then_some("key:0123456789abcdef");
+        assert_eq!(recorded.actor.as_deref(), actor);
+        // The store's clock, on this machine: the same as the test's, give or take.
+        let slack = Duration::from_secs(5);
+        assert!(
+            recorded.at >= started - slack && recorded.at <= finished + slack,
+            "{} outside the writes",
+            recorded.at
+        );
+    }
+    // Pages: `limit` from `after`, each with the current revision.
+    let page = store.change_log(&t, 1, 2).await.unwrap();
+    assert_eq!(page.revision, 5);
+    assert_eq!(page.changes, whole.changes[1..3]);
+    assert!(page.continues(1));
+    for after in [5, 6, 100] {
+        let log = store.change_log(&t, after, 10).await.unwrap();
+        assert_eq!((log.revision, log.changes.len()), (5, 0), "after {after}");
+        assert!(log.continues(after));
+    }
+
+    // What retention deleted is missing, and the log says it does not continue.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    store.prune_changelog(Duration::from_secs(1)).await.unwrap();
+    write(store.as_ref(), "t", assign("g", "bob")).await;
+    let log = store.change_log(&t, 0, 10).await.unwrap();
+    assert_eq!(log.revision, 6);
+    assert_eq!(
+        log.changes.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        [6]
+    );
+    assert!(!log.continues(0) && !log.continues(4));
+    assert!(store.change_log(&t, 5, 10).await.unwrap().continues(5));
+}
+
 pub async fn concurrent_writers_get_a_gapless_sequence_of_revisions(store: Arc<dyn Store>) {
     write(store.as_ref(), "t", create("g")).await;
     let mut tasks = Vec::new();
