@@ -168,6 +168,8 @@ impl App {
                 tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
                     "cache not updated after write; the next sweep will");
             }
+            // Held or not here, the tenant's watchers hear of it.
+            self.cache.announce(tenant, outcome.revision);
             self.bus.publish(Message::new(
                 tenant,
                 change.operation(),

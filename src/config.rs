@@ -96,6 +96,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Watch streams (`GET /watch`) open at once on this instance; past it, a new one is
+    /// refused with 503.
+    #[arg(long, env = "WATCH_MAX_CLIENTS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub watch_max_clients: u64,
+
     /// Seconds a connection may go without a request in flight, from when it opened or from
     /// its last answer, before it is closed: idle, or sending its next request head too
     /// slowly. Behind a load balancer, make it longer than the balancer's own idle timeout.
@@ -344,6 +350,7 @@ impl fmt::Debug for Config {
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("watch_max_clients", &self.watch_max_clients)
             .field("max_connections", &self.max_connections)
             .field("cache_memory_mb", &self.cache_memory_mb)
             .field("log_format", &self.log_format)

@@ -17,6 +17,7 @@
 //! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub and
 //!   sends what it hears into an inbox.
 //! - [`refresh`]: what a message or the periodic sweep does to the cache and the keys.
+//! - [`feed`]: a watched tenant's changes, in order, as this instance comes to hold them.
 //! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).
 //! - [`http`]: the REST API: one list of routes, its auth and its error format.
 //! - [`server`]: [`server::Server`] binds, then serves until shutdown; [`config`], [`host`]
@@ -37,6 +38,7 @@ pub mod app;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod feed;
 pub mod host;
 pub mod http;
 pub mod keys;

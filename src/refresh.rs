@@ -196,6 +196,8 @@ impl Refresher {
     }
 
     fn on_tenant(self: &Arc<Self>, tenant: TenantName, revision: u64, from: &crate::bus::Sender) {
+        // Watchers of a tenant not held here learn of its changes only this way.
+        self.cache.announce(&tenant, revision);
         if !self.cache.is_behind(tenant.as_str(), revision) {
             if revision > 0 && !self.cache.directory.contains(tenant.as_str()) {
                 // Created on another instance, perhaps: worth a look in the store.
@@ -288,6 +290,7 @@ impl Refresher {
         let mut failed = BTreeSet::new();
         for TenantRevision { tenant, revision } in changed.tenants.into_iter().chain(retried) {
             self.cache.directory.insert(&tenant);
+            self.cache.announce(&tenant, revision);
             // Behind counts a tenant whose first load is under way: that load may have read
             // the store before this change, and no later resync will name the tenant again.
             if !self.cache.is_behind(tenant.as_str(), revision) {

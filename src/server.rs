@@ -183,6 +183,8 @@ impl Server {
             )));
         }
         let store = app.store.clone();
+        // Cancelled when shutdown begins: watch streams would otherwise hold the drain open.
+        let draining = CancellationToken::new();
         let state = Arc::new(http::Services {
             app,
             tokens: Arc::new(Tokens::new(
@@ -191,10 +193,10 @@ impl Server {
             )),
             metrics,
             request_timeout: config.request_timeout(),
+            watching: http::Watching::new(config.watch_max_clients as usize, draining.clone()),
         });
         let router = http::router(state);
 
-        let draining = CancellationToken::new();
         let signalled = draining.clone();
         tokio::spawn(async move {
             shutdown.await;

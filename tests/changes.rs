@@ -75,30 +75,6 @@ async fn all_changes(api: &Api, tenant: &str, mut after: u64, limit: u64) -> (u6
     }
 }
 
-/// The tenant's changelog rows through `revision` deleted, as retention deletes old ones.
-async fn forget_changes_through(database_url: &str, tenant: &str, revision: i64) {
-    use sqlx::Connection;
-    // `$1` is valid SQLite as well as PostgreSQL.
-    let statement = "DELETE FROM changelog WHERE tenant = $1 AND revision <= $2";
-    if database_url.starts_with("sqlite:") {
-        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::query(statement)
-            .bind(tenant)
-            .bind(revision)
-            .execute(&mut db)
-            .await
-            .unwrap();
-    } else {
-        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
-        sqlx::query(statement)
-            .bind(tenant)
-            .bind(revision)
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
-}
-
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
@@ -237,7 +213,7 @@ async fn history_that_retention_deleted_is_refused_with_410_and_where_the_histor
     for user in ["u1", "u2", "u3", "u4"] {
         node.assign_user("acme", user, "g").await;
     }
-    forget_changes_through(&cluster.database_url, "acme", 2).await;
+    common::forget_changes_through(&cluster.database_url, "acme", 2).await;
     for after in ["0", "1"] {
         let (status, body) = node
             .get("/changes", &[("tenant", "acme"), ("after", after)])
@@ -254,7 +230,7 @@ async fn history_that_retention_deleted_is_refused_with_410_and_where_the_histor
     assert_eq!(changes.len(), 3);
 
     // Nothing kept: the oldest revision that can be read is the next one.
-    forget_changes_through(&cluster.database_url, "acme", 5).await;
+    common::forget_changes_through(&cluster.database_url, "acme", 5).await;
     let (status, body) = node
         .get("/changes", &[("tenant", "acme"), ("after", "2")])
         .await;

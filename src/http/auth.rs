@@ -56,6 +56,11 @@ impl Caller {
         }
     }
 
+    /// The credential's grant; none where the route is open.
+    pub fn grant(&self) -> Option<&Grant> {
+        self.0.as_deref()
+    }
+
     /// Who to record as the author of a write.
     pub fn actor(&self) -> Option<&str> {
         self.0.as_ref().map(|grant| grant.actor.as_str())

@@ -38,6 +38,8 @@ pub enum ApiError {
     Unavailable,
     /// 503 unavailable: the request did not finish within REQUEST_TIMEOUT_SECS.
     TimedOut(std::time::Duration),
+    /// 503 unavailable: WATCH_MAX_CLIENTS streams are open on this instance.
+    TooManyWatchers(usize),
     /// 503 unavailable from /ready, saying why.
     NotReady(String),
     /// 500 internal: a bug or a broken store; the cause is in the log.
@@ -107,6 +109,14 @@ impl ApiError {
                 format!(
                     "the request did not finish within {} s; retry later",
                     timeout.as_secs()
+                ),
+            ),
+            ApiError::TooManyWatchers(limit) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "this instance serves its maximum of {limit} watch streams \
+                     (WATCH_MAX_CLIENTS); retry later or on another instance"
                 ),
             ),
             ApiError::NotReady(reasons) => (

@@ -22,6 +22,7 @@ pub mod serve;
 mod state;
 mod timestamp;
 mod tokens;
+mod watch;
 mod writes;
 
 pub use error::ApiError;
@@ -29,3 +30,4 @@ pub use extract::MAX_BODY_BYTES;
 pub use routes::{paths, router};
 pub use state::{AppState, Services};
 pub use tokens::Tokens;
+pub use watch::Watching;

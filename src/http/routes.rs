@@ -22,7 +22,7 @@ use super::extract::MAX_BODY_BYTES;
 use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
-use super::{auth, changes, keys, metrics, openapi, ops, reads, writes};
+use super::{auth, changes, keys, metrics, openapi, ops, reads, watch, writes};
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
 /// the configured tokens require; without, it is the list as the document describes it.
@@ -41,7 +41,8 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(reads::group_permissions))
         .routes(routes!(reads::group_members))
         .routes(routes!(reads::user_permissions))
-        .routes(routes!(changes::changes));
+        .routes(routes!(changes::changes))
+        .routes(routes!(watch::watch));
     let mut instance_views = OpenApiRouter::new()
         .routes(routes!(ops::cache_stats))
         .routes(routes!(metrics::render));

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tokens::Tokens;
+use super::watch::Watching;
 use crate::app::App;
 
 /// What every handler gets. axum clones it for every request, more than once: behind one
@@ -18,4 +19,6 @@ pub struct Services {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// How long a request may take before it is answered 503 and abandoned.
     pub request_timeout: Duration,
+    /// The watch streams: how many may be open, and what ends them.
+    pub watching: Watching,
 }

@@ -119,6 +119,12 @@ impl Grant {
         }
     }
 
+    /// The key behind the grant; none for a global token.
+    pub fn key_id(&self) -> Option<KeyId> {
+        let id = self.actor.strip_prefix("key:")?;
+        KeyId::parse("id", id).ok()
+    }
+
     pub fn key(id: &str, role: Role, scope: Scope) -> Self {
         Self {
             role,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use subtle::ConstantTimeEq;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use super::{Grant, KeyId, KeyRecord, SecretHash, hash_secret, split};
 
@@ -35,6 +35,9 @@ pub struct KeyRing {
     /// Serializes reloads, fetch included, so that a slow one that read the store earlier can
     /// never replace the set a later one installed (which could bring a revoked key back).
     reloading: Mutex<()>,
+    /// Counts the changes of the set, so that what holds on to a credential (a watch stream)
+    /// can check it again when a key may have gone.
+    generation: watch::Sender<u64>,
 }
 
 impl KeyRing {
@@ -83,6 +86,7 @@ impl KeyRing {
             .collect();
         let count = keys.len();
         self.keys.store(Some(Arc::new(keys)));
+        self.generation.send_modify(|generation| *generation += 1);
         Ok(count)
     }
 
@@ -100,7 +104,21 @@ impl KeyRing {
                 .map(|(key_id, key)| (key_id.clone(), key.clone()))
                 .collect();
             self.keys.store(Some(Arc::new(kept)));
+            self.generation.send_modify(|generation| *generation += 1);
         }
+    }
+
+    /// Whether the key `id` is in force.
+    pub fn holds(&self, id: &KeyId) -> bool {
+        self.keys
+            .load()
+            .as_ref()
+            .is_some_and(|keys| keys.contains_key(id))
+    }
+
+    /// Marks a change each time the set of keys in force is replaced or loses a key.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// How many keys are in force, if they have been loaded.

@@ -93,6 +93,7 @@ pub async fn in_process_api(server_id: &str, tokens: Tokens) -> axum::Router {
         tokens: Arc::new(tokens),
         metrics: None,
         request_timeout,
+        watching: http::Watching::new(16, Default::default()),
     }))
 }
 

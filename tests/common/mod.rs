@@ -443,3 +443,26 @@ pub async fn stored_keys(database_url: &str) -> Vec<StoredKey> {
         sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
     }
 }
+
+/// The tenant's changelog rows through `revision` deleted, as retention deletes old ones.
+pub async fn forget_changes_through(database_url: &str, tenant: &str, revision: i64) {
+    // `$1` is valid SQLite as well as PostgreSQL.
+    let statement = "DELETE FROM changelog WHERE tenant = $1 AND revision <= $2";
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query(statement)
+            .bind(tenant)
+            .bind(revision)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query(statement)
+            .bind(tenant)
+            .bind(revision)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+}

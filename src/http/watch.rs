@@ -1,0 +1,266 @@
+//! `GET /watch`: a tenant's changes as a live stream, as Server-Sent Events or over a
+//! WebSocket. What is sent, and in what order, is [`crate::feed`]'s; this is the wire.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use utoipa::IntoParams;
+
+use super::auth::Caller;
+use super::changes::ChangeBody;
+use super::error::ApiError;
+use super::extract::QueryParams;
+use super::responses::ChangesExpired;
+use super::state::AppState;
+use crate::feed::{self, Ending, Watch};
+use crate::keys::{Grant, KeyId};
+use crate::store::Recorded;
+
+/// How often an idle stream carries something (an SSE comment, a WebSocket ping), so that
+/// proxies do not close it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Changes waiting for a client: a client further behind than this is cut off with a reset
+/// rather than buffered for without limit.
+const BUFFERED: usize = 64;
+
+/// The watch streams of one instance: how many may be open, and what ends them at shutdown.
+pub struct Watching {
+    slots: Arc<Semaphore>,
+    limit: usize,
+    stop: CancellationToken,
+}
+
+impl Watching {
+    /// At most `limit` streams at once; every one ends when `stop` is cancelled.
+    pub fn new(limit: usize, stop: CancellationToken) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+            stop,
+        }
+    }
+
+    /// How many streams are open.
+    pub fn open(&self) -> usize {
+        self.limit - self.slots.available_permits()
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuery {
+    tenant: String,
+    /// The changes after this revision come first; 0 (every change kept) if absent. An SSE
+    /// client's `Last-Event-ID` takes its place when it reconnects.
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/watch",
+    tag = "reads",
+    summary = "a tenant's changes as they happen, as Server-Sent Events or over a WebSocket",
+    params(
+        WatchQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "SSE only: resume after this revision (the `id` of the last event received)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A stream of `text/event-stream` events: `change` (id: the revision; data: a change, as in /changes), then, if the stream is cut off, `reset` (data: `{\"after\": N}`) or `expired` (data: `{\"oldest_revision\": N}`)", content_type = "text/event-stream", body = String),
+        (status = 101, description = "A WebSocket (the request was an upgrade): one text message per change, as in /changes; a final `{\"event\": \"reset\", \"after\": N}` or `{\"event\": \"expired\", \"oldest_revision\": N}` before the close when the stream is cut off"),
+        (status = 410, response = ChangesExpired),
+    )
+)]
+pub async fn watch(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<WatchQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant("tenant", &query.tenant)?;
+    let (mut parts, _) = request.into_parts();
+    let upgrade = if wants_websocket(&parts.headers) {
+        let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+        Some(upgrade)
+    } else {
+        None
+    };
+    let after = match (upgrade.is_none(), last_event_id(&parts.headers)?) {
+        (true, Some(resumed)) => resumed,
+        _ => query.after.unwrap_or(0),
+    };
+    // History that retention deleted is refused before the stream starts.
+    state.app.changes(&tenant, after, 1, None).await?;
+    let slot = state
+        .watching
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyWatchers(state.watching.limit))?;
+
+    let (changes, received) = mpsc::channel(BUFFERED);
+    let (ended, ending) = oneshot::channel();
+    let watch = Watch {
+        tenant,
+        after,
+        allowed: still_allowed(&state, caller.grant()),
+    };
+    let app = state.app.clone();
+    let stop = state.watching.stop.clone();
+    tokio::spawn(async move {
+        metrics::gauge!("rbac_watch_streams").increment(1);
+        let ending = feed::follow(app, watch, changes, stop).await;
+        metrics::gauge!("rbac_watch_streams").decrement(1);
+        drop(slot);
+        let _ = ended.send(ending);
+    });
+    Ok(match upgrade {
+        Some(upgrade) => upgrade
+            .on_upgrade(move |socket| websocket(socket, received, ending))
+            .into_response(),
+        None => Sse::new(events(received, ending))
+            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+            .into_response(),
+    })
+}
+
+fn wants_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// The revision an SSE client that reconnects resumes after.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("`Last-Event-ID` must be a revision: a whole number".into())
+        })
+}
+
+/// Whether the credential still allows the watch: an API key until it is revoked; a global
+/// token, or none where reads are open, for as long as the process runs.
+fn still_allowed(state: &AppState, grant: Option<&Grant>) -> Box<dyn Fn() -> bool + Send + Sync> {
+    match grant.and_then(Grant::key_id) {
+        Some(id) => {
+            let keys = state.app.keys.clone();
+            let id: KeyId = id.clone();
+            Box::new(move || keys.holds(&id))
+        }
+        None => Box::new(|| true),
+    }
+}
+
+fn change_json(change: Recorded) -> String {
+    serde_json::to_string(&ChangeBody::new(change)).unwrap_or_default()
+}
+
+/// The SSE events: each change as it comes, then what ended the watch, if the client must
+/// know.
+fn events(
+    received: mpsc::Receiver<Recorded>,
+    ending: oneshot::Receiver<Ending>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(
+        (received, Some(ending)),
+        |(mut received, ending)| async move {
+            if let Some(change) = received.recv().await {
+                let event = Event::default()
+                    .id(change.revision.to_string())
+                    .event("change")
+                    .data(change_json(change));
+                return Some((Ok(event), (received, ending)));
+            }
+            let last = match ending?.await {
+                Ok(Ending::Overrun { after }) => Event::default()
+                    .event("reset")
+                    .data(json!({"after": after}).to_string()),
+                Ok(Ending::Expired { oldest }) => Event::default()
+                    .event("expired")
+                    .data(json!({"oldest_revision": oldest}).to_string()),
+                _ => return None,
+            };
+            Some((Ok(last), (received, None)))
+        },
+    )
+}
+
+/// The WebSocket session: each change as a text message, pings to keep it open, and a
+/// close that says why the watch ended.
+async fn websocket(
+    mut socket: WebSocket,
+    mut received: mpsc::Receiver<Recorded>,
+    ending: oneshot::Receiver<Ending>,
+) {
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    keep_alive.tick().await;
+    loop {
+        tokio::select! {
+            change = received.recv() => match change {
+                Some(change) => {
+                    if socket.send(Message::Text(change_json(change).into())).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                // The stream goes one way; what the client sends is not read.
+                Some(Ok(_)) => {}
+            },
+            _ = keep_alive.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let (last, code, reason) = match ending.await {
+        Ok(Ending::Overrun { after }) => (
+            Some(json!({"event": "reset", "after": after})),
+            close_code::AGAIN,
+            "the client did not keep up; resume after the revision given",
+        ),
+        Ok(Ending::Expired { oldest }) => (
+            Some(json!({"event": "expired", "oldest_revision": oldest})),
+            close_code::POLICY,
+            "changes to send were deleted by retention",
+        ),
+        Ok(Ending::Revoked) => (None, close_code::POLICY, "the credential was revoked"),
+        Ok(Ending::Closed) | Err(_) => (None, close_code::AWAY, "the server is shutting down"),
+    };
+    if let Some(last) = last {
+        let _ = socket.send(Message::Text(last.to_string().into())).await;
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
