@@ -224,6 +224,21 @@ impl Refresher {
         });
     }
 
+    /// Writes when keys were last presented here, for those presented since the last time:
+    /// at each sweep and at shutdown, never on a request's path. A failure is retried at the
+    /// next sweep.
+    pub async fn record_key_uses(&self) {
+        let uses = self.keys.uses_to_record();
+        if uses.is_empty() {
+            return;
+        }
+        match self.store.record_key_uses(&uses).await {
+            Ok(()) => self.keys.recorded(&uses),
+            Err(e) => tracing::warn!(keys = uses.len(), error = %crate::error_chain(&e),
+                "the last use of API keys could not be recorded; the next sweep tries again"),
+        }
+    }
+
     /// Reloads the keys in a task of its own. A message that arrives while a reload waits to
     /// start needs no other: that reload reads the store after the message.
     fn reload_keys_soon(self: &Arc<Self>) {
@@ -380,10 +395,14 @@ pub async fn sweep(
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                refresher.record_key_uses().await;
+                return;
+            }
         }
         bump(&refresher.stats.sweeps);
         refresher.clone().resync("sweep").await;
+        refresher.record_key_uses().await;
         if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
             match refresher.store.prune_changelog(retention).await {

@@ -57,6 +57,10 @@ pub struct KeyBody {
     created_by: Option<String>,
     #[schema(required = true, format = DateTime)]
     revoked_at: Option<String>,
+    /// When an instance last saw the key presented, to the minute or so (see docs/API.md);
+    /// null if never.
+    #[schema(required = true, format = DateTime)]
+    last_used_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -208,6 +212,7 @@ impl From<KeyRecord> for KeyBody {
             created_at: timestamp(record.created_at),
             created_by: record.created_by,
             revoked_at: record.revoked_at.map(timestamp),
+            last_used_at: record.last_used_at.map(timestamp),
         }
     }
 }

@@ -245,6 +245,8 @@ pub struct KeyRecord {
     /// When the key was revoked, by the store's clock; a revoked key is kept so that the
     /// changelog's `key:<id>` stays readable.
     pub revoked_at: Option<OffsetDateTime>,
+    /// When an instance last saw the key presented, to the minute or so; None if never.
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 /// A key about to be stored.

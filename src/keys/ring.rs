@@ -6,9 +6,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
 
 use super::{Grant, KeyId, KeyRecord, SecretHash, hash_secret, split};
@@ -27,7 +29,24 @@ pub enum Verdict {
 struct InForce {
     secret_hash: SecretHash,
     grant: Arc<Grant>,
+    /// Carried from one set to the next, so that a reload loses no use.
+    used: Arc<Use>,
 }
+
+/// When a key was last presented here, in whole seconds since the Unix epoch (0: not since
+/// the process started), and the last such time written to the store.
+#[derive(Default)]
+struct Use {
+    last: AtomicI64,
+    recorded: AtomicI64,
+}
+
+/// How stale a key's last use may be in memory: a key presented on every request is noted
+/// once a minute, so that its requests share a cache line that is read, not written.
+const USE_RESOLUTION_SECS: i64 = 60;
+
+/// Uses of keys to write to the store: the key, and when it was last presented.
+pub type Uses = Vec<(KeyId, OffsetDateTime)>;
 
 #[derive(Default)]
 pub struct KeyRing {
@@ -54,6 +73,10 @@ impl KeyRing {
         };
         match keys.get(&id) {
             Some(key) if bool::from(key.secret_hash.ct_eq(&presented)) => {
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                if key.used.last.load(Ordering::Relaxed) <= now - USE_RESOLUTION_SECS {
+                    key.used.last.store(now, Ordering::Relaxed);
+                }
                 Verdict::Valid(key.grant.clone())
             }
             _ => Verdict::Invalid,
@@ -70,16 +93,22 @@ impl KeyRing {
     ) -> Result<usize, E> {
         let _one_at_a_time = self.reloading.lock().await;
         let records = fetch().await?;
+        let held = self.keys.load_full();
         let keys: HashMap<KeyId, InForce> = records
             .into_iter()
             .filter(|record| record.revoked_at.is_none())
             .map(|record| {
                 let grant = Grant::key(record.id.as_str(), record.role, record.scope);
+                let used = held
+                    .as_ref()
+                    .and_then(|held| held.get(&record.id))
+                    .map_or_else(Arc::default, |key| key.used.clone());
                 (
                     record.id,
                     InForce {
                         secret_hash: record.secret_hash,
                         grant: Arc::new(grant),
+                        used,
                     },
                 )
             })
@@ -105,6 +134,35 @@ impl KeyRing {
                 .collect();
             self.keys.store(Some(Arc::new(kept)));
             self.generation.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// The keys presented since their use was last recorded, with when they last were.
+    pub fn uses_to_record(&self) -> Uses {
+        let Some(keys) = self.keys.load_full() else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter_map(|(id, key)| {
+                let last = key.used.last.load(Ordering::Relaxed);
+                (last > key.used.recorded.load(Ordering::Relaxed))
+                    .then(|| Some((id.clone(), OffsetDateTime::from_unix_timestamp(last).ok()?)))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// Notes that `uses` are in the store, so that they are not written again.
+    pub fn recorded(&self, uses: &Uses) {
+        let Some(keys) = self.keys.load_full() else {
+            return;
+        };
+        for (id, at) in uses {
+            if let Some(key) = keys.get(id) {
+                key.used
+                    .recorded
+                    .fetch_max(at.unix_timestamp(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -142,7 +200,34 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             created_by: None,
             revoked_at: revoked.then_some(time::OffsetDateTime::UNIX_EPOCH),
+            last_used_at: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_use_is_noted_until_recorded_and_outlives_a_reload() {
+        let ring = KeyRing::default();
+        let (token, id, hash) = {
+            let minted = mint().unwrap();
+            (minted.token, minted.id, minted.secret_hash)
+        };
+        let fetch = || async { Ok::<_, ()>(vec![record(&id, hash, false)]) };
+        ring.reload(fetch).await.unwrap();
+        assert!(ring.uses_to_record().is_empty(), "not presented yet");
+        let before = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(matches!(ring.verify(&token), Verdict::Valid(_)));
+        let uses = ring.uses_to_record();
+        assert_eq!(uses.len(), 1);
+        assert_eq!(uses[0].0, id);
+        assert!(uses[0].1.unix_timestamp() >= before);
+        // A reload keeps the use; once recorded, it is not offered again.
+        ring.reload(fetch).await.unwrap();
+        assert_eq!(ring.uses_to_record(), uses);
+        ring.recorded(&uses);
+        assert!(ring.uses_to_record().is_empty());
+        // Within the minute, another use changes nothing to record.
+        assert!(matches!(ring.verify(&token), Verdict::Valid(_)));
+        assert!(ring.uses_to_record().is_empty());
     }
 
     async fn reload(ring: &KeyRing, records: Vec<KeyRecord>) -> usize {

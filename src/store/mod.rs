@@ -226,6 +226,10 @@ pub trait Store: Send + Sync + 'static {
     /// readable.
     async fn revoke_key(&self, id: &KeyId) -> Result<Revocation, StoreError>;
 
+    /// Records when keys were last presented: each key's time becomes the later of the one
+    /// stored and the one given. Keys that do not exist are passed over.
+    async fn record_key_uses(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError>;
+
     /// Every key, revoked ones included, oldest first.
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.key_page(None, usize::MAX).await

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Pool, Postgres, Transaction};
+use time::OffsetDateTime;
 
 use super::rows::{
     ChangeRow, ChangedRow, ChangelogRow, assign_row, build_policy, change_log, changelog_columns,
@@ -416,6 +417,29 @@ impl Store for PgStore {
             Some(true) => Revocation::Revoked,
             Some(false) => Revocation::AlreadyRevoked,
         })
+    }
+
+    async fn record_key_uses(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // Every key in one statement: the ids and times travel as two arrays.
+        let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
+        let times: Vec<OffsetDateTime> = uses.iter().map(|&(_, at)| at).collect();
+        self.write_with(async |connection| {
+            sqlx::query(
+                "UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at)
+                 FROM UNNEST($1::text[], $2::timestamptz[]) AS u(id, at)
+                 WHERE k.id = u.id",
+            )
+            .bind(&ids)
+            .bind(&times)
+            .execute(connection)
+            .await
+            .map(drop)
+            .map_err(Postgres::classify)
+        })
+        .await
     }
 
     async fn key_page(

@@ -176,6 +176,7 @@ pub(crate) struct KeyRow {
     pub created_at: time::OffsetDateTime,
     pub created_by: Option<String>,
     pub revoked_at: Option<time::OffsetDateTime>,
+    pub last_used_at: Option<time::OffsetDateTime>,
 }
 
 impl KeyRow {
@@ -203,6 +204,7 @@ impl KeyRow {
             created_at: self.created_at,
             created_by: self.created_by,
             revoked_at: self.revoked_at,
+            last_used_at: self.last_used_at,
         })
     }
 }
@@ -452,6 +454,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             created_by: None,
             revoked_at: None,
+            last_used_at: None,
         };
         let with = |change: fn(&mut KeyRow)| {
             let mut row = key();

@@ -28,7 +28,7 @@ use crate::policy::{TenantName, TenantPolicy};
 /// stay `&'static str` literals.
 macro_rules! key_columns {
     () => {
-        "id, name, tenant, role, secret_hash, created_at, created_by, revoked_at"
+        "id, name, tenant, role, secret_hash, created_at, created_by, revoked_at, last_used_at"
     };
 }
 

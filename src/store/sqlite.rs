@@ -16,6 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Pool, Sqlite, SqliteConnection, Transaction};
+use time::OffsetDateTime;
 
 use super::rows::{
     ChangeRow, ChangedRow, ChangelogRow, change_log, changelog_columns, read_listing, revision_of,
@@ -395,6 +396,36 @@ impl Store for SqliteStore {
             };
             tx.commit().await.map_err(Sqlite::classify)?;
             Ok(outcome)
+        })
+        .await
+    }
+
+    async fn record_key_uses(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // One statement a key, in one transaction: SQLite has no arrays. The time is written
+        // as the other times are (UTC, RFC 3339 with milliseconds), so that text compares as
+        // time does.
+        self.write_with(async |connection| {
+            let mut tx = connection
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(Sqlite::classify)?;
+            for (id, at) in uses {
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_at = max(
+                         COALESCE(last_used_at, ''),
+                         strftime('%Y-%m-%dT%H:%M:%fZ', ?2, 'unixepoch'))
+                     WHERE id = ?1",
+                )
+                .bind(id.as_str())
+                .bind(at.unix_timestamp())
+                .execute(&mut *tx)
+                .await
+                .map_err(Sqlite::classify)?;
+            }
+            tx.commit().await.map_err(Sqlite::classify)
         })
         .await
     }

@@ -180,6 +180,7 @@ async fn a_key_is_shown_once_then_listed_and_stored_without_its_secret() {
                 "created_by",
                 "id",
                 "key",
+                "last_used_at",
                 "name",
                 "revoked_at",
                 "role",
@@ -194,6 +195,7 @@ async fn a_key_is_shown_once_then_listed_and_stored_without_its_secret() {
         assert_eq!(body["role"], role);
         assert_eq!(body["created_by"], fingerprint(ADMIN));
         assert_eq!(body["revoked_at"], Value::Null);
+        assert_eq!(body["last_used_at"], Value::Null);
         assert!(is_lower_hex(&key.id, 16), "{body}");
         let rest = key
             .token
@@ -422,5 +424,62 @@ async fn on_an_instance_without_admin_token_the_key_endpoints_are_forbidden() {
             .await
             .status,
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_keys_last_use_is_listed_once_a_sweep_has_recorded_it() {
+    let env = [
+        BOTH_TOKENS[0],
+        BOTH_TOKENS[1],
+        ("RESYNC_INTERVAL_SECS", "1"),
+    ];
+    let cluster = Cluster::start_with(2, &env).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let used = create_key(a, "acme", "check").await;
+    let unused = create_key(a, "acme", "check").await;
+    let last_use = async |id: &str| {
+        let reply = send(a, &Call::get("/api-keys", json!({})), Some(ADMIN)).await;
+        let body = reply.body();
+        let entry = body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} is not listed: {body}"));
+        entry["last_used_at"].clone()
+    };
+    // Presented on B, which must first know the key.
+    let before = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let groups = Call::get("/groups", json!({"tenant": "acme"}));
+    let took = eventually(SWEEP_BOUND, || async {
+        send(b, &groups, Some(&used.token)).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(took.is_some(), "the key works on B");
+    let after = OffsetDateTime::now_utc();
+    // B's sweep writes it; A lists it from the store.
+    let recorded = eventually(SWEEP_BOUND, || async {
+        last_use(&used.id).await.is_string()
+    })
+    .await;
+    assert!(
+        recorded.is_some(),
+        "never recorded: {}",
+        last_use(&used.id).await
+    );
+    let at = last_use(&used.id).await;
+    let at = OffsetDateTime::parse(at.as_str().unwrap(), &Rfc3339).unwrap();
+    assert!(
+        at >= before && at <= after,
+        "{at} outside {before}..{after}"
+    );
+    assert_eq!(last_use(&unused.id).await, Value::Null);
+    // Revoked, it keeps its last use.
+    revoke(a, &used.id).await;
+    assert_eq!(
+        OffsetDateTime::parse(last_use(&used.id).await.as_str().unwrap(), &Rfc3339).unwrap(),
+        at
     );
 }

@@ -83,7 +83,13 @@ async fn the_key_listing_pages_oldest_first_and_refuses_bad_limits_and_cursors()
             .collect()
     };
     assert_eq!(ids(&whole), created, "oldest first");
-    assert_eq!(listing(node).await["keys"], whole["keys"]);
+    let whole_keys: Vec<Value> = whole["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(without_last_use)
+        .collect();
+    assert_eq!(listing(node).await["keys"], json!(whole_keys));
     let first = send(node, &get(json!({"limit": "4"})), Some(ADMIN))
         .await
         .body();

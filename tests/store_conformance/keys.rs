@@ -124,3 +124,39 @@ pub async fn keys_page_in_the_order_they_list_in(store: Arc<dyn Store>) {
         "an unknown key is after every key"
     );
 }
+
+pub async fn a_keys_last_use_only_moves_forward(store: Arc<dyn Store>) {
+    for id in ["00000000000000b1", "00000000000000b2"] {
+        store
+            .create_key(&new_key(id, Scope::All, Role::Admin))
+            .await
+            .unwrap();
+    }
+    let at = |seconds: i64| OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap();
+    let last_uses = async || -> Vec<Option<OffsetDateTime>> {
+        let keys = store.keys().await.unwrap();
+        keys.iter().map(|key| key.last_used_at).collect()
+    };
+    assert_eq!(last_uses().await, [None, None]);
+    store.record_key_uses(&[]).await.unwrap();
+    store
+        .record_key_uses(&[(key_id("00000000000000b1"), at(60))])
+        .await
+        .unwrap();
+    assert_eq!(last_uses().await, [Some(at(60)), None]);
+    // An older time is not taken; a later one is; a key that does not exist is passed over.
+    store
+        .record_key_uses(&[
+            (key_id("00000000000000b1"), at(0)),
+            (key_id("00000000000000b2"), at(120)),
+            (key_id("00000000000000ff"), at(120)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(last_uses().await, [Some(at(60)), Some(at(120))]);
+    store
+        .record_key_uses(&[(key_id("00000000000000b1"), at(180))])
+        .await
+        .unwrap();
+    assert_eq!(last_uses().await, [Some(at(180)), Some(at(120))]);
+}

@@ -157,6 +157,7 @@ conformance!(
     concurrent_writers_get_a_gapless_sequence_of_revisions,
     keys_are_kept_with_their_scope_role_and_hash_and_revoked_keys_stay_listed,
     a_key_id_is_unique,
+    a_keys_last_use_only_moves_forward,
     keys_page_in_the_order_they_list_in,
     tenants_lists_what_exists_and_changed_since_what_was_written_after,
     after_retention_changed_since_never_leaves_out_what_it_deleted,
