@@ -569,3 +569,25 @@ async fn metrics_are_prometheus_text_with_requests_by_route_and_the_counters() {
         other => panic!("rbac_bus_connected: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn instances_started_together_on_a_new_database_all_come_up() {
+    // Each migrates the new database at start; the migrations of one must not make another
+    // fail (a concurrent index build once deadlocked with the others' wait for their turn).
+    let database_url = common::fresh_database().await;
+    let starting = (1..=3).map(|n| {
+        let env = vec![
+            ("DATABASE_URL".to_owned(), database_url.clone()),
+            ("SERVER_ID".to_owned(), format!("together-{n}")),
+        ];
+        async move { common::Instance::spawn(&env).await }
+    });
+    let instances = futures_util::future::join_all(starting).await;
+    for instance in &instances {
+        assert_eq!(instance.health().await["database"], "ok");
+    }
+    for (n, instance) in instances.iter().enumerate() {
+        let created = instance.create_group("t", &format!("g{n}")).await;
+        assert_eq!(created["revision"], n + 1, "{created}");
+    }
+}

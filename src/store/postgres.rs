@@ -40,6 +40,18 @@ pub struct PgStore {
     write_health: WriteHealth,
 }
 
+/// How many times an instance tries to migrate when another instance's migration deadlocks
+/// with it.
+const MIGRATION_ATTEMPTS: u32 = 5;
+
+/// PostgreSQL's `deadlock_detected`.
+fn is_deadlock(error: &sqlx::migrate::MigrateError) -> bool {
+    let sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(e)) = error else {
+        return false;
+    };
+    e.code().as_deref() == Some("40P01")
+}
+
 impl PgStore {
     /// Connects to `url` and brings the schema up to date. TLS is whatever the URL's
     /// `sslmode` asks for.
@@ -76,10 +88,28 @@ impl PgStore {
                 scrubbed(e)
             ))
         })?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&mut migrating)
-            .await
-            .map_err(OpenError::from_migration)?;
+        // A concurrent index build waits for every transaction running, the other instances'
+        // waits for the migration lock included, while they wait for it: PostgreSQL breaks
+        // that circle by failing one of them as a deadlock. By then the build is done or
+        // under way, so the one that failed tries again.
+        let mut attempt = 1;
+        loop {
+            match sqlx::migrate!("./migrations/postgres")
+                .run(&mut migrating)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < MIGRATION_ATTEMPTS && is_deadlock(&e) => {
+                    tracing::info!(
+                        attempt,
+                        "migrating: deadlocked with another instance; trying again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(OpenError::from_migration(e)),
+            }
+        }
         let _ = migrating.close().await;
         Ok(Self {
             pool,

@@ -5,7 +5,7 @@
 //! write commits; writes take the write lock when they begin (BEGIN IMMEDIATE), and wait for
 //! it up to the store timeout (busy_timeout) instead of failing with "database is locked".
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,35 @@ pub struct SqliteStore {
     file: Option<Arc<FileGuard>>,
     /// Whether writes fail for want of a usable file (a full disk, an I/O error).
     write_health: WriteHealth,
+}
+
+/// An exclusive lock on `<database>-migration-lock`, held while the value lives; waits for
+/// another process's.
+async fn migration_lock(database: &Path) -> Result<std::fs::File, OpenError> {
+    let mut path = database.as_os_str().to_owned();
+    path.push("-migration-lock");
+    let path = PathBuf::from(path);
+    let locking = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    });
+    locking
+        .await
+        .map_err(|e| {
+            OpenError::Invalid(format!(
+                "cannot lock the SQLite database to migrate it: {e}"
+            ))
+        })?
+        .map_err(|e| {
+            OpenError::Unreachable(format!(
+                "cannot lock the SQLite database to migrate it: {e}"
+            ))
+        })
 }
 
 impl SqliteStore {
@@ -103,6 +132,13 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| OpenError::Unreachable(format!("cannot open the SQLite database: {e}")))?;
+        // sqlx takes no lock around SQLite migrations: instances sharing a file that start
+        // together would each apply the same migration. A lock on a file beside it makes
+        // them take turns; the lock goes with the process if it dies.
+        let _migrating = match in_memory {
+            true => None,
+            false => Some(migration_lock(&filename).await?),
+        };
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
