@@ -52,12 +52,13 @@ pub enum Ending {
     Expired { oldest: u64 },
 }
 
-/// Sends `watch`'s changes into `out` until the client goes, `stop` is cancelled, the
+/// Sends `watch`'s changes into `out` (boxed: a channel keeps room for 32 of its items from
+/// the start, and a watcher that is idle should cost little) until the client goes, `stop` is cancelled, the
 /// credential goes out of force, or `out` is full (the client does not keep up).
 pub async fn follow(
     app: Arc<App>,
     watch: Watch,
-    out: mpsc::Sender<Recorded>,
+    out: mpsc::Sender<Box<Recorded>>,
     stop: CancellationToken,
 ) -> Ending {
     // Subscribed before the first read of the store: whatever is announced after that read
@@ -118,7 +119,7 @@ enum Stop {
 struct Follower {
     app: Arc<App>,
     tenant: TenantName,
-    out: mpsc::Sender<Recorded>,
+    out: mpsc::Sender<Box<Recorded>>,
     /// The revision of the last change sent.
     sent: u64,
     /// The newest revision announced.
@@ -155,7 +156,7 @@ impl Follower {
                 .map_err(Stop::Failed)?;
             for change in log.changes {
                 let revision = change.revision;
-                match self.out.try_send(change) {
+                match self.out.try_send(Box::new(change)) {
                     Ok(()) => self.sent = revision,
                     Err(TrySendError::Full(_)) => {
                         return Err(Stop::Ended(Ending::Overrun { after: self.sent }));

@@ -182,7 +182,7 @@ fn change_json(change: Recorded) -> String {
 /// The SSE events: each change as it comes, then what ended the watch, if the client must
 /// know.
 fn events(
-    received: mpsc::Receiver<Recorded>,
+    received: mpsc::Receiver<Box<Recorded>>,
     ending: oneshot::Receiver<Ending>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(
@@ -192,7 +192,7 @@ fn events(
                 let event = Event::default()
                     .id(change.revision.to_string())
                     .event("change")
-                    .data(change_json(change));
+                    .data(change_json(*change));
                 return Some((Ok(event), (received, ending)));
             }
             let last = match ending?.await {
@@ -213,7 +213,7 @@ fn events(
 /// close that says why the watch ended.
 async fn websocket(
     mut socket: WebSocket,
-    mut received: mpsc::Receiver<Recorded>,
+    mut received: mpsc::Receiver<Box<Recorded>>,
     ending: oneshot::Receiver<Ending>,
 ) {
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
@@ -222,7 +222,7 @@ async fn websocket(
         tokio::select! {
             change = received.recv() => match change {
                 Some(change) => {
-                    if socket.send(Message::Text(change_json(change).into())).await.is_err() {
+                    if socket.send(Message::Text(change_json(*change).into())).await.is_err() {
                         return;
                     }
                 }
