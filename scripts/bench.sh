@@ -49,6 +49,7 @@ wait_for() { # url
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 
 port_a=$(free_port)
 port_b=$(free_port)
@@ -153,6 +154,47 @@ prop_standard=$("$driver" propagation --writer "$a" --reader "$b" --tenant tenan
 prop_large=$("$driver" propagation --writer "$a" --reader "$b" --tenant large)
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
+log "watch: a write on A to a watcher on B (200 trials); 1,000 idle watchers on B"
+watch_prop=$("$driver" watch-propagation --writer "$a" --reader "$b" --tenant tenant-001)
+# Check throughput on B with the idle watchers open and without, by turns in alternating
+# order; and, at the first opening, what they take in anonymous memory.
+watch_rounds=5
+open_idle() {
+    "$driver" idle-watchers --target "$b" --tenant tenant-002 --count 1000 \
+        --seconds 3600 >"$work/idle.txt" &
+    pid_idle=$!
+    on_exit+=("kill $pid_idle 2>/dev/null")
+    for _ in $(seq 1 600); do grep -q open= "$work/idle.txt" && break; sleep 0.1; done
+    grep -q open= "$work/idle.txt" || die "the idle watchers did not open"
+    sleep 1
+}
+close_idle() {
+    kill "$pid_idle" 2>/dev/null || true
+    wait "$pid_idle" 2>/dev/null || true
+    rm -f "$work/idle.txt"
+    sleep 1
+}
+wrk -t"$threads" -c"$connections" -d2s -s scripts/bench/check.lua "$b" -- "$work/requests.jsonl" >/dev/null
+rss_unwatched=$(anon_kib "$pid_b")
+open_idle
+rss_watched=$(anon_kib "$pid_b")
+close_idle
+for round in $(seq 1 $watch_rounds); do
+    if [ $((round % 2)) = 1 ]; then order="unwatched watched"; else order="watched unwatched"; fi
+    for which in $order; do
+        if [ "$which" = watched ]; then open_idle; fi
+        wrk -t"$threads" -c"$connections" -d2s -s scripts/bench/check.lua "$b" -- "$work/requests.jsonl" >/dev/null
+        run_wrk "$b" "$work/wrk-$which-$round.txt"
+        if [ "$which" = watched ]; then close_idle; fi
+    done
+done
+watched_rps=$(for r in $(seq 1 $watch_rounds); do wrk_rps "$work/wrk-watched-$r.txt"; echo; done | median)
+unwatched_rps=$(for r in $(seq 1 $watch_rounds); do wrk_rps "$work/wrk-unwatched-$r.txt"; echo; done | median)
+watch_ratios=$(for r in $(seq 1 $watch_rounds); do
+    awk -v a="$(wrk_rps "$work/wrk-watched-$r.txt")" -v b="$(wrk_rps "$work/wrk-unwatched-$r.txt")" \
+        'BEGIN { printf "%.2f ", a / b }'
+done)
+
 log "writes: rbac-server (16 clients) and pgbench single-row inserts (8 clients), ${seconds}s each"
 writes=$("$driver" writes --target "$a" --concurrency 16 --seconds "$seconds")
 psql_cmd=(psql -q -X "$TEST_DATABASE_URL")
@@ -189,7 +231,6 @@ on_exit+=("kill $pid_c 2>/dev/null")
 c="http://127.0.0.1:$port_c"
 wait_for "$c/health"
 sleep 2
-anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 rss_empty=$(anon_kib "$pid_empty")
 kill "$pid_empty"
 rss_c_known=$(anon_kib "$pid_c")
@@ -284,6 +325,9 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | RSS of instance A before and after the HTTP rounds ($rbac_requests million checks timed, warm-ups besides) | $(( rss_http_before / 1024 )) MiB, $(( rss_http_after / 1024 )) MiB | |
 | propagation A -> B, standard tenant (200 trials) | p50 $(field "$prop_standard" p50_ms) ms, p99 $(field "$prop_standard" p99_ms) ms | <= 1 ms, <= 5 ms |
 | propagation A -> B, large tenant (200 trials) | p50 $(field "$prop_large" p50_ms) ms, p99 $(field "$prop_large" p99_ms) ms | p99 <= 10 ms |
+| watch: a write on A to its event on a watcher of B, after A's answer (200 trials) | p50 $(field "$watch_prop" p50_ms) ms, p99 $(field "$watch_prop" p99_ms) ms | <= 1 ms, <= 5 ms |
+| watch: anonymous memory of 1,000 idle watch streams on B | $(( (rss_watched - rss_unwatched) / 1024 )) MiB | <= 20 MB |
+| watch: check-access on B with the 1,000 idle watchers open, and without (median of $watch_rounds each, by turns) | $watched_rps req/s, $unwatched_rps req/s (ratio $(ratio "$watched_rps" "$unwatched_rps"); of each round: ${watch_ratios% }) | |
 | changing writes over 100 tenants (16 clients) | $(field "$writes" per_second) writes/s | |
 | pgbench single-row insert (8 clients) | $pgbench_tps tps | |
 | ratio writes / pgbench | $(ratio "$(field "$writes" per_second)" "$pgbench_tps") | >= 0.50 |

@@ -7,6 +7,9 @@
 //! - `verify`: sends such requests to an instance and checks the answers, which the load
 //!   generator does not read.
 //! - `propagation`: writes on one instance and polls another until it reflects the write.
+//! - `watch-propagation`: writes on one instance and waits for each write's event on a watch
+//!   stream of another.
+//! - `idle-watchers`: holds many watch streams open on an instance for a while.
 //! - `writes`: concurrent changing writes spread over the standard tenants, for a while.
 //! - `seed-small`: writes the 100,000 small tenants of the many-tenants section, in bulk.
 //! - `requests-small`: check requests spread over the small tenants, as `requests` prints.
@@ -16,6 +19,8 @@
 
 #[path = "../../../support/dataset.rs"]
 mod dataset;
+#[path = "../watch.rs"]
+mod watch;
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +66,26 @@ enum Command {
         tenant: String,
         #[arg(long, default_value_t = 200)]
         trials: usize,
+    },
+    WatchPropagation {
+        #[arg(long)]
+        writer: String,
+        #[arg(long)]
+        reader: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 200)]
+        trials: usize,
+    },
+    IdleWatchers {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long)]
+        seconds: u64,
     },
     Writes {
         #[arg(long)]
@@ -116,6 +141,18 @@ async fn main() {
             tenant,
             trials,
         } => propagation(&writer, &reader, &tenant, trials).await,
+        Command::WatchPropagation {
+            writer,
+            reader,
+            tenant,
+            trials,
+        } => watch::propagation(&writer, &reader, &tenant, trials).await,
+        Command::IdleWatchers {
+            target,
+            tenant,
+            count,
+            seconds,
+        } => watch::idle(&target, &tenant, count, seconds).await,
         Command::Writes {
             target,
             concurrency,
