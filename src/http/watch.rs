@@ -66,7 +66,7 @@ pub struct WatchQuery {
     /// The changes after this revision come first; 0 (every change kept) if absent. An SSE
     /// client's `Last-Event-ID` takes its place when it reconnects.
     #[serde(default)]
-    after: Option<u64>,
+    after: u64,
 }
 
 #[utoipa::path(
@@ -103,7 +103,7 @@ pub async fn watch(
     };
     let after = match (upgrade.is_none(), last_event_id(&parts.headers)?) {
         (true, Some(resumed)) => resumed,
-        _ => query.after.unwrap_or(0),
+        _ => query.after,
     };
     // History that retention deleted is refused before the stream starts.
     state.app.changes(&tenant, after, 1, None).await?;
