@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppError};
@@ -24,6 +23,10 @@ use crate::store::{Recorded, TenantRevision};
 
 /// How many changes a watcher reads from the store at once.
 const PAGE: usize = 256;
+
+/// How long a watcher waits for its client to make room for the next change before it cuts
+/// the client off.
+const SLOW_CLIENT: Duration = Duration::from_secs(5);
 
 /// How long a watcher waits before it asks the store again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
@@ -53,8 +56,9 @@ pub enum Ending {
 }
 
 /// Sends `watch`'s changes into `out` (boxed: a channel keeps room for 32 of its items from
-/// the start, and a watcher that is idle should cost little) until the client goes, `stop` is cancelled, the
-/// credential goes out of force, or `out` is full (the client does not keep up).
+/// the start, and a watcher that is idle should cost little) until the client goes, `stop`
+/// is cancelled, the credential goes out of force, or `out` stays full for [`SLOW_CLIENT`]
+/// (the client does not keep up).
 pub async fn follow(
     app: Arc<App>,
     watch: Watch,
@@ -156,12 +160,15 @@ impl Follower {
                 .map_err(Stop::Failed)?;
             for change in log.changes {
                 let revision = change.revision;
-                match self.out.try_send(Box::new(change)) {
-                    Ok(()) => self.sent = revision,
-                    Err(TrySendError::Full(_)) => {
-                        return Err(Stop::Ended(Ending::Overrun { after: self.sent }));
+                // A full buffer is a client reading slower than changes come, or one taking a
+                // long replay: it has SLOW_CLIENT to make room before it is cut off.
+                match tokio::time::timeout(SLOW_CLIENT, self.out.reserve()).await {
+                    Ok(Ok(room)) => {
+                        room.send(Box::new(change));
+                        self.sent = revision;
                     }
-                    Err(TrySendError::Closed(_)) => return Err(Stop::Ended(Ending::Closed)),
+                    Ok(Err(_)) => return Err(Stop::Ended(Ending::Closed)),
+                    Err(_) => return Err(Stop::Ended(Ending::Overrun { after: self.sent })),
                 }
             }
         }
