@@ -40,16 +40,24 @@ pub struct PgStore {
     write_health: WriteHealth,
 }
 
-/// How many times an instance tries to migrate when another instance's migration deadlocks
-/// with it.
-const MIGRATION_ATTEMPTS: u32 = 5;
+/// The advisory lock instances take turns on to migrate (the bytes of "rbac-mig").
+const MIGRATION_TURN: i64 = 0x7262_6163_2d6d_6967;
 
-/// PostgreSQL's `deadlock_detected`.
-fn is_deadlock(error: &sqlx::migrate::MigrateError) -> bool {
-    let sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(e)) = error else {
-        return false;
-    };
-    e.code().as_deref() == Some("40P01")
+/// Waits for this instance's turn to migrate, asking for the lock every 100 ms.
+async fn take_turn(connection: &mut PgConnection) -> Result<(), OpenError> {
+    loop {
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(MIGRATION_TURN)
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(|e| {
+                OpenError::Invalid(format!("cannot lock the database to migrate it: {e}"))
+            })?;
+        if taken {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 impl PgStore {
@@ -88,28 +96,21 @@ impl PgStore {
                 scrubbed(e)
             ))
         })?;
-        // A concurrent index build waits for every transaction running, the other instances'
-        // waits for the migration lock included, while they wait for it: PostgreSQL breaks
-        // that circle by failing one of them as a deadlock. By then the build is done or
-        // under way, so the one that failed tries again.
-        let mut attempt = 1;
-        loop {
-            match sqlx::migrate!("./migrations/postgres")
-                .run(&mut migrating)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if attempt < MIGRATION_ATTEMPTS && is_deadlock(&e) => {
-                    tracing::info!(
-                        attempt,
-                        "migrating: deadlocked with another instance; trying again"
-                    );
-                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(OpenError::from_migration(e)),
-            }
-        }
+        // A concurrent index build waits for every statement running when it starts: were
+        // the other instances blocked in sqlx's wait for its migration lock, the build and
+        // their wait would wait for each other, and PostgreSQL would fail one as a deadlock.
+        // So they take turns on a lock of this server's first, asking for it again and again
+        // rather than waiting inside a statement.
+        take_turn(&mut migrating).await?;
+        let migrated = sqlx::migrate!("./migrations/postgres")
+            .run(&mut migrating)
+            .await
+            .map_err(OpenError::from_migration);
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_TURN)
+            .execute(&mut migrating)
+            .await;
+        migrated?;
         let _ = migrating.close().await;
         Ok(Self {
             pool,

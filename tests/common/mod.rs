@@ -206,6 +206,20 @@ impl Cluster {
         }
         env.extend(self.env.iter().cloned());
         let instance = Instance::spawn(&env).await;
+        if self.redis_url.as_deref() == Some(redis_url().as_str()) {
+            // Listening comes before subscribing: a write made in between would not be heard.
+            // Only on the shared Redis, which is always up (fault tests start instances on
+            // one that is down).
+            let subscribed = eventually(Duration::from_secs(10), || async {
+                instance.health().await["redis"] == "connected"
+            })
+            .await;
+            assert!(
+                subscribed.is_some(),
+                "{} never subscribed",
+                instance.server_id
+            );
+        }
         self.instances.push(instance);
         self.instances.len() - 1
     }
