@@ -27,7 +27,7 @@ async fn sse(
     tenant: &str,
     after: Option<u64>,
     last_event_id: Option<u64>,
-) -> impl Stream<Item = Event> + Unpin {
+) -> impl Stream<Item = Event> + Unpin + use<> {
     let mut query = vec![("tenant", tenant.to_owned())];
     if let Some(after) = after {
         query.push(("after", after.to_string()));
@@ -473,4 +473,30 @@ async fn changes_deleted_by_retention_are_refused_before_the_stream_starts() {
     assert_eq!(body["error"]["oldest_revision"], 2);
     let mut events = sse(node, "acme", Some(1), None).await;
     assert_eq!(next_change(&mut events).await.0, 2);
+}
+
+#[tokio::test]
+async fn shutting_down_ends_the_watch_streams_rather_than_waiting_on_them() {
+    let mut cluster = Cluster::start(1).await;
+    cluster[0].create_group("acme", "g").await;
+    let mut events = sse(&cluster[0], "acme", Some(0), None).await;
+    let mut socket = websocket(&cluster[0], "acme", 0).await;
+    assert_eq!(next_change(&mut events).await.0, 1);
+    assert_eq!(next_message(&mut socket).await["revision"], 1);
+    let instance = cluster.remove(0);
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || instance.stop())
+        .await
+        .unwrap();
+    // Well before SHUTDOWN_TIMEOUT_SECS (10 s), which open streams would otherwise run out.
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let ended = tokio::time::timeout(EVENT_WAIT, events.next())
+        .await
+        .unwrap();
+    assert!(ended.is_none(), "{ended:?}");
 }

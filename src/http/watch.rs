@@ -24,7 +24,7 @@ use super::extract::QueryParams;
 use super::responses::ChangesExpired;
 use super::state::AppState;
 use crate::feed::{self, Ending, Watch};
-use crate::keys::{Grant, KeyId};
+use crate::keys::Grant;
 use crate::store::Recorded;
 
 /// How often an idle stream carries something (an SSE comment, a WebSocket ping), so that
@@ -50,11 +50,6 @@ impl Watching {
             limit,
             stop,
         }
-    }
-
-    /// How many streams are open.
-    pub fn open(&self) -> usize {
-        self.limit - self.slots.available_permits()
     }
 }
 
@@ -168,7 +163,6 @@ fn still_allowed(state: &AppState, grant: Option<&Grant>) -> Box<dyn Fn() -> boo
     match grant.and_then(Grant::key_id) {
         Some(id) => {
             let keys = state.app.keys.clone();
-            let id: KeyId = id.clone();
             Box::new(move || keys.holds(&id))
         }
         None => Box::new(|| true),

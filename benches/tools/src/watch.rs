@@ -89,18 +89,7 @@ pub async fn propagation(writer: &str, reader: &str, tenant: &str, trials: usize
             _ => lost += 1,
         }
     }
-    samples.sort();
-    let at = |q: f64| {
-        samples
-            .get(((samples.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-    };
-    println!(
-        "watch_propagation tenant={tenant} trials={trials} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} lost={lost}",
-        at(0.50),
-        at(0.99),
-        at(1.0)
-    );
+    crate::print_latencies("watch_propagation", tenant, trials, samples, lost);
 }
 
 /// Holds `count` watch streams of `tenant` open on `target` for `seconds`, reading what

@@ -361,6 +361,17 @@ async fn propagation(writer: &str, reader: &str, tenant: &str, trials: usize) {
             }
         }
     }
+    print_latencies("propagation", tenant, trials, samples, lost);
+}
+
+/// One line of a latency figure: its p50, p99 and maximum, in milliseconds.
+fn print_latencies(
+    what: &str,
+    tenant: &str,
+    trials: usize,
+    mut samples: Vec<Duration>,
+    lost: usize,
+) {
     samples.sort();
     let at = |q: f64| {
         samples
@@ -368,7 +379,7 @@ async fn propagation(writer: &str, reader: &str, tenant: &str, trials: usize) {
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "propagation tenant={tenant} trials={trials} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} lost={lost}",
+        "{what} tenant={tenant} trials={trials} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} lost={lost}",
         at(0.50),
         at(0.99),
         at(1.0)
