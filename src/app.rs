@@ -157,10 +157,9 @@ impl App {
             .store
             .write(tenant, &change, &self.server_id, actor)
             .await?;
-        if outcome.revision > 0 {
-            // The tenant exists: created by this write, or known to the store before it.
-            self.cache.directory.insert(tenant);
-        }
+        // The tenant exists (created by this write, or known to the store before it), and its
+        // watchers hear of the revision, held here or not.
+        self.cache.directory.learn(tenant, outcome.revision);
         if outcome.changed {
             tracing::info!(%tenant, revision = outcome.revision, operation = %change.operation(),
                 actor, "write committed");
@@ -168,8 +167,6 @@ impl App {
                 tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
                     "cache not updated after write; the next sweep will");
             }
-            // Held or not here, the tenant's watchers hear of it.
-            self.cache.announce(tenant, outcome.revision);
             self.bus.publish(Message::new(
                 tenant,
                 change.operation(),
@@ -226,6 +223,15 @@ impl App {
             return Err(not_reached(snapshot.revision()));
         }
         Ok(snapshot)
+    }
+
+    /// Makes sure that what this instance answers for `tenant` reflects `revision`, which the
+    /// store has: a held tenant behind it catches up; one not held is loaded fresh by its next
+    /// read, once it is known to exist.
+    pub async fn hold(&self, tenant: &TenantName, revision: u64) -> Result<(), AppError> {
+        self.cache.directory.learn(tenant, revision);
+        self.cache.catch_up(tenant, revision).await?;
+        Ok(())
     }
 
     /// Up to `limit` of the changes `tenant` made after revision `after`, oldest first, from

@@ -1,14 +1,17 @@
-//! Watching a tenant: its changes, in revision order, none missed and none twice, as this
-//! instance comes to hold them.
+//! Watching changes: one tenant's, in revision order, none missed and none twice; or every
+//! tenant's, as this instance learns of them.
 //!
-//! A watcher first sends the changes after its starting revision, then follows the revisions
-//! the cache announces ([`crate::cache::TenantCache::advances`]): this instance's own writes,
-//! the bus's messages, the sweep's findings. The changes themselves always come from the
-//! store's changelog, read after the last one sent, so an announcement folded into a later
-//! one (a lagging receiver) or never made (a bus message lost, found by the sweep) loses
-//! nothing: the next read covers every revision in between. A change is sent only once this
-//! instance holds its revision ([`App::read`] brings the tenant there first), so a check sent
-//! here after the event reflects it.
+//! Both follow the revisions the directory announces ([`crate::cache::directory::Advance`]):
+//! this instance's own writes, refreshes after bus messages, first loads, lookups, the sweep's
+//! findings. The changes themselves always come from the store's changelog. A change is sent
+//! only once this instance answers from its revision ([`App::hold`]), so a check sent here
+//! after the event reflects it.
+//!
+//! A tenant's watcher reads the changelog after the last change it sent, so an announcement
+//! it lost (a lagging receiver) loses nothing: the next read covers every revision in between;
+//! it can start from any revision the changelog still has. An every-tenant watcher has no
+//! revision to start from or resume after: it sends the ranges announced after it opened,
+//! each exactly once, and a watcher that lost some cannot know which, and is cut off.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppError};
+use crate::cache::directory::Advance;
 use crate::policy::TenantName;
-use crate::store::{Recorded, TenantRevision};
+use crate::store::Recorded;
 
 /// How many changes a watcher reads from the store at once.
 const PAGE: usize = 256;
@@ -31,28 +35,42 @@ const SLOW_CLIENT: Duration = Duration::from_secs(5);
 /// How long a watcher waits before it asks the store again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// What to watch, from where, and whether the credential still allows it.
+/// Whose changes to watch.
+pub enum Subject {
+    /// One tenant's, from the revision after `after`.
+    Tenant { tenant: TenantName, after: u64 },
+    /// Every tenant's, from those this instance learns of after the watch opens.
+    Every,
+}
+
+/// What to watch, and whether the credential still allows it.
 pub struct Watch {
-    pub tenant: TenantName,
-    /// The revision whose successors come first.
-    pub after: u64,
+    pub subject: Subject,
     /// Asked again whenever the keys in force change: false ends the watch.
     pub allowed: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
+/// A change sent to a watcher, with the tenant it belongs to.
+#[derive(Debug)]
+pub struct Sent {
+    pub tenant: TenantName,
+    pub change: Recorded,
+}
+
 /// Why a watch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// The client went away, or the server is shutting down.
     Closed,
     /// The credential went out of force.
     Revoked,
-    /// The client did not take the changes as fast as they came: it may resume after `after`,
-    /// the last change it was given.
-    Overrun { after: u64 },
-    /// Retention deleted changes the watcher had yet to send: the client reads the tenant's
-    /// state afresh and follows from there.
-    Expired { oldest: u64 },
+    /// The client did not take the changes as fast as they came. A tenant's watcher may
+    /// resume after `after`, the last change it was given; an every-tenant watcher has
+    /// nothing to resume after.
+    Overrun { after: Option<u64> },
+    /// Retention deleted changes of `tenant` the watcher had yet to send: the client reads the
+    /// tenant's state afresh and follows from there.
+    Expired { tenant: TenantName, oldest: u64 },
 }
 
 /// Sends `watch`'s changes into `out` (boxed: a channel keeps room for 32 of its items from
@@ -62,52 +80,52 @@ pub enum Ending {
 pub async fn follow(
     app: Arc<App>,
     watch: Watch,
-    out: mpsc::Sender<Box<Recorded>>,
+    out: mpsc::Sender<Box<Sent>>,
     stop: CancellationToken,
 ) -> Ending {
     // Subscribed before the first read of the store: whatever is announced after that read
     // is heard.
-    let mut advances = app.cache.advances();
+    let mut advances = app.cache.directory.advances();
     let mut keys = app.keys.changes();
-    let mut follower = Follower {
-        app,
-        tenant: watch.tenant,
-        out,
-        sent: watch.after,
-        wanted: watch.after,
-        ask_store: true,
+    let mut feed = match watch.subject {
+        Subject::Tenant { tenant, after } => Feed::Tenant {
+            tenant,
+            sent: after,
+            wanted: after,
+            ask_store: true,
+        },
+        Subject::Every => Feed::Every { pending: None },
     };
+    let courier = Courier { app, out };
     let mut failing = false;
     loop {
-        match follower.catch_up().await {
+        match feed.catch_up(&courier).await {
             Ok(()) => failing = false,
             Err(Stop::Ended(ending)) => return ending,
-            Err(Stop::Failed(e)) => {
+            Err(Stop::Failed(tenant, e)) => {
                 if !failing {
-                    tracing::warn!(tenant = %follower.tenant, error = %crate::error_chain(&e),
+                    tracing::warn!(%tenant, error = %crate::error_chain(&e),
                         "a watch cannot read the changes; trying again");
                 }
                 failing = true;
-                follower.ask_store = true;
             }
         }
         tokio::select! {
             biased;
             () = stop.cancelled() => return Ending::Closed,
-            () = follower.out.closed() => return Ending::Closed,
+            () = courier.out.closed() => return Ending::Closed,
             changed = keys.changed() => {
                 if changed.is_err() || !(watch.allowed)() {
                     return Ending::Revoked;
                 }
             }
-            heard = advances.recv() => match heard {
-                Ok(TenantRevision { tenant, revision }) => {
-                    if tenant == follower.tenant {
-                        follower.wanted = follower.wanted.max(revision);
+            heard = advances.recv(), if feed.listens() => match heard {
+                Ok(advance) => feed.heard(advance),
+                Err(RecvError::Lagged(_)) => {
+                    if let Some(ending) = feed.lagged() {
+                        return ending;
                     }
                 }
-                // Announcements were dropped: the store says what they said.
-                Err(RecvError::Lagged(_)) => follower.ask_store = true,
                 Err(RecvError::Closed) => return Ending::Closed,
             },
             () = tokio::time::sleep(RETRY), if failing => {}
@@ -117,59 +135,193 @@ pub async fn follow(
 
 enum Stop {
     Ended(Ending),
-    Failed(AppError),
+    Failed(TenantName, AppError),
 }
 
-struct Follower {
-    app: Arc<App>,
-    tenant: TenantName,
-    out: mpsc::Sender<Box<Recorded>>,
-    /// The revision of the last change sent.
-    sent: u64,
-    /// The newest revision announced.
-    wanted: u64,
-    /// Whether the store must be asked even though nothing newer was announced: at the
-    /// start, and after announcements were lost.
-    ask_store: bool,
+enum Feed {
+    Tenant {
+        tenant: TenantName,
+        /// The revision of the last change sent.
+        sent: u64,
+        /// The newest revision announced.
+        wanted: u64,
+        /// Whether the store must be asked even though nothing newer was announced: at the
+        /// start, after announcements were lost, and after a failure.
+        ask_store: bool,
+    },
+    Every {
+        /// The range being sent; the next is not taken before it is.
+        pending: Option<Advance>,
+    },
 }
 
-impl Follower {
-    /// Sends every change up to the newest revision announced (or the store's, when asked),
-    /// page by page.
-    async fn catch_up(&mut self) -> Result<(), Stop> {
-        while self.ask_store || self.sent < self.wanted {
-            let log = match self.app.changes(&self.tenant, self.sent, PAGE, None).await {
-                Ok(log) => log,
-                Err(AppError::ChangesExpired { oldest, .. }) => {
-                    return Err(Stop::Ended(Ending::Expired { oldest }));
+impl Feed {
+    /// Whether to take the next announcement now.
+    fn listens(&self) -> bool {
+        match self {
+            Feed::Tenant { .. } => true,
+            Feed::Every { pending } => pending.is_none(),
+        }
+    }
+
+    fn heard(&mut self, advance: Advance) {
+        match self {
+            Feed::Tenant { tenant, wanted, .. } => {
+                if advance.tenant == *tenant {
+                    *wanted = (*wanted).max(advance.to);
                 }
-                Err(e) => return Err(Stop::Failed(e)),
-            };
-            self.ask_store = false;
-            self.wanted = self.wanted.max(log.revision);
-            let Some(last) = log.changes.last().map(|change| change.revision) else {
-                // Announced, but not in the store: nothing to send. Only a message that
-                // promised a revision the store never had does this.
-                self.wanted = self.sent;
-                return Ok(());
-            };
-            // Hold what is about to be sent, so that a check that follows the event sees it.
-            self.app
-                .read(&self.tenant, Some(last))
-                .await
-                .map_err(Stop::Failed)?;
-            for change in log.changes {
-                let revision = change.revision;
-                // A full buffer is a client reading slower than changes come, or one taking a
-                // long replay: it has SLOW_CLIENT to make room before it is cut off.
-                match tokio::time::timeout(SLOW_CLIENT, self.out.reserve()).await {
-                    Ok(Ok(room)) => {
-                        room.send(Box::new(change));
-                        self.sent = revision;
+            }
+            Feed::Every { pending } => *pending = Some(advance),
+        }
+    }
+
+    /// Announcements were dropped: a tenant's watcher asks the store what they said; an
+    /// every-tenant watcher cannot, and ends.
+    fn lagged(&mut self) -> Option<Ending> {
+        match self {
+            Feed::Tenant { ask_store, .. } => {
+                *ask_store = true;
+                None
+            }
+            Feed::Every { .. } => Some(Ending::Overrun { after: None }),
+        }
+    }
+
+    /// Sends every change announced (or, for a tenant's watcher asked to, every change the
+    /// store has), page by page.
+    async fn catch_up(&mut self, courier: &Courier) -> Result<(), Stop> {
+        match self {
+            Feed::Tenant {
+                tenant,
+                sent,
+                wanted,
+                ask_store,
+            } => {
+                while *ask_store || sent < wanted {
+                    // Asked again after a failure, whatever was announced meanwhile.
+                    *ask_store = true;
+                    let page = courier.page(tenant, *sent, u64::MAX).await?;
+                    *ask_store = false;
+                    *wanted = (*wanted).max(page.current);
+                    if page.changes.is_empty() {
+                        // Announced, but not in the store: nothing to send. Only a message
+                        // that promised a revision the store never had does this.
+                        *wanted = *sent;
+                        return Ok(());
                     }
-                    Ok(Err(_)) => return Err(Stop::Ended(Ending::Closed)),
-                    Err(_) => return Err(Stop::Ended(Ending::Overrun { after: self.sent })),
+                    courier
+                        .deliver(tenant, page.changes, sent)
+                        .await
+                        .map_err(|slow| slow.overrun(Some(*sent)))?;
                 }
+            }
+            Feed::Every { pending } => {
+                while let Some(advance) = pending {
+                    if advance.from >= advance.to {
+                        *pending = None;
+                        break;
+                    }
+                    let page = courier
+                        .page(&advance.tenant, advance.from, advance.to)
+                        .await?;
+                    if page.changes.is_empty() {
+                        *pending = None;
+                        break;
+                    }
+                    let tenant = advance.tenant.clone();
+                    courier
+                        .deliver(&tenant, page.changes, &mut advance.from)
+                        .await
+                        .map_err(|slow| slow.overrun(None))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads changes from the store and hands them to the client.
+struct Courier {
+    app: Arc<App>,
+    out: mpsc::Sender<Box<Sent>>,
+}
+
+struct Page {
+    changes: Vec<Recorded>,
+    /// The tenant's revision in the store.
+    current: u64,
+}
+
+/// What made a delivery stop short.
+enum Short {
+    /// The client went away.
+    Gone,
+    /// The client did not make room in time.
+    Slow,
+    /// This instance could not catch up to the changes, so they were not sent.
+    Behind(TenantName, AppError),
+}
+
+impl Short {
+    /// Why the watch stops, `after` being where its client may resume.
+    fn overrun(self, after: Option<u64>) -> Stop {
+        match self {
+            Short::Gone => Stop::Ended(Ending::Closed),
+            Short::Slow => Stop::Ended(Ending::Overrun { after }),
+            Short::Behind(tenant, e) => Stop::Failed(tenant, e),
+        }
+    }
+}
+
+impl Courier {
+    /// The next page of `tenant`'s changes after `after`, none past `until`.
+    async fn page(&self, tenant: &TenantName, after: u64, until: u64) -> Result<Page, Stop> {
+        let mut log = match self.app.changes(tenant, after, PAGE, None).await {
+            Ok(log) => log,
+            Err(AppError::ChangesExpired { oldest, .. }) => {
+                return Err(Stop::Ended(Ending::Expired {
+                    tenant: tenant.clone(),
+                    oldest,
+                }));
+            }
+            Err(e) => return Err(Stop::Failed(tenant.clone(), e)),
+        };
+        log.changes.retain(|change| change.revision <= until);
+        Ok(Page {
+            changes: log.changes,
+            current: log.revision,
+        })
+    }
+
+    /// Sends `changes`, once this instance answers from the last of them, recording in `sent`
+    /// the revision of each as it goes.
+    async fn deliver(
+        &self,
+        tenant: &TenantName,
+        changes: Vec<Recorded>,
+        sent: &mut u64,
+    ) -> Result<(), Short> {
+        let Some(last) = changes.last().map(|change| change.revision) else {
+            return Ok(());
+        };
+        self.app
+            .hold(tenant, last)
+            .await
+            .map_err(|e| Short::Behind(tenant.clone(), e))?;
+        for change in changes {
+            let revision = change.revision;
+            // A full buffer is a client reading slower than changes come, or one taking a long
+            // replay: it has SLOW_CLIENT to make room before it is cut off.
+            match tokio::time::timeout(SLOW_CLIENT, self.out.reserve()).await {
+                Ok(Ok(room)) => {
+                    room.send(Box::new(Sent {
+                        tenant: tenant.clone(),
+                        change,
+                    }));
+                    *sent = revision;
+                }
+                Ok(Err(_)) => return Err(Short::Gone),
+                Err(_) => return Err(Short::Slow),
             }
         }
         Ok(())

@@ -196,11 +196,14 @@ impl Refresher {
     }
 
     fn on_tenant(self: &Arc<Self>, tenant: TenantName, revision: u64, from: &crate::bus::Sender) {
-        // Watchers of a tenant not held here learn of its changes only this way.
-        self.cache.announce(&tenant, revision);
         if !self.cache.is_behind(tenant.as_str(), revision) {
-            if revision > 0 && !self.cache.directory.contains(tenant.as_str()) {
-                // Created on another instance, perhaps: worth a look in the store.
+            // Not held here: created on another instance, perhaps, or followed by a watch
+            // stream, which hears of it once the store confirms it. Worth a look in the store.
+            if revision > 0
+                && (!self.cache.directory.contains(tenant.as_str())
+                    || self.cache.directory.watched()
+                        && self.cache.held_revision(tenant.as_str()).is_none())
+            {
                 self.cache.directory.discover(&tenant);
             }
             bump(&self.stats.stale_messages_ignored);
@@ -304,8 +307,7 @@ impl Refresher {
         let mut lag_max = 0u64;
         let mut failed = BTreeSet::new();
         for TenantRevision { tenant, revision } in changed.tenants.into_iter().chain(retried) {
-            self.cache.directory.insert(&tenant);
-            self.cache.announce(&tenant, revision);
+            self.cache.directory.learn(&tenant, revision);
             // Behind counts a tenant whose first load is under way: that load may have read
             // the store before this change, and no later resync will name the tenant again.
             if !self.cache.is_behind(tenant.as_str(), revision) {

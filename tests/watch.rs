@@ -72,14 +72,29 @@ async fn next_change(events: &mut (impl Stream<Item = Event> + Unpin)) -> (u64, 
     (revision, change)
 }
 
+/// The next `change` event of a stream of every tenant's changes: no id, and the change
+/// names its tenant. Any other event is a failure.
+async fn next_of_every(events: &mut (impl Stream<Item = Event> + Unpin)) -> Value {
+    let event = tokio::time::timeout(EVENT_WAIT, events.next())
+        .await
+        .expect("an event in time")
+        .expect("the stream goes on");
+    assert_eq!(event.event, "change", "{event:?}");
+    assert_eq!(event.id, "", "no revision to resume after: {event:?}");
+    let change: Value = serde_json::from_str(&event.data).unwrap();
+    assert!(change["tenant"].is_string(), "{change}");
+    change
+}
+
 type WebSocketClient =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn websocket(api: &Api, tenant: &str, after: u64) -> WebSocketClient {
-    let url = format!(
-        "{}/watch?tenant={tenant}&after={after}",
-        api.base.replacen("http://", "ws://", 1)
-    );
+    websocket_to(api, &format!("tenant={tenant}&after={after}")).await
+}
+
+async fn websocket_to(api: &Api, query: &str) -> WebSocketClient {
+    let url = format!("{}/watch?{query}", api.base.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
     if let Some(token) = &api.token {
         request
@@ -188,6 +203,71 @@ async fn a_watcher_gets_every_revision_once_in_order_from_writes_on_every_instan
 }
 
 #[tokio::test]
+async fn every_tenant_changes_learned_after_the_stream_opens_come_once_each_in_order() {
+    let cluster = Cluster::start(3).await;
+    let (a, b, c) = (&cluster[0], &cluster[1], &cluster[2]);
+    for tenant in ["acme", "initech"] {
+        a.create_group(tenant, "g").await;
+        a.add_permission(tenant, "g", "docs/*", "read").await;
+    }
+    // Every instance knows them before the stream opens: what came before is not sent.
+    for node in &cluster.instances {
+        for tenant in ["acme", "initech"] {
+            node.check_at(tenant, "u", "docs/x", "read", 2).await;
+        }
+    }
+    let mut events = sse(b, "*", None, None).await;
+    let mut socket = websocket_to(b, "tenant=*").await;
+
+    // Concurrent writes on every instance to acme, one on C to a tenant created now, and one
+    // to initech.
+    let others = async {
+        c.create_group("globex", "g").await;
+        c.assign_user("globex", "alice", "g").await;
+        a.assign_user("initech", "bob", "g").await;
+    };
+    tokio::join!(write_concurrently(&cluster, "acme"), others);
+
+    let mut expected = std::collections::BTreeMap::new();
+    for (tenant, after) in [("acme", 2), ("initech", 2), ("globex", 0)] {
+        for mut change in changes_after(a, tenant, after).await {
+            change["tenant"] = tenant.into();
+            expected.insert(
+                (tenant.to_owned(), change["revision"].as_u64().unwrap()),
+                change,
+            );
+        }
+    }
+    assert_eq!(expected.len(), 203);
+    let mut received = std::collections::BTreeMap::new();
+    let mut newest = std::collections::HashMap::<String, u64>::new();
+    for _ in 0..expected.len() {
+        let change = next_of_every(&mut events).await;
+        let tenant = change["tenant"].as_str().unwrap().to_owned();
+        let revision = change["revision"].as_u64().unwrap();
+        // Each tenant's in order, with no gap.
+        let before = newest.insert(tenant.clone(), revision);
+        let first = if tenant == "globex" { 0 } else { 2 };
+        assert_eq!(before.unwrap_or(first) + 1, revision, "{change}");
+        // Sent only once B answers from it.
+        let answer = b.check_body(&tenant, "nobody", "docs/x", "read").await;
+        assert!(answer["revision"].as_u64().unwrap() >= revision, "{answer}");
+        // The WebSocket stream sends the same, in the same order.
+        let message = next_message(&mut socket).await;
+        assert_eq!(message, change);
+        assert!(received.insert((tenant, revision), change).is_none());
+    }
+    assert_eq!(received, expected);
+    // Nothing more, and nothing twice.
+    a.create_group("initech", "last").await;
+    let last = next_of_every(&mut events).await;
+    assert_eq!(
+        (last["tenant"].as_str(), last["revision"].as_u64()),
+        (Some("initech"), Some(4))
+    );
+}
+
+#[tokio::test]
 async fn a_watcher_resumes_after_the_last_change_it_got_with_no_gap_and_no_repeat() {
     let cluster = Cluster::start(2).await;
     let (a, b) = (&cluster[0], &cluster[1]);
@@ -253,6 +333,7 @@ async fn a_watcher_whose_instance_missed_the_bus_messages_still_gets_every_revis
     a.create_group("acme", "g").await;
     let mut events = sse(b, "acme", Some(0), None).await;
     assert_eq!(next_change(&mut events).await.0, 1);
+    let mut every = sse(b, "*", None, None).await;
 
     redis.stop();
     for n in 0..20 {
@@ -263,6 +344,11 @@ async fn a_watcher_whose_instance_missed_the_bus_messages_still_gets_every_revis
         let (received, change) = next_change(&mut events).await;
         assert_eq!(received, revision);
         assert_eq!(change["operation"], "assign-user");
+        let change = next_of_every(&mut every).await;
+        assert_eq!(
+            (change["tenant"].as_str(), change["revision"].as_u64()),
+            (Some("acme"), Some(revision))
+        );
     }
     redis.resume();
 }
@@ -433,6 +519,50 @@ async fn bad_watch_requests_are_refused_and_a_revoked_key_ends_its_streams() {
         .get("/watch", &[("tenant", "acme")])
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Every tenant's changes: an admin credential for every tenant, from the present only.
+    let (status, admin_key) = a
+        .post(
+            "/create-api-key",
+            json!({"tenant": "acme", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{admin_key}");
+    let check_token = b.with_token(Some("check-secret"));
+    let tenant_admin = b.with_token(admin_key["key"].as_str());
+    let admin = b.with_token(Some("admin-secret"));
+    let known = common::eventually(common::PROPAGATION, || async {
+        tenant_admin.get("/groups", &[("tenant", "acme")]).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(known.is_some(), "the admin key reaches B");
+    for (api, query, status) in [
+        (&with_key, vec![("tenant", "*")], 403),
+        (&check_token, vec![("tenant", "*")], 403),
+        (&tenant_admin, vec![("tenant", "*")], 403),
+        (&admin, vec![("tenant", "*"), ("after", "0")], 400),
+    ] {
+        let (got, body) = api.get("/watch", &query).await;
+        assert_eq!(got.as_u16(), status, "{query:?}: {body}");
+    }
+    let response = b
+        .client
+        .get(b.url("/watch"))
+        .query(&[("tenant", "*")])
+        .bearer_auth("admin-secret")
+        .header("last-event-id", "3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let mut every = sse(&admin, "*", None, None).await;
+    a.create_group("initech", "g").await;
+    let change = next_of_every(&mut every).await;
+    assert_eq!(
+        (change["tenant"].as_str(), change["revision"].as_u64()),
+        (Some("initech"), Some(1))
+    );
+    drop(every);
 
     // The key's streams on B end when it is revoked on A.
     let mut events = sse(&with_key, "acme", Some(0), None).await;

@@ -10,6 +10,13 @@
 //! of a tenant not known here, which may have been created on another instance a moment ago.
 //! Those checks are lookups: many names per store query, never more than one query in flight,
 //! however many names arrive at once, and answered in the order they were asked.
+//!
+//! It is also where this instance's knowledge of revisions is announced to the watch streams
+//! ([`Directory::advances`]): each tenant's entry keeps the revision announced through, so
+//! that every revision the instance learns of is announced exactly once, in a range that
+//! starts where the previous one ended, whichever path learned it (a write here, a refresh, a
+//! first load, a lookup, the sweep). Only what the store said is learned: a bus message is
+//! only a reason to ask it.
 
 use std::collections::{HashMap as StdHashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -17,11 +24,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 
 use compact_str::CompactString;
 use hashbrown::HashMap;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::policy::TenantName;
 use crate::stats::{Stats, bump};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TenantRevision};
 
 /// The most names one lookup query asks about.
 const LOOKUP_BATCH: usize = 1000;
@@ -36,12 +43,25 @@ const DISCOVERIES_MAX: usize = 5_000;
 /// waits at most for one table's insertion, however many tenants there are.
 const SHARDS: usize = 64;
 
+/// How many announced ranges wait for the slowest watcher before it is told it lagged.
+pub const ADVANCES_BUFFERED: usize = 4096;
+
+/// Revisions of a tenant this instance has just learned of: every one after `from`, up to
+/// and including `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    pub tenant: TenantName,
+    pub from: u64,
+    pub to: u64,
+}
+
 /// Cheap to share: the task that drains lookups holds it too, to record what it finds.
 pub struct Directory(Arc<Inner>);
 
 struct Inner {
-    /// Every tenant known to exist, with whether it was evicted since it was last loaded (to
-    /// count the loads that eviction cost). Every tenant of the store is here, so it must be
+    /// Every tenant known to exist, with the revision announced through and whether it was
+    /// evicted since it was last loaded (to count the loads that eviction cost). Every tenant
+    /// of the store is here, so it must be
     /// compact: plain tables with names inline, rather than a concurrent map of separately
     /// allocated entries. Checks of held tenants never look here, only first reads and reads
     /// of names that do not exist.
@@ -52,10 +72,17 @@ struct Inner {
     stats: Arc<Stats>,
     /// Names waiting to be looked up in the store.
     queue: Mutex<Queue>,
+    advances: broadcast::Sender<Advance>,
 }
 
-/// Tenant name -> whether it was evicted since it was last loaded.
-type Known = HashMap<CompactString, bool, foldhash::fast::RandomState>;
+type Known = HashMap<CompactString, Entry, foldhash::fast::RandomState>;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    /// The newest revision announced: what this instance learned the tenant reached.
+    announced: u64,
+    evicted: bool,
+}
 
 #[derive(Default)]
 struct Queue {
@@ -82,6 +109,7 @@ impl Directory {
             store,
             stats,
             queue: Mutex::default(),
+            advances: broadcast::Sender::new(ADVANCES_BUFFERED),
         }))
     }
 
@@ -89,16 +117,30 @@ impl Directory {
         self.0.read(tenant).contains_key(tenant)
     }
 
-    /// Records that `tenant` exists in the store.
-    pub fn insert(&self, tenant: &TenantName) {
-        self.0.insert(tenant);
+    /// Records that the store has `tenant` at `revision` (a revision read from the store, or
+    /// made here: never one a message merely claims), and announces the revisions that are
+    /// new to this instance. Revision 0 is a tenant never written, which is not recorded.
+    pub fn learn(&self, tenant: &TenantName, revision: u64) {
+        self.0.learn(tenant, revision);
     }
 
-    /// Records that every one of `tenants` exists.
-    pub fn extend(&self, tenants: impl IntoIterator<Item = TenantName>) {
-        for tenant in tenants {
-            self.0.insert(&tenant);
+    /// Records every one of `tenants` at its revision.
+    pub fn extend(&self, tenants: impl IntoIterator<Item = TenantRevision>) {
+        for TenantRevision { tenant, revision } in tenants {
+            self.0.learn(&tenant, revision);
         }
+    }
+
+    /// The revisions this instance learns of from now on ([`Directory::learn`]), in order
+    /// for each tenant. A receiver that falls more than [`ADVANCES_BUFFERED`] behind is told
+    /// it lagged.
+    pub fn advances(&self) -> broadcast::Receiver<Advance> {
+        self.0.advances.subscribe()
+    }
+
+    /// Whether anyone listens to the advances.
+    pub fn watched(&self) -> bool {
+        self.0.advances.receiver_count() > 0
     }
 
     /// How many tenants are known to exist.
@@ -112,8 +154,8 @@ impl Directory {
 
     /// Records that `tenant` was evicted from the cache.
     pub fn mark_evicted(&self, tenant: &str) {
-        if let Some(evicted) = self.0.write(tenant).get_mut(tenant) {
-            *evicted = true;
+        if let Some(entry) = self.0.write(tenant).get_mut(tenant) {
+            entry.evicted = true;
         }
     }
 
@@ -123,14 +165,14 @@ impl Directory {
             .0
             .read(tenant)
             .get(tenant)
-            .is_some_and(|evicted| *evicted)
+            .is_some_and(|entry| entry.evicted)
         {
             return false;
         }
         self.0
             .write(tenant)
             .get_mut(tenant)
-            .is_some_and(|evicted| std::mem::replace(evicted, false))
+            .is_some_and(|entry| std::mem::replace(&mut entry.evicted, false))
     }
 
     /// The tenant's revision in the store, read after this call began (so that a write
@@ -151,8 +193,8 @@ impl Directory {
             })
     }
 
-    /// Asks the store, in the background, whether `tenant` exists, and records it if it
-    /// does. A name that cannot be queued now is left to the next sweep.
+    /// Asks the store, in the background, for `tenant`'s revision, and learns it if the tenant
+    /// exists. A name that cannot be queued now is left to the next sweep.
     pub fn discover(&self, tenant: &TenantName) {
         self.0.enqueue(tenant, None);
     }
@@ -179,13 +221,29 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, tenant: &TenantName) {
-        if self.read(tenant.as_str()).contains_key(tenant.as_str()) {
+    fn learn(&self, tenant: &TenantName, revision: u64) {
+        if revision == 0
+            || self
+                .read(tenant.as_str())
+                .get(tenant.as_str())
+                .is_some_and(|entry| entry.announced >= revision)
+        {
             return;
         }
-        self.write(tenant.as_str())
-            .entry(tenant.as_str().into())
-            .or_insert(false);
+        let mut known = self.write(tenant.as_str());
+        let entry = known.entry(tenant.as_str().into()).or_default();
+        if entry.announced >= revision {
+            return;
+        }
+        let from = std::mem::replace(&mut entry.announced, revision);
+        // Sent under the table's lock, so that a tenant's ranges are queued in their order.
+        if self.advances.receiver_count() > 0 {
+            let _ = self.advances.send(Advance {
+                tenant: tenant.clone(),
+                from,
+                to: revision,
+            });
+        }
     }
 
     /// Queues `tenant`, and starts the task that drains the queue if it is not running. A name
@@ -274,8 +332,8 @@ impl Inner {
                     .as_ref()
                     .map(|revisions| revisions.get(&name).copied().unwrap_or(0))
                     .map_err(Clone::clone);
-                if matches!(answer, Ok(revision) if revision > 0) {
-                    self.insert(&name);
+                if let Ok(revision) = answer {
+                    self.learn(&name, revision);
                 }
                 for waiter in waiters {
                     let _ = waiter.send(answer.clone());
@@ -304,5 +362,69 @@ impl Drop for Stopped<'_> {
             queue.order.clear();
             queue.waiting.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn directory() -> Directory {
+        let store = SqliteStore::open_url("sqlite::memory:", Duration::from_secs(5), 1)
+            .await
+            .unwrap();
+        Directory::new(Arc::new(store), Arc::default())
+    }
+
+    fn tenant(name: &str) -> TenantName {
+        TenantName::parse("tenant", name).unwrap()
+    }
+
+    fn advance(name: &str, from: u64, to: u64) -> Advance {
+        Advance {
+            tenant: tenant(name),
+            from,
+            to,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_revision_learned_is_announced_once_in_ranges_that_follow_each_other() {
+        let directory = directory().await;
+        // Learned before anyone listens: known, and where the next range starts.
+        directory.extend([TenantRevision {
+            tenant: tenant("a"),
+            revision: 3,
+        }]);
+        let mut advances = directory.advances();
+        assert!(directory.watched());
+        directory.learn(&tenant("a"), 5);
+        directory.learn(&tenant("a"), 4);
+        directory.learn(&tenant("a"), 5);
+        directory.learn(&tenant("b"), 2);
+        directory.learn(&tenant("c"), 0);
+        directory.learn(&tenant("a"), 6);
+        let mut heard = Vec::new();
+        while let Ok(advance) = advances.try_recv() {
+            heard.push(advance);
+        }
+        assert_eq!(
+            heard,
+            [advance("a", 3, 5), advance("b", 0, 2), advance("a", 5, 6)]
+        );
+        assert!(directory.contains("b"));
+        assert!(!directory.contains("c"), "revision 0 is a tenant never written");
+        drop(advances);
+        assert!(!directory.watched());
+        directory.learn(&tenant("a"), 8);
+        let mut late = directory.advances();
+        directory.learn(&tenant("a"), 9);
+        assert_eq!(late.try_recv().unwrap(), advance("a", 8, 9));
+        assert_eq!(late.try_recv().unwrap_err(), TryRecvError::Empty);
     }
 }

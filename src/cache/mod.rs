@@ -23,21 +23,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::policy::{Change, TenantName, TenantPolicy};
 use crate::stats::{Stats, bump};
-use crate::store::{Store, StoreError, TenantRevision, WriteOutcome};
+use crate::store::{Store, StoreError, WriteOutcome};
 use directory::Directory;
 use memory::Memory;
 
 /// The most changes replayed in one incremental refresh; beyond that a full reload is cheaper
 /// than fetching and applying them one by one.
 pub const MAX_INCREMENTAL_CHANGES: usize = 1000;
-
-/// How many announced revisions wait for the slowest watcher before it is told it lagged.
-pub const ADVANCES_BUFFERED: usize = 4096;
 
 /// How a snapshot came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,9 +145,6 @@ pub struct TenantCache {
     memory: Memory,
     /// What a tenant never written reads as.
     empty: Arc<Snapshot>,
-    /// The revisions this instance learns tenants have reached, for the watch streams: one
-    /// for each snapshot installed, and one for each change heard of for a tenant not held.
-    advances: broadcast::Sender<TenantRevision>,
 }
 
 impl TenantCache {
@@ -177,24 +171,6 @@ impl TenantCache {
                 refreshed_at: now,
                 origin: Origin::Load,
             }),
-            advances: broadcast::Sender::new(ADVANCES_BUFFERED),
-        }
-    }
-
-    /// The revisions tenants reach, as this instance learns of them ([`TenantCache::announce`]).
-    /// A receiver that falls more than [`ADVANCES_BUFFERED`] behind is told it lagged.
-    pub fn advances(&self) -> broadcast::Receiver<TenantRevision> {
-        self.advances.subscribe()
-    }
-
-    /// Tells the watchers, if there are any, that `tenant` has reached `revision`: held here
-    /// now, or heard of and not held.
-    pub fn announce(&self, tenant: &TenantName, revision: u64) {
-        if self.advances.receiver_count() > 0 {
-            let _ = self.advances.send(TenantRevision {
-                tenant: tenant.clone(),
-                revision,
-            });
         }
     }
 
@@ -283,7 +259,7 @@ impl TenantCache {
         self.account(tenant, slot, &snapshot);
         // Under the update lock, nobody else can have set it.
         let _ = slot.current.set(ArcSwap::new(snapshot.clone()));
-        self.announce(tenant, snapshot.revision());
+        self.directory.learn(tenant, snapshot.revision());
         Ok(Some(snapshot))
     }
 
@@ -601,7 +577,7 @@ impl TenantCache {
         let snapshot = Arc::new(snapshot);
         self.account(tenant, slot, &snapshot);
         current.store(snapshot.clone());
-        self.announce(tenant, snapshot.revision());
+        self.directory.learn(tenant, snapshot.revision());
         snapshot
     }
 

@@ -12,7 +12,7 @@ use super::page;
 use super::responses::ChangesExpired;
 use super::state::AppState;
 use super::timestamp::timestamp;
-use crate::policy::{Change, Operation};
+use crate::policy::{Change, Operation, TenantName};
 use crate::store::Recorded;
 
 #[derive(Deserialize, IntoParams)]
@@ -95,6 +95,14 @@ impl ChangeBody {
             actor: recorded.actor,
             server_id: recorded.server_id,
             at: timestamp(recorded.at),
+        }
+    }
+
+    /// The change, naming its tenant.
+    pub fn of(self, tenant: &TenantName) -> Self {
+        Self {
+            tenant: Some(tenant.to_string()),
+            ..self
         }
     }
 }

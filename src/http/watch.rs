@@ -23,9 +23,8 @@ use super::error::ApiError;
 use super::extract::QueryParams;
 use super::responses::ChangesExpired;
 use super::state::AppState;
-use crate::feed::{self, Ending, Watch};
-use crate::keys::Grant;
-use crate::store::Recorded;
+use crate::feed::{self, Ending, Sent, Subject, Watch};
+use crate::keys::{ALL_TENANTS, Grant, Role, Scope};
 
 /// How often an idle stream carries something (an SSE comment, a WebSocket ping), so that
 /// proxies do not close it.
@@ -57,11 +56,12 @@ impl Watching {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WatchQuery {
+    /// A tenant, or `*` for every tenant's changes (an admin credential for every tenant).
     tenant: String,
     /// The changes after this revision come first; 0 (every change kept) if absent. An SSE
-    /// client's `Last-Event-ID` takes its place when it reconnects.
+    /// client's `Last-Event-ID` takes its place when it reconnects. Not for `tenant=*`.
     #[serde(default)]
-    after: u64,
+    after: Option<u64>,
 }
 
 #[utoipa::path(
@@ -75,8 +75,8 @@ pub struct WatchQuery {
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A stream of `text/event-stream` events: `change` (id: the revision; data: a change, as in /changes), then, if the stream is cut off, `reset` (data: `{\"after\": N}`) or `expired` (data: `{\"oldest_revision\": N}`)", content_type = "text/event-stream", body = String),
-        (status = 101, description = "A WebSocket (the request was an upgrade): one text message per change, as in /changes; a final `{\"event\": \"reset\", \"after\": N}` or `{\"event\": \"expired\", \"oldest_revision\": N}` before the close when the stream is cut off"),
+        (status = 200, description = "A stream of `text/event-stream` events: `change` (id: the revision; data: a change, as in /changes, with `tenant` in a `tenant=*` stream, whose events have no id), then, if the stream is cut off, `reset` (data: `{\"after\": N}`, null for `tenant=*`) or `expired` (data: `{\"tenant\": T, \"oldest_revision\": N}`)", content_type = "text/event-stream", body = String),
+        (status = 101, description = "A WebSocket (the request was an upgrade): one text message per change, as in /changes (with `tenant` for `tenant=*`); a final `{\"event\": \"reset\", \"after\": N}` or `{\"event\": \"expired\", \"tenant\": T, \"oldest_revision\": N}` before the close when the stream is cut off"),
         (status = 410, response = ChangesExpired),
     )
 )]
@@ -86,7 +86,13 @@ pub async fn watch(
     QueryParams(query): QueryParams<WatchQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.tenant("tenant", &query.tenant)?;
+    let every = query.tenant == ALL_TENANTS;
+    let tenant = if every {
+        every_tenant(&caller)?;
+        None
+    } else {
+        Some(caller.tenant("tenant", &query.tenant)?)
+    };
     let (mut parts, _) = request.into_parts();
     let upgrade = if wants_websocket(&parts.headers) {
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
@@ -96,12 +102,23 @@ pub async fn watch(
     } else {
         None
     };
-    let after = match (upgrade.is_none(), last_event_id(&parts.headers)?) {
-        (true, Some(resumed)) => resumed,
-        _ => query.after,
+    let resumed = last_event_id(&parts.headers)?.filter(|_| upgrade.is_none());
+    let subject = match tenant {
+        Some(tenant) => {
+            let after = resumed.or(query.after).unwrap_or(0);
+            // History that retention deleted is refused before the stream starts.
+            state.app.changes(&tenant, after, 1, None).await?;
+            Subject::Tenant { tenant, after }
+        }
+        None if query.after.is_some() || resumed.is_some() => {
+            return Err(ApiError::InvalidRequest(
+                "a watch of every tenant starts with the changes made after it opens: it takes \
+                 no `after` or `Last-Event-ID`"
+                    .into(),
+            ));
+        }
+        None => Subject::Every,
     };
-    // History that retention deleted is refused before the stream starts.
-    state.app.changes(&tenant, after, 1, None).await?;
     let slot = state
         .watching
         .slots
@@ -112,8 +129,7 @@ pub async fn watch(
     let (changes, received) = mpsc::channel(BUFFERED);
     let (ended, ending) = oneshot::channel();
     let watch = Watch {
-        tenant,
-        after,
+        subject,
         allowed: still_allowed(&state, caller.grant()),
     };
     let app = state.app.clone();
@@ -127,9 +143,9 @@ pub async fn watch(
     });
     Ok(match upgrade {
         Some(upgrade) => upgrade
-            .on_upgrade(move |socket| websocket(socket, received, ending))
+            .on_upgrade(move |socket| websocket(socket, received, ending, every))
             .into_response(),
-        None => Sse::new(events(received, ending))
+        None => Sse::new(events(received, ending, every))
             .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
             .into_response(),
     })
@@ -169,35 +185,63 @@ fn still_allowed(state: &AppState, grant: Option<&Grant>) -> Box<dyn Fn() -> boo
     }
 }
 
-fn change_json(change: Recorded) -> String {
-    serde_json::to_string(&ChangeBody::new(change)).unwrap_or_default()
+/// Only an admin credential for every tenant (or none, where reads are open) sees every
+/// tenant's changes.
+fn every_tenant(caller: &Caller) -> Result<(), ApiError> {
+    match caller.grant() {
+        Some(grant) if grant.role != Role::Admin || grant.scope != Scope::All => {
+            Err(ApiError::Forbidden(
+                "a watch of every tenant (`tenant=*`) needs an admin credential for every tenant"
+                    .into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A change as JSON; naming its tenant in a stream of every tenant's.
+fn change_json(sent: Sent, every: bool) -> String {
+    let mut body = ChangeBody::new(sent.change);
+    if every {
+        body = body.of(&sent.tenant);
+    }
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// What the client is told when the stream is cut off, if anything: the event's name, and
+/// what it carries.
+fn last_word(ending: Ending) -> Option<(&'static str, serde_json::Value)> {
+    match ending {
+        Ending::Overrun { after } => Some(("reset", json!({"after": after}))),
+        Ending::Expired { tenant, oldest } => Some((
+            "expired",
+            json!({"tenant": tenant.as_str(), "oldest_revision": oldest}),
+        )),
+        Ending::Revoked | Ending::Closed => None,
+    }
 }
 
 /// The SSE events: each change as it comes, then what ended the watch, if the client must
-/// know.
+/// know. A change of one tenant's stream has its revision for id; every tenant's changes
+/// have no id, since there is no one revision to resume after.
 fn events(
-    received: mpsc::Receiver<Box<Recorded>>,
+    received: mpsc::Receiver<Box<Sent>>,
     ending: oneshot::Receiver<Ending>,
+    every: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(
         (received, Some(ending)),
-        |(mut received, ending)| async move {
-            if let Some(change) = received.recv().await {
-                let event = Event::default()
-                    .id(change.revision.to_string())
-                    .event("change")
-                    .data(change_json(*change));
+        move |(mut received, ending)| async move {
+            if let Some(sent) = received.recv().await {
+                let mut event = Event::default().event("change");
+                if !every {
+                    event = event.id(sent.change.revision.to_string());
+                }
+                let event = event.data(change_json(*sent, every));
                 return Some((Ok(event), (received, ending)));
             }
-            let last = match ending?.await {
-                Ok(Ending::Overrun { after }) => Event::default()
-                    .event("reset")
-                    .data(json!({"after": after}).to_string()),
-                Ok(Ending::Expired { oldest }) => Event::default()
-                    .event("expired")
-                    .data(json!({"oldest_revision": oldest}).to_string()),
-                _ => return None,
-            };
+            let (name, data) = last_word(ending?.await.ok()?)?;
+            let last = Event::default().event(name).data(data.to_string());
             Some((Ok(last), (received, None)))
         },
     )
@@ -207,16 +251,18 @@ fn events(
 /// close that says why the watch ended.
 async fn websocket(
     mut socket: WebSocket,
-    mut received: mpsc::Receiver<Box<Recorded>>,
+    mut received: mpsc::Receiver<Box<Sent>>,
     ending: oneshot::Receiver<Ending>,
+    every: bool,
 ) {
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.tick().await;
     loop {
         tokio::select! {
-            change = received.recv() => match change {
-                Some(change) => {
-                    if socket.send(Message::Text(change_json(*change).into())).await.is_err() {
+            sent = received.recv() => match sent {
+                Some(sent) => {
+                    let text = change_json(*sent, every);
+                    if socket.send(Message::Text(text.into())).await.is_err() {
                         return;
                     }
                 }
@@ -234,22 +280,22 @@ async fn websocket(
             }
         }
     }
-    let (last, code, reason) = match ending.await {
-        Ok(Ending::Overrun { after }) => (
-            Some(json!({"event": "reset", "after": after})),
+    let ending = ending.await.unwrap_or(Ending::Closed);
+    let (code, reason) = match &ending {
+        Ending::Overrun { .. } => (
             close_code::AGAIN,
             "the client did not keep up; resume after the revision given",
         ),
-        Ok(Ending::Expired { oldest }) => (
-            Some(json!({"event": "expired", "oldest_revision": oldest})),
+        Ending::Expired { .. } => (
             close_code::POLICY,
             "changes to send were deleted by retention",
         ),
-        Ok(Ending::Revoked) => (None, close_code::POLICY, "the credential was revoked"),
-        Ok(Ending::Closed) | Err(_) => (None, close_code::AWAY, "the server is shutting down"),
+        Ending::Revoked => (close_code::POLICY, "the credential was revoked"),
+        Ending::Closed => (close_code::AWAY, "the server is shutting down"),
     };
-    if let Some(last) = last {
-        let _ = socket.send(Message::Text(last.to_string().into())).await;
+    if let Some((name, mut data)) = last_word(ending) {
+        data["event"] = name.into();
+        let _ = socket.send(Message::Text(data.to_string().into())).await;
     }
     let _ = socket
         .send(Message::Close(Some(CloseFrame {

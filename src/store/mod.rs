@@ -172,7 +172,7 @@ pub trait Store: Send + Sync + 'static {
     /// later change: one consistent read.
     async fn tenants(
         &self,
-        each: &mut (dyn FnMut(TenantName) + Send),
+        each: &mut (dyn FnMut(TenantRevision) + Send),
     ) -> Result<Position, StoreError>;
 
     /// Every tenant written since `position`, with its current revision, and the position to

@@ -280,7 +280,7 @@ impl Store for PgStore {
 
     async fn tenants(
         &self,
-        each: &mut (dyn FnMut(TenantName) + Send),
+        each: &mut (dyn FnMut(TenantRevision) + Send),
     ) -> Result<Position, StoreError> {
         // However many tenants there are, the listing takes as long as it takes (each wait for
         // a row is bounded instead), so the connection's statement timeout is lifted for it.

@@ -133,11 +133,12 @@ pub(crate) async fn read_listing(
     timeout: Duration,
     mut rows: impl Stream<Item = Result<ChangedRow, sqlx::Error>> + Unpin,
     classify: fn(sqlx::Error) -> StoreError,
-    each: &mut (dyn FnMut(TenantName) + Send),
+    each: &mut (dyn FnMut(TenantRevision) + Send),
 ) -> Result<Position, StoreError> {
     let mut sentinel = None;
     while let Some(row) = within(timeout, rows.try_next().map_err(classify)).await? {
-        sentinel = sentinel.or(read_changed_row(row, &mut |tenant, _| each(tenant))?);
+        let mut add = |tenant, revision| each(TenantRevision { tenant, revision });
+        sentinel = sentinel.or(read_changed_row(row, &mut add)?);
     }
     sentinel
         .map(|(position, _)| position)

@@ -321,7 +321,7 @@ impl Store for SqliteStore {
 
     async fn tenants(
         &self,
-        each: &mut (dyn FnMut(TenantName) + Send),
+        each: &mut (dyn FnMut(TenantRevision) + Send),
     ) -> Result<Position, StoreError> {
         // One statement reads one snapshot. The position is the number of the latest change:
         // see the migration 20261130000001_change_positions.sql.

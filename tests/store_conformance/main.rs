@@ -13,7 +13,7 @@ use keys::*;
 use tenants::*;
 use writes::*;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,11 +2,14 @@
 
 use super::*;
 
-/// Every tenant [`Store::tenants`] lists, by name, and the position it gives.
-async fn listed(store: &dyn Store) -> (BTreeSet<String>, Position) {
-    let mut names = BTreeSet::new();
+/// Every tenant [`Store::tenants`] lists, by name with its revision, and the position it gives.
+async fn listed(store: &dyn Store) -> (BTreeMap<String, u64>, Position) {
+    let mut names = BTreeMap::new();
     let position = store
-        .tenants(&mut |tenant| assert!(names.insert(tenant.to_string()), "{tenant} twice"))
+        .tenants(&mut |each| {
+            let twice = names.insert(each.tenant.to_string(), each.revision);
+            assert!(twice.is_none(), "{} twice", each.tenant);
+        })
         .await
         .unwrap();
     (names, position)
@@ -107,7 +110,7 @@ pub async fn tenants_lists_what_exists_and_changed_since_what_was_written_after(
     write(store, "c", remove("g", "r", "a")).await;
 
     let (names, position) = listed(store).await;
-    assert_eq!(names, BTreeSet::from(["a".into(), "b".into()]));
+    assert_eq!(names, BTreeMap::from([("a".into(), 2), ("b".into(), 1)]));
     assert!(position >= start);
     let quiet = changed(store, position).await;
     reports(store, &quiet, &[]).await;
@@ -202,7 +205,7 @@ async fn postgres_a_write_committing_after_a_read_is_reported_by_the_next() {
     let before = changed(&store, start).await;
     reports(&store, &before, &[("early", 1)]).await;
     let (listed_before, listed_at) = listed(&store).await;
-    assert!(!listed_before.contains("late"), "{listed_before:?}");
+    assert!(!listed_before.contains_key("late"), "{listed_before:?}");
     open.execute("COMMIT").await.unwrap();
     for position in [before.position, listed_at] {
         let after = changed(&store, position).await;
@@ -250,7 +253,7 @@ async fn sqlite_a_write_committing_after_a_read_is_reported_by_the_next() {
     let before = changed(&store, start).await;
     assert!(before.tenants.is_empty(), "{before:?}");
     let (listed_before, listed_at) = listed(&store).await;
-    assert!(!listed_before.contains("late"), "{listed_before:?}");
+    assert!(!listed_before.contains_key("late"), "{listed_before:?}");
     open.execute("COMMIT").await.unwrap();
     for position in [before.position, listed_at] {
         let after = changed(&store, position).await;
