@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Parser, ValueEnum};
 
+use crate::bus::target::Target;
 use crate::redact::{redact_url, scrub_passwords};
 
 /// A multi-tenant RBAC policy server.
@@ -41,8 +42,10 @@ pub struct Config {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
 
-    /// Redis URL: redis://[:password@]host:port, or rediss:// for TLS. Unset: no bus, for a
-    /// single instance.
+    /// Redis URL: redis://[:password@]host:port, or rediss:// for TLS;
+    /// redis+sentinel://[user:password@]host:port,host:port/<service>[/<db>] for the master of a
+    /// Sentinel service; redis+cluster://[user:password@]host:port,host:port for a Redis
+    /// Cluster (rediss+ for TLS). Unset: no bus, for a single instance.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = NonEmptyStringValueParser::new())]
     pub redis_url: Option<String>,
 
@@ -255,7 +258,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str())
+            Target::parse(url)
                 .map_err(|e| ConfigError::RedisUrl(scrub_passwords(&e.to_string(), url)))?;
         }
         Ok(())
@@ -450,6 +453,31 @@ mod tests {
             err.starts_with("DATABASE_URL has an unknown scheme \"mysql\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sentinel_and_cluster_urls_are_checked_at_start_up_and_shown_redacted() {
+        let err = parse(&[
+            "--redis-url",
+            "redis+sentinel://:hunter2@s1:26379,s2:x/mymaster",
+        ])
+        .unwrap_err();
+        assert!(
+            err.starts_with("REDIS_URL is not a valid Redis URL: \"s2:x\""),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let config = parse(&[
+            "--redis-url",
+            "redis+cluster://rbac:hunter2@n1:7000,n2:7001",
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("redis+cluster://rbac:***@n1:7000,n2:7001"),
+            "{debug}"
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!   that exist ([`cache::directory`]); the memory budget and eviction ([`cache::memory`]).
 //! - [`keys`]: API keys and what a credential grants; [`keys::ring`] holds the keys in force.
 //! - [`bus`]: `tenant-refresh` messages; [`bus::redis`] moves them over Redis pub/sub and
-//!   sends what it hears into an inbox.
+//!   sends what it hears into an inbox, on one node, a Sentinel service's master or a Redis
+//!   Cluster, as [`bus::target`] reads REDIS_URL.
 //! - [`refresh`]: what a message or the periodic sweep does to the cache and the keys.
 //! - [`feed`]: a watched tenant's changes, in order, as this instance comes to hold them.
 //! - [`app`]: writes (commit, update the cache, publish) and reads (with read-your-writes).

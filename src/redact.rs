@@ -11,7 +11,7 @@ const SECRET_PARAMETERS: [&str; 3] = ["password", "sslpassword", "pass"];
 /// or as a query parameter) replaced by `***`. The rest stays, since the scheme, user, host,
 /// port, database and `sslmode` are what tell a reader which server is meant and how.
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
+    let Some((mut parsed, hosts)) = parse(url) else {
         // Where its password would be cannot be told, so nothing of it is shown.
         return "<not a valid URL>".into();
     };
@@ -36,14 +36,55 @@ pub fn redact_url(url: &str) -> String {
             .collect();
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    parsed.into()
+    match hosts {
+        Some(hosts) => with_hosts(&parsed, hosts),
+        None => parsed.into(),
+    }
+}
+
+/// The host that stands in for a list of hosts while the url crate reads the rest.
+const PLACEHOLDER_HOST: &str = "hosts";
+
+/// `url` as the url crate reads it. A list of hosts (`h1:26379,h2:26379`, in a Sentinel or
+/// Cluster URL), which it refuses, is read as one placeholder host, and returned beside.
+fn parse(url: &str) -> Option<(url::Url, Option<&str>)> {
+    if let Ok(parsed) = url::Url::parse(url) {
+        return Some((parsed, None));
+    }
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    if !hosts.contains(',') {
+        return None;
+    }
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let tail = &rest[authority.len()..];
+    let stand_in = format!("{scheme}://{userinfo}{PLACEHOLDER_HOST}{tail}");
+    Some((url::Url::parse(&stand_in).ok()?, Some(hosts)))
+}
+
+/// `parsed`, read with a placeholder host, written with `hosts` in its place.
+fn with_hosts(parsed: &url::Url, hosts: &str) -> String {
+    let userinfo = match (parsed.username(), parsed.password()) {
+        ("", None) => String::new(),
+        (user, None) => format!("{user}@"),
+        (user, Some(password)) => format!("{user}:{password}@"),
+    };
+    format!(
+        "{}://{userinfo}{hosts}{}",
+        parsed.scheme(),
+        &parsed[url::Position::BeforePath..]
+    )
 }
 
 /// `text` with the passwords that `url` carries replaced by `***`, both as written in the URL
 /// and percent-decoded. For the error messages of the PostgreSQL and Redis clients, which
 /// this crate does not write: whatever they say about a URL, its passwords stay out of logs.
 pub fn scrub_passwords(text: &str, url: &str) -> String {
-    let Ok(parsed) = url::Url::parse(url) else {
+    let Some((parsed, _)) = parse(url) else {
         return text.replace(url, REDACTED);
     };
     let mut secrets: Vec<String> = Vec::new();
@@ -138,6 +179,42 @@ mod tests {
         assert_eq!(
             scrub_passwords(message, url),
             "could not log in with ***, ***, *** or ***"
+        );
+    }
+
+    #[test]
+    fn a_url_with_several_hosts_has_its_password_replaced_and_its_hosts_kept() {
+        assert_eq!(
+            redact_url("redis+sentinel://rbac:hunter2@s1:26379,s2:26379,[::1]:26379/mymaster/1"),
+            "redis+sentinel://rbac:***@s1:26379,s2:26379,[::1]:26379/mymaster/1"
+        );
+        assert_eq!(
+            redact_url("rediss+cluster://:p%40ss@n1:7000,n2:7001#insecure"),
+            "rediss+cluster://:***@n1:7000,n2:7001#insecure"
+        );
+        assert_eq!(
+            redact_url("redis+cluster://n1:7000,n2:7001"),
+            "redis+cluster://n1:7000,n2:7001"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://rbac@s1,s2/mymaster"),
+            "redis+sentinel://rbac@s1,s2/mymaster"
+        );
+        // The url crate reads a single host itself.
+        assert_eq!(
+            redact_url("redis+sentinel://:hunter2@s1:26379/mymaster"),
+            "redis+sentinel://:***@s1:26379/mymaster"
+        );
+        let shown = redact_url("redis+cluster://u:hunter2@n1,n2?pass=hunter3");
+        assert!(!shown.contains("hunter"), "{shown}");
+    }
+
+    #[test]
+    fn a_password_in_a_url_with_several_hosts_is_scrubbed_from_a_message() {
+        let url = "redis+sentinel://rbac:p%40ss@s1:26379,s2:26379/mymaster";
+        assert_eq!(
+            scrub_passwords("AUTH failed for p@ss (p%40ss)", url),
+            "AUTH failed for *** (***)"
         );
     }
 

@@ -43,7 +43,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("cannot use REDIS_URL: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] crate::bus::target::TargetError),
     #[error("cannot list the tenants in the database: {}", crate::error_chain(.0))]
     Tenants(#[source] StoreError),
 }

@@ -2,11 +2,14 @@
 //!
 //! A message only says "tenant T reached revision R"; it is never trusted as policy. [`Bus`]
 //! is the publishing handle the rest of the server uses; [`redis`] carries messages over Redis
-//! pub/sub, and without Redis the bus is disabled and publishing does nothing. What the
+//! pub/sub, to the node that [`endpoint`] finds where [`target`] (REDIS_URL) says, and
+//! without Redis the bus is disabled and publishing does nothing. What the
 //! subscriber hears goes into an inbox as [`Heard`], for whoever reacts to it
 //! ([`crate::refresh`]): nothing here knows what a receiver does with a message.
 
+mod endpoint;
 pub mod redis;
+pub mod target;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

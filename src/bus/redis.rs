@@ -3,7 +3,9 @@
 //!
 //! Neither task ever gives up. The subscriber reconnects with capped exponential backoff,
 //! pings to notice a connection that died without closing, and asks for a resync each time it
-//! (re)subscribes, since messages sent while it was away are gone for good.
+//! (re)subscribes, since messages sent while it was away are gone for good. Both find the node
+//! to use through an [`Endpoint`] each time they connect: one node, the master that Redis
+//! Sentinel names now, or a node of a Redis Cluster.
 //!
 //! The URL may carry a password: it is shown only through [`redact_url`], and the client's
 //! errors only through [`scrub_passwords`].
@@ -12,11 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManagerConfig, PubSub};
+use redis::aio::{MultiplexedConnection, PubSub};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::endpoint::{Endpoint, connection_config};
+use super::target::{Target, TargetError};
 use super::{BusLink, BusState, Heard, Message, store_state};
 use crate::policy::Operation;
 use crate::redact::{redact_url, scrub_passwords};
@@ -39,29 +43,27 @@ pub fn spawn(
     url: &str,
     channel: String,
     shutdown: CancellationToken,
-) -> Result<Vec<JoinHandle<()>>, redis::RedisError> {
-    let client = redis::Client::open(url)?;
+) -> Result<Vec<JoinHandle<()>>, TargetError> {
+    let (publishing, subscriber) = Endpoint::pair(&Target::parse(url)?)?;
+    // Nothing connects yet: Redis being down at start-up must not stop the server.
+    let publisher = Publisher {
+        endpoint: publishing,
+        connection: None,
+        url: url.to_owned(),
+    };
     tracing::info!(url = %redact_url(url), %channel, "bus: Redis");
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(CONNECT_TIMEOUT))
-        .set_number_of_retries(1)
-        .set_max_delay(MAX_BACKOFF);
-    // Lazy: Redis being down at start-up must not stop the server.
-    let publisher = client.get_connection_manager_lazy(config)?;
     Ok(vec![
         tokio::spawn(publish(
             stats.clone(),
             publisher,
             channel.clone(),
-            url.to_owned(),
             link.outbox,
             shutdown.clone(),
         )),
         tokio::spawn(subscribe(
             stats,
             inbox,
-            client,
+            subscriber,
             channel,
             url.to_owned(),
             link.state,
@@ -70,11 +72,73 @@ pub fn spawn(
     ])
 }
 
+/// The publishing side: a connection made when first needed, and again after a failure.
+///
+/// It does not check the node's ROLE from time to time. A master that Sentinel demotes has
+/// its clients killed by Sentinel (`CLIENT KILL TYPE normal` and `pubsub`), and one that
+/// crashed closes them, so the next PUBLISH fails and goes again to the master named then.
+/// Until that kill, an old master still answers "master" to ROLE: Sentinel demotes a live old
+/// master some seconds after promoting the new one, or, cut off from it, only once it can
+/// reach it again. Asking the sentinels instead would move the publisher early, away from the
+/// subscribers, which stay on the old master until the same kill moves them all at once. What
+/// an instance that resubscribes in between misses, the sweep makes up for.
+struct Publisher {
+    endpoint: Endpoint,
+    connection: Option<MultiplexedConnection>,
+    /// For scrubbing the password out of the client's errors.
+    url: String,
+}
+
+impl Publisher {
+    /// Publishes `payload` on `channel`; says how many subscribers received it.
+    ///
+    /// A PUBLISH that fails on an open connection goes once more through a new connection to
+    /// the node the endpoint names now: after a failover the old node is gone or a replica,
+    /// which accepts PUBLISH but delivers only to its own subscribers. A retry whose first
+    /// reply alone was lost delivers twice, which receivers shrug off (they hold that
+    /// revision). A message that finds no node to connect to is not tried again: the publisher
+    /// would hold up every message behind it, and the peers' resync when they resubscribe, or
+    /// their sweep, makes up for it.
+    async fn publish(&mut self, channel: &str, payload: &str) -> redis::RedisResult<i64> {
+        if let Some(connection) = &mut self.connection {
+            match publish_on(connection, channel, payload).await {
+                Ok(receivers) => return Ok(receivers),
+                Err(e) => {
+                    self.connection = None;
+                    tracing::info!(error = %scrub_passwords(&e.to_string(), &self.url),
+                        "publish failed; publishing again through a new connection");
+                }
+            }
+        }
+        let client = self.endpoint.client().await?;
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&connection_config())
+            .await?;
+        let connection = self.connection.insert(connection);
+        let sent = publish_on(connection, channel, payload).await;
+        if sent.is_err() {
+            self.connection = None;
+        }
+        sent
+    }
+}
+
+async fn publish_on(
+    connection: &mut MultiplexedConnection,
+    channel: &str,
+    payload: &str,
+) -> redis::RedisResult<i64> {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(connection)
+        .await
+}
+
 async fn publish(
     stats: Arc<Stats>,
-    mut connection: redis::aio::ConnectionManager,
+    mut publisher: Publisher,
     channel: String,
-    url: String,
     mut outbox: tokio::sync::mpsc::Receiver<Message>,
     shutdown: CancellationToken,
 ) {
@@ -84,25 +148,19 @@ async fn publish(
             _ = shutdown.cancelled() => break,
         };
         let Some(message) = message else { return };
-        send(&stats, &mut connection, &channel, &url, message).await;
+        send(&stats, &mut publisher, &channel, message).await;
     }
     // Let what is already queued go out, briefly: peers would otherwise wait for a sweep.
     outbox.close();
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
         while let Some(message) = outbox.recv().await {
-            send(&stats, &mut connection, &channel, &url, message).await;
+            send(&stats, &mut publisher, &channel, message).await;
         }
     })
     .await;
 }
 
-async fn send(
-    stats: &Stats,
-    connection: &mut redis::aio::ConnectionManager,
-    channel: &str,
-    url: &str,
-    message: Message,
-) {
+async fn send(stats: &Stats, publisher: &mut Publisher, channel: &str, message: Message) {
     let payload = match serde_json::to_string(&message) {
         Ok(payload) => payload,
         Err(e) => {
@@ -111,12 +169,7 @@ async fn send(
             return;
         }
     };
-    let sent = redis::cmd("PUBLISH")
-        .arg(channel)
-        .arg(payload)
-        .query_async::<i64>(connection)
-        .await;
-    match sent {
+    match publisher.publish(channel, &payload).await {
         Ok(receivers) => {
             bump(&stats.messages_published);
             tracing::info!(
@@ -130,7 +183,7 @@ async fn send(
         Err(e) => {
             bump(&stats.publish_failures);
             tracing::warn!(tenant = message.tenant.as_deref(), revision = message.revision,
-                error = %scrub_passwords(&e.to_string(), url),
+                error = %scrub_passwords(&e.to_string(), &publisher.url),
                 "publish failed; peers will catch up at their next sweep");
         }
     }
@@ -139,7 +192,7 @@ async fn send(
 async fn subscribe(
     stats: Arc<Stats>,
     inbox: mpsc::Sender<Heard>,
-    client: redis::Client,
+    mut endpoint: Endpoint,
     channel: String,
     url: String,
     state: Arc<std::sync::atomic::AtomicU8>,
@@ -148,14 +201,14 @@ async fn subscribe(
     let mut backoff = MIN_BACKOFF;
     let mut subscribed_before = false;
     while !shutdown.is_cancelled() {
-        match connect(&client, &channel).await {
-            Ok(pubsub) => {
+        match connect(&mut endpoint, &channel).await {
+            Ok((pubsub, node)) => {
                 store_state(&state, BusState::Connected);
                 if subscribed_before {
                     bump(&stats.reconnects);
-                    tracing::info!(%channel, "bus reconnected");
+                    tracing::info!(%channel, %node, "bus reconnected");
                 } else {
-                    tracing::info!(%channel, "bus subscribed");
+                    tracing::info!(%channel, %node, "bus subscribed");
                 }
                 subscribed_before = true;
                 backoff = MIN_BACKOFF;
@@ -169,7 +222,7 @@ async fn subscribe(
                 if shutdown.is_cancelled() {
                     break;
                 }
-                tracing::warn!(%channel, reason, "bus connection lost");
+                tracing::warn!(%channel, %node, reason, "bus connection lost");
             }
             Err(e) => {
                 tracing::warn!(%channel, error = %scrub_passwords(&e.to_string(), &url),
@@ -185,11 +238,14 @@ async fn subscribe(
     tracing::info!("bus subscriber stopped");
 }
 
-async fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<PubSub> {
+/// A subscription on the node the endpoint names now, and that node's address.
+async fn connect(endpoint: &mut Endpoint, channel: &str) -> redis::RedisResult<(PubSub, String)> {
+    let client = endpoint.client().await?;
+    let node = client.get_connection_info().addr().to_string();
     let attempt = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        Ok(pubsub)
+        Ok((pubsub, node))
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
         .await

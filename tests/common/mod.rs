@@ -194,6 +194,12 @@ impl Cluster {
 
     /// Starts one more instance and returns its index.
     pub async fn add_instance(&mut self) -> usize {
+        self.add_instance_with(&[]).await
+    }
+
+    /// Starts one more instance with `env` on top of the cluster's (a REDIS_URL of its own,
+    /// say) and returns its index.
+    pub async fn add_instance_with(&mut self, env_overrides: &[(&str, &str)]) -> usize {
         let server_id = format!("test-{}", self.next_id);
         self.next_id += 1;
         let mut env = vec![
@@ -205,6 +211,12 @@ impl Cluster {
             env.push(("REDIS_URL".to_string(), url.clone()));
         }
         env.extend(self.env.iter().cloned());
+        // Later entries win.
+        env.extend(
+            env_overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let instance = Instance::spawn(&env).await;
         if self.redis_url.as_deref() == Some(redis_url().as_str()) {
             // Listening comes before subscribing: a write made in between would not be heard.

@@ -1,9 +1,10 @@
 //! Private PostgreSQL and Redis servers for the fault-injection tests, which stop and start
 //! them, and for the TLS tests, which need them set up their own way; the shared servers of
-//! `scripts/test.sh` are left alone for the other tests.
+//! `scripts/test.sh` are left alone for the other tests. Redis also comes as a Sentinel setup
+//! ([`SentinelSetup`]) and as a Redis Cluster ([`RedisCluster`]), whose nodes fail over.
 //!
 //! The binaries come from TEST_PG_BIN and TEST_REDIS_SERVER (exported by `scripts/test.sh`),
-//! or are looked for where Debian installs them.
+//! or are looked for where Debian installs them; `redis-cli` beside `redis-server`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -94,9 +95,14 @@ impl PrivateRedis {
     }
 
     fn start_with(port: u16, args: Vec<String>) -> Self {
+        Self::start_in(temp_dir("rbac-redis"), port, args)
+    }
+
+    /// A server whose files live in `dir`: `args` may name a configuration file there.
+    fn start_in(dir: PathBuf, port: u16, args: Vec<String>) -> Self {
         let mut redis = Self {
             port,
-            dir: temp_dir("rbac-redis"),
+            dir,
             args,
             child: None,
         };
@@ -123,7 +129,7 @@ impl PrivateRedis {
 
     /// Starts it again on the same port.
     pub fn resume(&mut self) {
-        let binary = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let binary = redis_server();
         let child = Command::new(&binary)
             .args(&self.args)
             .args(["--bind", "127.0.0.1"])
@@ -152,6 +158,261 @@ impl PrivateRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn redis_server() -> String {
+    std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// `redis-cli`, which the redis-tools package installs beside `redis-server`.
+fn redis_cli() -> PathBuf {
+    let beside = Path::new(&redis_server()).with_file_name("redis-cli");
+    if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from("redis-cli")
+    }
+}
+
+/// A synchronous connection to the Redis on `port`, for the helpers' own questions.
+fn redis_connection(port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    client.get_connection_with_timeout(Duration::from_secs(2))
+}
+
+/// Polls `check` until it returns true, or panics with `what` after `within`.
+fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Redis Sentinel setup of the test's own: a master, its replica, and three sentinels that
+/// watch them as [`SentinelSetup::SERVICE`] with a quorum of two. Its timeouts are short, so
+/// that a failover takes seconds: the master counts as down after one second without an
+/// answer, and a failover that stalls is tried again after three.
+pub struct SentinelSetup {
+    pub master: PrivateRedis,
+    pub replica: PrivateRedis,
+    pub sentinels: Vec<PrivateRedis>,
+}
+
+impl SentinelSetup {
+    pub const SERVICE: &str = "mymaster";
+
+    /// Starts the five servers, and returns once the sentinels know the replica and each
+    /// other, without which they could not agree on a failover.
+    pub fn start() -> Self {
+        let master = PrivateRedis::start();
+        let port = free_port();
+        let replica = PrivateRedis::start_with(
+            port,
+            ["--port", &port.to_string(), "--replicaof", "127.0.0.1"]
+                .iter()
+                .map(|a| a.to_string())
+                .chain([master.port().to_string()])
+                .collect(),
+        );
+        // Sentinels find replicas in the master's INFO, which they read every ten seconds:
+        // a replica already in sync is found at once.
+        wait_until(
+            Duration::from_secs(10),
+            "the replica is not in sync",
+            || info(replica.port(), "replication").contains("master_link_status:up"),
+        );
+        let sentinels = (0..3)
+            .map(|_| {
+                let dir = temp_dir("rbac-sentinel");
+                let port = free_port();
+                // Each sentinel rewrites its own file as it learns the setup.
+                let conf = dir.join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "sentinel monitor {service} 127.0.0.1 {master} 2\n\
+                         sentinel down-after-milliseconds {service} 1000\n\
+                         sentinel failover-timeout {service} 3000\n",
+                        service = Self::SERVICE,
+                        master = master.port(),
+                    ),
+                )
+                .expect("write a sentinel's configuration");
+                let args = vec![
+                    path(&conf).to_owned(),
+                    "--sentinel".into(),
+                    "--port".into(),
+                    port.to_string(),
+                ];
+                PrivateRedis::start_in(dir, port, args)
+            })
+            .collect();
+        let setup = Self {
+            master,
+            replica,
+            sentinels,
+        };
+        for sentinel in &setup.sentinels {
+            wait_until(
+                Duration::from_secs(20),
+                "the sentinels did not find each other and the replica",
+                || {
+                    let known = setup.sentinel_view(sentinel.port());
+                    known.get("num-other-sentinels").map(String::as_str) == Some("2")
+                        && known.get("num-slaves").map(String::as_str) == Some("1")
+                },
+            );
+        }
+        setup
+    }
+
+    /// `redis+sentinel://` naming the three sentinels and the service.
+    pub fn url(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port()))
+            .collect();
+        format!("redis+sentinel://{}/{}", sentinels.join(","), Self::SERVICE)
+    }
+
+    /// The port of the master that a majority of the sentinels name now.
+    pub fn master_port(&self) -> Option<u16> {
+        let named: Vec<u16> = self
+            .sentinels
+            .iter()
+            .filter_map(|sentinel| {
+                let mut connection = redis_connection(sentinel.port()).ok()?;
+                let (_, port): (String, u16) = redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(Self::SERVICE)
+                    .query(&mut connection)
+                    .ok()?;
+                Some(port)
+            })
+            .collect();
+        named
+            .iter()
+            .copied()
+            .find(|port| named.iter().filter(|p| *p == port).count() >= 2)
+    }
+
+    /// Asks the sentinels to fail over now, as an operator would before maintenance: the
+    /// master stays up, and they make it a replica of the one they promote.
+    pub fn fail_over(&self) {
+        let mut connection =
+            redis_connection(self.sentinels[0].port()).expect("connect to a sentinel");
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(Self::SERVICE)
+            .query(&mut connection)
+            .expect("SENTINEL FAILOVER");
+    }
+
+    /// Whether the Redis on `port` says it is a replica.
+    pub fn is_replica(port: u16) -> bool {
+        info(port, "replication").contains("role:slave")
+    }
+
+    /// What the sentinel on `port` knows of the service (`SENTINEL MASTER`).
+    fn sentinel_view(&self, port: u16) -> std::collections::HashMap<String, String> {
+        redis_connection(port)
+            .and_then(|mut connection| {
+                redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(Self::SERVICE)
+                    .query(&mut connection)
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A Redis Cluster of the test's own: masters only (no replica takes over a node that dies),
+/// each with its cluster bus on a free port of its own.
+pub struct RedisCluster {
+    pub nodes: Vec<PrivateRedis>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes, joins them with `redis-cli --cluster create`, and returns once
+    /// every node says the cluster is ok.
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<PrivateRedis> = (0..masters)
+            .map(|_| {
+                let port = free_port();
+                let mut bus_port = free_port();
+                while bus_port == port {
+                    bus_port = free_port();
+                }
+                #[rustfmt::skip]
+                let args = [
+                    "--port", &port.to_string(), "--cluster-enabled", "yes",
+                    "--cluster-port", &bus_port.to_string(),
+                    "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                ];
+                PrivateRedis::start_with(port, args.iter().map(|a| a.to_string()).collect())
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let output = Command::new(redis_cli())
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run redis-cli (from redis-tools): {e}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        for node in &cluster.nodes {
+            wait_until(Duration::from_secs(20), "the cluster is not ok", || {
+                cluster_info(node.port()).contains("cluster_state:ok")
+            });
+        }
+        cluster
+    }
+
+    /// `redis+cluster://` naming the nodes at `order`, in that order.
+    pub fn url(&self, order: &[usize]) -> String {
+        let seeds: Vec<String> = order
+            .iter()
+            .map(|&i| format!("127.0.0.1:{}", self.nodes[i].port()))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+}
+
+/// How many clients of the Redis on `port` subscribe to `channel` (`PUBSUB NUMSUB`, which a
+/// cluster node answers for its own clients only); 0 when it does not answer.
+pub fn subscribers(port: u16, channel: &str) -> u64 {
+    redis_connection(port)
+        .and_then(|mut connection| {
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query::<(String, u64)>(&mut connection)
+        })
+        .map_or(0, |(_, count)| count)
+}
+
+fn info(port: u16, section: &str) -> String {
+    redis_connection(port)
+        .and_then(|mut connection| redis::cmd("INFO").arg(section).query(&mut connection))
+        .unwrap_or_default()
+}
+
+fn cluster_info(port: u16) -> String {
+    redis_connection(port)
+        .and_then(|mut connection| redis::cmd("CLUSTER").arg("INFO").query(&mut connection))
+        .unwrap_or_default()
 }
 
 impl Drop for PrivateRedis {

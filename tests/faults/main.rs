@@ -9,6 +9,7 @@ mod common;
 mod bus;
 mod lifecycle;
 mod postgres;
+mod redis_ha;
 
 use std::time::{Duration, Instant};
 
