@@ -7,9 +7,10 @@
 //! only once this instance answers from its revision ([`App::hold`]), so a check sent here
 //! after the event reflects it.
 //!
-//! A tenant's watcher reads the changelog after the last change it sent, so an announcement
-//! it lost (a lagging receiver) loses nothing: the next read covers every revision in between;
-//! it can start from any revision the changelog still has. An every-tenant watcher has no
+//! A tenant's watcher hears only its tenant's newest revision ([`Following`]), which wakes it
+//! for that tenant's changes alone, and reads the changelog after the last change it sent:
+//! revisions learned while it was busy fold into one read covering every revision in between.
+//! It can start from any revision the changelog still has. An every-tenant watcher has no
 //! revision to start from or resume after: it sends the ranges announced after it opened,
 //! each exactly once, and a watcher that lost some cannot know which, and is cut off.
 
@@ -17,11 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppError};
-use crate::cache::directory::Advance;
+use crate::cache::directory::{Advance, Following};
 use crate::policy::TenantName;
 use crate::store::Recorded;
 
@@ -83,18 +84,21 @@ pub async fn follow(
     out: mpsc::Sender<Box<Sent>>,
     stop: CancellationToken,
 ) -> Ending {
-    // Subscribed before the first read of the store: whatever is announced after that read
-    // is heard.
-    let mut advances = app.cache.directory.advances();
+    // Subscribed before the first read of the store: whatever is learned after that read is
+    // heard.
     let mut keys = app.keys.changes();
     let mut feed = match watch.subject {
         Subject::Tenant { tenant, after } => Feed::Tenant {
+            following: app.cache.directory.follow(&tenant),
             tenant,
             sent: after,
             wanted: after,
             ask_store: true,
         },
-        Subject::Every => Feed::Every { pending: None },
+        Subject::Every => Feed::Every {
+            advances: app.cache.directory.advances(),
+            pending: None,
+        },
     };
     let courier = Courier { app, out };
     let mut failing = false;
@@ -119,15 +123,11 @@ pub async fn follow(
                     return Ending::Revoked;
                 }
             }
-            heard = advances.recv(), if feed.listens() => match heard {
-                Ok(advance) => feed.heard(advance),
-                Err(RecvError::Lagged(_)) => {
-                    if let Some(ending) = feed.lagged() {
-                        return ending;
-                    }
+            ended = feed.hear(), if feed.listens() => {
+                if let Some(ending) = ended {
+                    return ending;
                 }
-                Err(RecvError::Closed) => return Ending::Closed,
-            },
+            }
             () = tokio::time::sleep(RETRY), if failing => {}
         }
     }
@@ -140,6 +140,7 @@ enum Stop {
 
 enum Feed {
     Tenant {
+        following: Following,
         tenant: TenantName,
         /// The revision of the last change sent.
         sent: u64,
@@ -150,6 +151,7 @@ enum Feed {
         ask_store: bool,
     },
     Every {
+        advances: broadcast::Receiver<Advance>,
         /// The range being sent; the next is not taken before it is.
         pending: Option<Advance>,
     },
@@ -160,30 +162,28 @@ impl Feed {
     fn listens(&self) -> bool {
         match self {
             Feed::Tenant { .. } => true,
-            Feed::Every { pending } => pending.is_none(),
+            Feed::Every { pending, .. } => pending.is_none(),
         }
     }
 
-    fn heard(&mut self, advance: Advance) {
+    /// Waits for the next announcement; what ends the watch, if one does.
+    async fn hear(&mut self) -> Option<Ending> {
         match self {
-            Feed::Tenant { tenant, wanted, .. } => {
-                if advance.tenant == *tenant {
-                    *wanted = (*wanted).max(advance.to);
-                }
-            }
-            Feed::Every { pending } => *pending = Some(advance),
-        }
-    }
-
-    /// Announcements were dropped: a tenant's watcher asks the store what they said; an
-    /// every-tenant watcher cannot, and ends.
-    fn lagged(&mut self) -> Option<Ending> {
-        match self {
-            Feed::Tenant { ask_store, .. } => {
-                *ask_store = true;
+            Feed::Tenant {
+                following, wanted, ..
+            } => {
+                *wanted = (*wanted).max(following.changed().await);
                 None
             }
-            Feed::Every { .. } => Some(Ending::Overrun { after: None }),
+            Feed::Every { advances, pending } => match advances.recv().await {
+                Ok(advance) => {
+                    *pending = Some(advance);
+                    None
+                }
+                // Ranges were dropped, and nothing says which: the client must start over.
+                Err(RecvError::Lagged(_)) => Some(Ending::Overrun { after: None }),
+                Err(RecvError::Closed) => Some(Ending::Closed),
+            },
         }
     }
 
@@ -196,6 +196,7 @@ impl Feed {
                 sent,
                 wanted,
                 ask_store,
+                ..
             } => {
                 while *ask_store || sent < wanted {
                     // Asked again after a failure, whatever was announced meanwhile.
@@ -215,7 +216,7 @@ impl Feed {
                         .map_err(|slow| slow.overrun(Some(*sent)))?;
                 }
             }
-            Feed::Every { pending } => {
+            Feed::Every { pending, .. } => {
                 while let Some(advance) = pending {
                     if advance.from >= advance.to {
                         *pending = None;

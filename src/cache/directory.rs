@@ -20,11 +20,12 @@
 
 use std::collections::{HashMap as StdHashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use compact_str::CompactString;
 use hashbrown::HashMap;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::policy::TenantName;
 use crate::stats::{Stats, bump};
@@ -72,8 +73,16 @@ struct Inner {
     stats: Arc<Stats>,
     /// Names waiting to be looked up in the store.
     queue: Mutex<Queue>,
+    /// Every range learned, for the watchers of every tenant.
     advances: broadcast::Sender<Advance>,
+    /// The newest revision learned of each tenant that has watchers of its own, spread over
+    /// tables as `known` is: a change wakes its tenant's watchers, not every watcher.
+    followed: Box<[Mutex<Followed>]>,
+    /// How many watchers of one tenant there are: none, and learning takes no lock for them.
+    followers: AtomicUsize,
 }
+
+type Followed = StdHashMap<TenantName, watch::Sender<u64>>;
 
 type Known = HashMap<CompactString, Entry, foldhash::fast::RandomState>;
 
@@ -110,6 +119,8 @@ impl Directory {
             stats,
             queue: Mutex::default(),
             advances: broadcast::Sender::new(ADVANCES_BUFFERED),
+            followed: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            followers: AtomicUsize::new(0),
         }))
     }
 
@@ -138,9 +149,24 @@ impl Directory {
         self.0.advances.subscribe()
     }
 
-    /// Whether anyone listens to the advances.
+    /// The revisions of `tenant` learned from now on: the newest, whenever it moves.
+    pub fn follow(&self, tenant: &TenantName) -> Following {
+        self.0.followers.fetch_add(1, Ordering::SeqCst);
+        let receiver = lock(self.0.followed(tenant.as_str()))
+            .entry(tenant.clone())
+            .or_insert_with(|| watch::Sender::new(0))
+            .subscribe();
+        Following {
+            directory: self.0.clone(),
+            tenant: tenant.clone(),
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Whether anyone watches changes: then a tenant not held here is worth a store lookup
+    /// when a message names it.
     pub fn watched(&self) -> bool {
-        self.0.advances.receiver_count() > 0
+        self.0.advances.receiver_count() > 0 || self.0.followers.load(Ordering::SeqCst) > 0
     }
 
     /// How many tenants are known to exist.
@@ -200,6 +226,49 @@ impl Directory {
     }
 }
 
+/// What one watcher of a tenant hears: see [`Directory::follow`].
+pub struct Following {
+    directory: Arc<Inner>,
+    tenant: TenantName,
+    /// Taken only when dropped.
+    receiver: Option<watch::Receiver<u64>>,
+}
+
+impl Following {
+    /// The newest revision learned, once one newer than the last seen is.
+    pub async fn changed(&mut self) -> u64 {
+        let Some(receiver) = self.receiver.as_mut() else {
+            return std::future::pending().await;
+        };
+        // The sender lives as long as a receiver does: it never closes under one.
+        if receiver.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        *receiver.borrow_and_update()
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let mut followed = lock(self.directory.followed(self.tenant.as_str()));
+        drop(self.receiver.take());
+        // Under the table's lock, as a new watcher subscribes: none is left with a sender
+        // that is no longer in the table.
+        if followed
+            .get(&self.tenant)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            followed.remove(&self.tenant);
+        }
+        self.directory.followers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock(table: &Mutex<Followed>) -> std::sync::MutexGuard<'_, Followed> {
+    // Each change to a table is one insertion, removal or value.
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn read(shard: &RwLock<Known>) -> RwLockReadGuard<'_, Known> {
     // A poisoned lock still guards a whole table: every change to it is one insertion or one
     // flag.
@@ -208,7 +277,15 @@ fn read(shard: &RwLock<Known>) -> RwLockReadGuard<'_, Known> {
 
 impl Inner {
     fn shard(&self, tenant: &str) -> &RwLock<Known> {
-        &self.known[self.shard_hasher.hash_one(tenant) as usize % SHARDS]
+        &self.known[self.shard_index(tenant)]
+    }
+
+    fn followed(&self, tenant: &str) -> &Mutex<Followed> {
+        &self.followed[self.shard_index(tenant)]
+    }
+
+    fn shard_index(&self, tenant: &str) -> usize {
+        self.shard_hasher.hash_one(tenant) as usize % SHARDS
     }
 
     fn read(&self, tenant: &str) -> RwLockReadGuard<'_, Known> {
@@ -236,6 +313,11 @@ impl Inner {
             return;
         }
         let from = std::mem::replace(&mut entry.announced, revision);
+        if self.followers.load(Ordering::SeqCst) > 0
+            && let Some(sender) = lock(self.followed(tenant.as_str())).get(tenant)
+        {
+            sender.send_replace(revision);
+        }
         // Sent under the table's lock, so that a tenant's ranges are queued in their order.
         if self.advances.receiver_count() > 0 {
             let _ = self.advances.send(Advance {
@@ -418,7 +500,10 @@ mod tests {
             [advance("a", 3, 5), advance("b", 0, 2), advance("a", 5, 6)]
         );
         assert!(directory.contains("b"));
-        assert!(!directory.contains("c"), "revision 0 is a tenant never written");
+        assert!(
+            !directory.contains("c"),
+            "revision 0 is a tenant never written"
+        );
         drop(advances);
         assert!(!directory.watched());
         directory.learn(&tenant("a"), 8);
@@ -426,5 +511,33 @@ mod tests {
         directory.learn(&tenant("a"), 9);
         assert_eq!(late.try_recv().unwrap(), advance("a", 8, 9));
         assert_eq!(late.try_recv().unwrap_err(), TryRecvError::Empty);
+    }
+
+    #[tokio::test]
+    async fn a_tenants_watchers_hear_its_newest_revision_and_nothing_of_others() {
+        let directory = directory().await;
+        let mut first = directory.follow(&tenant("a"));
+        let mut second = directory.follow(&tenant("a"));
+        let mut other = directory.follow(&tenant("b"));
+        assert!(directory.watched());
+        directory.learn(&tenant("a"), 2);
+        directory.learn(&tenant("a"), 1);
+        directory.learn(&tenant("a"), 4);
+        // Folded: the newest, once.
+        assert_eq!(first.changed().await, 4);
+        assert_eq!(second.changed().await, 4);
+        let nothing = tokio::time::timeout(Duration::from_millis(20), other.changed()).await;
+        assert!(nothing.is_err(), "b heard {nothing:?}");
+        let quiet = tokio::time::timeout(Duration::from_millis(20), first.changed()).await;
+        assert!(quiet.is_err(), "heard twice: {quiet:?}");
+
+        // The last watcher of a tenant takes its entry with it; a new one starts afresh.
+        drop((first, second));
+        assert_eq!(lock(directory.0.followed("a")).len(), 0);
+        let mut again = directory.follow(&tenant("a"));
+        directory.learn(&tenant("a"), 5);
+        assert_eq!(again.changed().await, 5);
+        drop((again, other));
+        assert!(!directory.watched());
     }
 }
