@@ -606,6 +606,65 @@ async fn changes_deleted_by_retention_are_refused_before_the_stream_starts() {
 }
 
 #[tokio::test]
+async fn changes_deleted_before_an_open_stream_sends_them_end_it_with_expired() {
+    // No bus and no sweep in the test's time: B learns of A's writes when told to reload.
+    let cluster = Cluster::without_bus(2, &[("RESYNC_INTERVAL_SECS", "3600")]).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    a.create_group("acme", "g").await;
+    b.check_at("acme", "u", "r", "read", 1).await;
+    let mut events = sse(b, "acme", Some(1), None).await;
+    let mut every = sse(b, "*", None, None).await;
+    let mut socket = websocket(b, "acme", 1).await;
+    for n in 0..4 {
+        a.assign_user("acme", &format!("u{n}"), "g").await;
+    }
+    // Retention deletes them before B learns of them.
+    common::forget_changes_through(&cluster.database_url, "acme", 5).await;
+    let (status, body) = b.post("/refresh-tenant", json!({"tenant": "acme"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for events in [&mut events, &mut every] {
+        let last = tokio::time::timeout(EVENT_WAIT, events.next())
+            .await
+            .expect("an event in time")
+            .expect("the expiry is told");
+        assert_eq!(last.event, "expired", "{last:?}");
+        let data: Value = serde_json::from_str(&last.data).unwrap();
+        assert_eq!(data, json!({"tenant": "acme", "oldest_revision": 6}));
+        let end = tokio::time::timeout(EVENT_WAIT, events.next()).await;
+        assert!(matches!(end, Ok(None)), "the stream ends: {end:?}");
+    }
+    assert_eq!(
+        next_message(&mut socket).await,
+        json!({"event": "expired", "tenant": "acme", "oldest_revision": 6})
+    );
+}
+
+#[tokio::test]
+async fn an_idle_stream_carries_a_comment_every_15_seconds() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster[0];
+    let mut response = node
+        .client
+        .get(node.url("/watch"))
+        .query(&[("tenant", "quiet")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+        .await
+        .expect("something within 20 s")
+        .unwrap()
+        .expect("the stream goes on");
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(text.starts_with(':'), "a comment line: {text:?}");
+    assert!(waited >= Duration::from_secs(14), "only after {waited:?}");
+}
+
+#[tokio::test]
 async fn shutting_down_ends_the_watch_streams_rather_than_waiting_on_them() {
     let mut cluster = Cluster::start(1).await;
     cluster[0].create_group("acme", "g").await;
