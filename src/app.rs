@@ -14,7 +14,7 @@ use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
 use crate::keys::ring::KeyRing;
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{Change, Operation, TenantName};
+use crate::policy::{Because, Change, Operation, TenantName};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
 use crate::store::{ChangeLog, Store, StoreError, WriteOutcome};
@@ -311,6 +311,34 @@ impl App {
         ))
     }
 
+    /// The check's answer with the permissions it comes from ([`TenantPolicy::explain`]):
+    /// apart from [`App::check_cached`], so that checks that do not ask pay nothing for it.
+    pub async fn explain(
+        &self,
+        tenant: &TenantName,
+        question: Question<'_>,
+        min_revision: Option<u64>,
+    ) -> Result<(Answer, Vec<Because>), AppError> {
+        let snapshot = self.read(tenant, min_revision).await?;
+        let because = (snapshot.policy).explain(question.user, question.resource, question.action);
+        Ok((Answer::from(&snapshot, question), because))
+    }
+
+    /// One snapshot of `tenant` for many checks: at `min_revision` or newer if the store has
+    /// it, else the newest there is (whose revision tells which checks it cannot answer).
+    pub async fn snapshot_for_checks(
+        &self,
+        tenant: &TenantName,
+        min_revision: Option<u64>,
+    ) -> Result<Arc<Snapshot>, AppError> {
+        match self.read(tenant, min_revision).await {
+            Err(AppError::RevisionNotReached { current, .. }) => {
+                self.read(tenant, Some(current)).await
+            }
+            read => read,
+        }
+    }
+
     /// Reloads the tenant from the store and tells the other instances to check theirs. A
     /// tenant the store does not have is at revision 0, and there is nothing to tell.
     pub async fn refresh(&self, tenant: &TenantName) -> Result<u64, AppError> {
@@ -427,7 +455,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn from(snapshot: &Snapshot, question: Question<'_>) -> Self {
+    pub fn from(snapshot: &Snapshot, question: Question<'_>) -> Self {
         Self {
             allowed: (snapshot.policy).allows(question.user, question.resource, question.action),
             revision: snapshot.revision(),

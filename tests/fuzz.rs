@@ -25,6 +25,8 @@ const FIELDS: &[&str] = &[
     "resource",
     "action",
     "min_revision",
+    "explain",
+    "checks",
     "after",
     "limit",
     "cursor",

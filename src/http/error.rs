@@ -29,8 +29,8 @@ pub enum ApiError {
     RevisionNotReached(String),
     /// 410 changes_expired: retention deleted changes after the revision asked from.
     ChangesExpired { message: String, oldest: u64 },
-    /// 413 payload_too_large: the body is over 64 KiB.
-    PayloadTooLarge,
+    /// 413 payload_too_large: the body is over the route's limit (64 KiB, or what it says).
+    PayloadTooLarge(usize),
     /// 415 unsupported_media_type: a body that is not `application/json`.
     UnsupportedMediaType,
     /// 503 unavailable: the store cannot be reached, or (SQLite) its write lock could not be
@@ -88,10 +88,10 @@ impl ApiError {
             ApiError::ChangesExpired { message, .. } => {
                 (StatusCode::GONE, "changes_expired", message.clone())
             }
-            ApiError::PayloadTooLarge => (
+            ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                "the request body is larger than 64 KiB".into(),
+                format!("the request body is larger than {} KiB", limit / 1024),
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -129,6 +129,19 @@ impl ApiError {
                 "internal",
                 "something went wrong".into(),
             ),
+        }
+    }
+}
+
+impl ApiError {
+    /// The code and message, for an error reported inside a response that succeeded (one
+    /// check of a batch).
+    pub fn detail(&self) -> ErrorDetail {
+        let (_, code, message) = self.parts();
+        ErrorDetail {
+            code,
+            message,
+            oldest_revision: None,
         }
     }
 }

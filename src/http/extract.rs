@@ -22,17 +22,35 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonObject(body) = JsonObject::<MAX_BODY_BYTES>::from_request(req, state).await?;
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The bytes of a body that is JSON and starts as an object, of at most `LIMIT` bytes, for a
+/// handler that reads it in parts (the route must allow that many: `DefaultBodyLimit`).
+pub struct JsonObject<const LIMIT: usize>(pub Bytes);
+
+impl<S, const LIMIT: usize> FromRequest<S> for JsonObject<LIMIT>
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !json_content_type(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         // Refused on its declared length, before the body is read: a client that sent
         // `Expect: 100-continue` gets 413 instead of an invitation to send it.
-        if declared_length(req.headers()).is_some_and(|length| length > MAX_BODY_BYTES) {
-            return Err(ApiError::PayloadTooLarge);
+        if declared_length(req.headers()).is_some_and(|length| length > LIMIT) {
+            return Err(ApiError::PayloadTooLarge(LIMIT));
         }
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {
             match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(LIMIT),
                 _ => ApiError::InvalidRequest(rejection.body_text()),
             }
         })?;
@@ -43,9 +61,7 @@ where
                 "the request body must be a JSON object".into(),
             ));
         }
-        serde_json::from_slice(&body)
-            .map(Self)
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+        Ok(Self(body))
     }
 }
 

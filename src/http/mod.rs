@@ -2,10 +2,11 @@
 //!
 //! A request goes [`serve`] (connections) → [`request`] (id, span, deadline, metrics) →
 //! `routes` (the one list of routes, with the credential each group needs) → a handler
-//! module (`reads`, `changes`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
+//! module (`reads`, `batch`, `changes`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
 //! `error` only.
 
 mod auth;
+mod batch;
 mod changes;
 mod error;
 mod extract;

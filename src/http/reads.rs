@@ -13,10 +13,10 @@ use super::responses::NotFound;
 use super::state::AppState;
 use std::sync::Arc;
 
-use crate::app::Question;
+use crate::app::{Answer, Question};
 use crate::cache::Snapshot;
 use crate::policy::{
-    Action, GroupName, NameError, Page, Permission, Resource, TenantName, UserName,
+    Action, Because, GroupName, NameError, Page, Permission, Resource, TenantName, UserName,
 };
 
 #[derive(Deserialize, ToSchema, IntoParams)]
@@ -29,12 +29,48 @@ pub struct CheckRequest {
     action: String,
     #[serde(default)]
     min_revision: Option<u64>,
+    /// Also say why: the permissions the answer comes from.
+    #[serde(default)]
+    explain: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CheckResponse {
-    allowed: bool,
-    revision: u64,
+    pub(super) allowed: bool,
+    pub(super) revision: u64,
+    /// With `explain` only: every permission of a group of the user that matches the
+    /// request, sorted by group, resource and action; empty when denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) because: Option<Vec<BecauseBody>>,
+}
+
+/// A permission an allowed check comes from: the user's group that holds it, and its
+/// patterns.
+#[derive(Serialize, ToSchema)]
+pub struct BecauseBody {
+    group: String,
+    resource: String,
+    action: String,
+}
+
+impl From<Because> for BecauseBody {
+    fn from(because: Because) -> Self {
+        Self {
+            group: because.group.to_string(),
+            resource: because.resource,
+            action: because.action,
+        }
+    }
+}
+
+impl CheckResponse {
+    pub fn new(answer: Answer, because: Option<Vec<Because>>) -> Self {
+        Self {
+            allowed: answer.allowed,
+            revision: answer.revision,
+            because: because.map(|because| because.into_iter().map(BecauseBody::from).collect()),
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -192,6 +228,14 @@ async fn check(
         resource: Resource::validate("resource", &req.resource)?,
         action: Action::validate("action", &req.action)?,
     };
+    if req.explain {
+        let tenant = TenantName::parse("tenant", tenant)?;
+        let (answer, because) = state
+            .app
+            .explain(&tenant, question, req.min_revision)
+            .await?;
+        return Ok(Json(CheckResponse::new(answer, Some(because))));
+    }
     let answer = match state.app.check_cached(tenant, question, req.min_revision) {
         Some(answered) => answered,
         None => {
@@ -202,10 +246,7 @@ async fn check(
                 .await?
         }
     };
-    Ok(Json(CheckResponse {
-        allowed: answer.allowed,
-        revision: answer.revision,
-    }))
+    Ok(Json(CheckResponse::new(answer, None)))
 }
 
 #[utoipa::path(

@@ -22,7 +22,7 @@ use super::extract::MAX_BODY_BYTES;
 use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
-use super::{auth, changes, keys, metrics, openapi, ops, reads, watch, writes};
+use super::{auth, batch, changes, keys, metrics, openapi, ops, reads, watch, writes};
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
 /// the configured tokens require; without, it is the list as the document describes it.
@@ -35,8 +35,13 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(writes::assign_user))
         .routes(routes!(writes::unassign_user))
         .routes(routes!(writes::refresh_tenant));
+    // Larger bodies than any other route: a batch of checks.
+    let batch = OpenApiRouter::new()
+        .routes(routes!(batch::check_batch))
+        .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES));
     let mut reads = OpenApiRouter::new()
         .routes(routes!(reads::check_get, reads::check_post))
+        .merge(batch)
         .routes(routes!(reads::groups))
         .routes(routes!(reads::group_permissions))
         .routes(routes!(reads::group_members))

@@ -27,7 +27,7 @@ use compact_str::CompactString;
 
 use super::cow_map::CowMap;
 use super::name::GroupName;
-use index::{Grants, GroupSet, PermissionSet};
+use index::{ANY_ACTION, Grants, GroupSet, PermissionSet};
 
 pub use apply::AdvanceError;
 pub use view::{GroupSummary, GroupView, UserView};
@@ -67,6 +67,15 @@ pub struct TenantPolicy {
     /// [`footprint`](super::footprint)'s estimates; kept as entries come and go, so that
     /// sizing a tenant does not walk it.
     heap_bytes: usize,
+}
+
+/// A permission through which a check is allowed: the group that holds it, of which the user
+/// is a member, and its patterns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Because {
+    pub group: GroupName,
+    pub resource: String,
+    pub action: String,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +136,51 @@ impl TenantPolicy {
                         .get(&resource[..len])
                         .is_some_and(|grants| grants.allows(action, groups))
             })
+    }
+
+    /// Why [`TenantPolicy::allows`] answers as it does: every permission of a group that has
+    /// `user` as a member and whose patterns match, sorted; none when it denies. Found through
+    /// the check's own indexes, so its cost follows what matches, not the user's permissions.
+    pub fn explain(&self, user: &str, resource: &str, action: &str) -> Vec<Because> {
+        let Some(groups) = self.members.get(user) else {
+            return Vec::new();
+        };
+        let mut because = Vec::new();
+        let mut collect = |pattern: &str, wildcard: bool, grants: &Grants| {
+            let matching = grants
+                .0
+                .iter()
+                .filter(|(held, _)| &**held == action || &**held == ANY_ACTION);
+            for (held, holders) in matching {
+                let members = holders.0.iter().filter(|id| groups.contains(**id));
+                for group in members.filter_map(|id| self.names.get(id)) {
+                    because.push(Because {
+                        group: group.clone(),
+                        resource: if wildcard {
+                            format!("{pattern}*")
+                        } else {
+                            pattern.to_owned()
+                        },
+                        action: held.to_string(),
+                    });
+                }
+            }
+        };
+        if let Some(grants) = self.exact.get(resource) {
+            collect(resource, false, grants);
+        }
+        for &(len, _) in &self.prefix_lengths {
+            if len > resource.len() {
+                break;
+            }
+            if resource.is_char_boundary(len)
+                && let Some(grants) = self.prefixes.get(&resource[..len])
+            {
+                collect(&resource[..len], true, grants);
+            }
+        }
+        because.sort_unstable();
+        because
     }
 
     pub fn group_count(&self) -> usize {
@@ -603,6 +657,45 @@ mod properties {
                     replayed.allows(user, resource, "read"),
                     truth.allows(user, resource, "read")
                 );
+            }
+        }
+
+        #[test]
+        fn explain_lists_exactly_the_matching_permissions_of_the_users_groups(
+            changes in prop::collection::vec(change(), 0..60),
+        ) {
+            let (policy, _) = record(&changes);
+            let groups = policy.groups();
+            let matches = |pattern: &str, value: &str| {
+                pattern == value || pattern.strip_suffix('*').is_some_and(|p| value.starts_with(p))
+            };
+            for user in USERS {
+                for resource in ["r0", "r1", "docs/a", "docs/b", "d", "x", "*", "docs/*"] {
+                    for action in ["read", "write", "delete", "*"] {
+                        let mut expected: Vec<Because> = groups
+                            .iter()
+                            .filter(|g| g.members.iter().any(|m| m == user))
+                            .flat_map(|g| {
+                                g.permissions
+                                    .iter()
+                                    .filter(|(r, a)| matches(r, resource) && (a == action || a == "*"))
+                                    .map(|(r, a)| Because {
+                                        group: GroupName::parse("group", &g.name).unwrap(),
+                                        resource: r.clone(),
+                                        action: a.clone(),
+                                    })
+                            })
+                            .collect();
+                        expected.sort();
+                        let explained = policy.explain(user, resource, action);
+                        prop_assert_eq!(&explained, &expected, "{} {} {}", user, resource, action);
+                        prop_assert_eq!(
+                            !explained.is_empty(),
+                            policy.allows(user, resource, action),
+                            "{} {} {}", user, resource, action
+                        );
+                    }
+                }
             }
         }
 

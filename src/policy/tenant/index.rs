@@ -10,7 +10,7 @@ use super::GroupId;
 use crate::policy::Permission;
 
 /// The action pattern that matches every action.
-const ANY_ACTION: &str = "*";
+pub(super) const ANY_ACTION: &str = "*";
 
 /// A group's permissions, sorted: a sorted vector rather than a tree, because a tree's
 /// smallest node holds room for eleven, and most groups hold a handful.

@@ -1,0 +1,233 @@
+//! `POST /check-access/batch`: up to 1,000 checks in one request, each answered as the single
+//! check would be, the checks of one tenant from one snapshot.
+//!
+//! A check that cannot be answered (a bad name, a tenant out of the credential's reach, a
+//! `min_revision` the store has not reached) gets an error in its place and the others are
+//! answered; only a body that is not a list of check objects is refused whole. Each check is
+//! read on its own from the raw list, so that one check's missing field is that check's error.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorDetail};
+use super::extract::JsonObject;
+use super::reads::{BecauseBody, CheckRequest, CheckResponse};
+use super::state::AppState;
+use crate::app::{Answer, AppError, Question};
+use crate::policy::{Action, Resource, TenantName, UserName};
+
+/// The most checks in one batch.
+pub const MAX_CHECKS: usize = 1000;
+
+/// The body limit of a batch: 1,000 checks whose four names are each of the longest allowed
+/// (256 bytes), with room for their JSON.
+pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest<'a> {
+    /// 1 to 1,000 checks, each as the body of `POST /check-access`.
+    #[serde(borrow)]
+    #[schema(value_type = Vec<CheckRequest>)]
+    checks: Vec<&'a RawValue>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One per check, in the order of the checks.
+    results: Vec<BatchResult>,
+}
+
+/// A check's answer, as `POST /check-access` gives it; or, for a check that could not be
+/// answered, `allowed: false` and the error it would have had on its own.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    because: Option<Vec<BecauseBody>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail>,
+}
+
+impl BatchResult {
+    fn answered(answer: Answer, because: Option<Vec<crate::policy::Because>>) -> Self {
+        let CheckResponse {
+            allowed,
+            revision,
+            because,
+        } = CheckResponse::new(answer, because);
+        Self {
+            allowed,
+            revision: Some(revision),
+            because,
+            error: None,
+        }
+    }
+
+    fn failed(error: &ApiError) -> Self {
+        Self {
+            allowed: false,
+            revision: None,
+            because: None,
+            error: Some(error.detail()),
+        }
+    }
+}
+
+/// One check as the batch lists it; its names are borrowed from the body where they need no
+/// unescaping.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item<'a> {
+    #[serde(borrow)]
+    tenant: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    resource: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    action: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    min_revision: Option<u64>,
+    #[serde(default)]
+    explain: bool,
+}
+
+impl Item<'_> {
+    fn question(&self) -> Result<Question<'_>, ApiError> {
+        Ok(Question {
+            user: UserName::validate("user", &self.user)?,
+            resource: Resource::validate("resource", &self.resource)?,
+            action: Action::validate("action", &self.action)?,
+        })
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/check-access/batch",
+    tag = "reads",
+    summary = "many checks at once, each tenant's from one snapshot",
+    request_body = BatchRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One result per check, in order", body = BatchResponse),
+    )
+)]
+pub async fn check_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject<MAX_BATCH_BYTES>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let request: BatchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    if request.checks.is_empty() || request.checks.len() > MAX_CHECKS {
+        return Err(ApiError::InvalidRequest(format!(
+            "`checks` must list 1 to {MAX_CHECKS} checks, not {}",
+            request.checks.len()
+        )));
+    }
+    if let Some(at) = request
+        .checks
+        .iter()
+        .position(|raw| !raw.get().starts_with('{'))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`checks[{at}]` must be a JSON object"
+        )));
+    }
+    let items: Vec<Result<Item, ApiError>> = request
+        .checks
+        .iter()
+        .map(|raw| {
+            serde_json::from_str::<Item>(raw.get())
+                .map_err(|e| ApiError::InvalidRequest(format!("invalid check: {e}")))
+        })
+        .collect();
+
+    // The checks of each tenant, in the order the tenants first appear; the others' errors.
+    let mut tenants: Vec<(TenantName, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
+    for (at, item) in items.iter().enumerate() {
+        let placed = item.as_ref().map_err(BatchResult::failed).and_then(|item| {
+            item.question().map_err(|e| BatchResult::failed(&e))?;
+            let tenant = caller
+                .tenant_str("tenant", &item.tenant)
+                .map_err(|e| BatchResult::failed(&e))?;
+            if let Some(&slot) = index.get(tenant) {
+                return Ok(slot);
+            }
+            let name =
+                TenantName::parse("tenant", tenant).map_err(|e| BatchResult::failed(&e.into()))?;
+            tenants.push((name, Vec::new()));
+            index.insert(tenant, tenants.len() - 1);
+            Ok(tenants.len() - 1)
+        });
+        match placed {
+            Ok(slot) => {
+                tenants[slot].1.push(at);
+                results.push(None);
+            }
+            Err(failed) => results.push(Some(failed)),
+        }
+    }
+
+    for (tenant, checks) in &tenants {
+        let wanted = checks
+            .iter()
+            .filter_map(|&at| items[at].as_ref().ok()?.min_revision)
+            .max();
+        let snapshot = match state.app.snapshot_for_checks(tenant, wanted).await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                let error = ApiError::from(e);
+                for &at in checks {
+                    results[at] = Some(BatchResult::failed(&error));
+                }
+                continue;
+            }
+        };
+        for &at in checks {
+            let Ok(item) = &items[at] else { continue };
+            let question = match item.question() {
+                Ok(question) => question,
+                Err(e) => {
+                    results[at] = Some(BatchResult::failed(&e));
+                    continue;
+                }
+            };
+            let result = match item.min_revision {
+                Some(requested) if requested > snapshot.revision() => {
+                    BatchResult::failed(&ApiError::from(AppError::RevisionNotReached {
+                        tenant: tenant.clone(),
+                        requested,
+                        current: snapshot.revision(),
+                    }))
+                }
+                _ => BatchResult::answered(
+                    Answer::from(&snapshot, question),
+                    item.explain.then(|| {
+                        (snapshot.policy).explain(question.user, question.resource, question.action)
+                    }),
+                ),
+            };
+            results[at] = Some(result);
+        }
+    }
+    Ok(Json(BatchResponse {
+        results: results
+            .into_iter()
+            // Every check was given a result above: either its error, or its tenant's answer.
+            .map(|result| result.unwrap_or_else(|| BatchResult::failed(&ApiError::Internal)))
+            .collect(),
+    }))
+}
