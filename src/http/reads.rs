@@ -240,6 +240,10 @@ async fn check(
         Some(answered) => answered,
         None => {
             let tenant = TenantName::parse("tenant", tenant)?;
+            // A check gets its span when it first waits (request.rs), and a load from a store
+            // that answers at once may never wait: wait once on purpose, so that what the load
+            // logs is in the span of the check it holds up.
+            tokio::task::yield_now().await;
             state
                 .app
                 .check_loaded(&tenant, question, req.min_revision)
