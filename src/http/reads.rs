@@ -372,23 +372,15 @@ pub async fn group_members(
     let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[user]| {
         UserName::parse("cursor", user)
     })?;
-    // A page of members reads every user of the tenant (TenantPolicy::member_page): on a large
-    // tenant that is milliseconds, which would hold up the checks queued behind it on this
-    // worker thread.
     let page = async |snapshot: Arc<Snapshot>, after: Option<UserName>, limit| {
-        let listed = {
-            let group = group.clone();
-            tokio::task::spawn_blocking(move || {
-                snapshot.policy.member_page(&group, after.as_ref(), limit)
-            })
-        };
-        listed
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "listing members failed");
-                ApiError::Internal
-            })?
-            .ok_or_else(|| ApiError::no_group(&group))
+        let group_name = group.clone();
+        off_the_checks(move || {
+            snapshot
+                .policy
+                .member_page(&group_name, after.as_ref(), limit)
+        })
+        .await?
+        .ok_or_else(|| ApiError::no_group(&group))
     };
     let listed = listing(&state, &tenant, query.min_revision, paging, page, |last| {
         [last.as_str()]
@@ -401,6 +393,95 @@ pub async fn group_members(
         members: listed.items,
         next_cursor: listed.next_cursor,
     }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WhoCanQuery {
+    tenant: String,
+    /// The resource, taken literally, as in a check.
+    resource: String,
+    /// The action, taken literally, as in a check.
+    action: String,
+    /// Users per page, 1 to 1000; 100 if absent.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`, to resume after it; absent for the first page.
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    min_revision: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WhoCanResponse {
+    tenant: String,
+    revision: u64,
+    /// The users a check allows, sorted.
+    users: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/who-can",
+    tag = "reads",
+    summary = "a page of the users allowed an action on a resource",
+    params(WhoCanQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Up to `limit` user names, sorted: every user a check allows", body = WhoCanResponse),
+    )
+)]
+pub async fn who_can(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<WhoCanQuery>,
+) -> Result<Json<WhoCanResponse>, ApiError> {
+    let tenant = caller.tenant("tenant", &query.tenant)?;
+    let resource = Resource::parse("resource", &query.resource)?;
+    let action = Action::parse("action", &query.action)?;
+    let scope = [
+        "/who-can",
+        tenant.as_str(),
+        resource.as_str(),
+        action.as_str(),
+    ];
+    let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[user]| {
+        UserName::parse("cursor", user)
+    })?;
+    let (asked_resource, asked_action) = (resource.clone(), action.clone());
+    let page = async |snapshot: Arc<Snapshot>, after: Option<UserName>, limit| {
+        off_the_checks(move || {
+            let (resource, action) = (asked_resource.as_str(), asked_action.as_str());
+            (snapshot.policy).who_can(resource, action, after.as_ref(), limit)
+        })
+        .await
+    };
+    let listed = listing(&state, &tenant, query.min_revision, paging, page, |last| {
+        [last.as_str()]
+    })
+    .await?;
+    Ok(Json(WhoCanResponse {
+        tenant: tenant.to_string(),
+        revision: listed.revision,
+        users: listed.items,
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// Runs `list` on a thread for blocking work: a listing that reads the members of a group of a
+/// million would hold up the checks queued behind it on this worker thread for milliseconds.
+async fn off_the_checks<T: Send + 'static>(
+    list: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(list).await.map_err(|e| {
+        tracing::error!(error = %e, "a listing failed");
+        ApiError::Internal
+    })
 }
 
 #[utoipa::path(

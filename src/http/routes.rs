@@ -45,6 +45,7 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(reads::groups))
         .routes(routes!(reads::group_permissions))
         .routes(routes!(reads::group_members))
+        .routes(routes!(reads::who_can))
         .routes(routes!(reads::user_permissions))
         .routes(routes!(changes::changes))
         .routes(routes!(watch::watch));

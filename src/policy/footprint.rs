@@ -57,8 +57,13 @@ pub fn user(name: &str) -> usize {
     key(name) + block(4 * size_of::<u32>())
 }
 
-/// One membership beyond the first of a user: one more group id.
-pub const ASSIGNMENT: usize = size_of::<u32>();
+/// One membership: one more group id among the user's, and the user's entry among the
+/// group's members (a key, and its table's control byte, at the fullness a table keeps on
+/// average), with the key's own allocation if the name is too long to be inline.
+pub fn assignment(user: &str) -> usize {
+    const KEY: usize = size_of::<compact_str::CompactString>() + 1;
+    size_of::<u32>() + KEY * 8 / 7 + key(user)
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use super::index::{Grants, GroupSet, prefix_of};
-use super::{GroupId, GroupRecord, Key, TenantPolicy};
+use super::{GroupId, GroupRecord, TenantPolicy};
+use crate::policy::cow_map::CowMap;
 use crate::policy::{Change, Permission, footprint};
 
 /// Why a change could not be applied on top of a policy.
@@ -52,7 +53,7 @@ impl TenantPolicy {
                     GroupRecord {
                         id,
                         permissions: Arc::default(),
-                        member_count: 0,
+                        members: CowMap::default(),
                     },
                 );
                 self.names.insert(id, group.clone());
@@ -69,18 +70,7 @@ impl TenantPolicy {
                     self.unindex(permission, record.id);
                 }
                 self.permission_count -= record.permissions.len();
-                // Memberships are indexed by user: finding the group's members reads every
-                // user, so only when it has some.
-                let members: Vec<Key> = if record.member_count == 0 {
-                    Vec::new()
-                } else {
-                    self.members
-                        .iter()
-                        .filter(|(_, groups)| groups.contains(record.id))
-                        .map(|(user, _)| user.clone())
-                        .collect()
-                };
-                for user in &members {
+                for (user, ()) in record.members.iter() {
                     self.leave(user, record.id);
                 }
                 true
@@ -136,10 +126,10 @@ impl TenantPolicy {
                 if joined {
                     self.heap_bytes += footprint::user(user.as_str());
                 }
-                self.heap_bytes += footprint::ASSIGNMENT;
+                self.heap_bytes += footprint::assignment(user.as_str());
                 self.assignment_count += 1;
                 if let Some(record) = self.groups.get_mut(group) {
-                    record.member_count += 1;
+                    record.members.insert(user.as_str().into(), ());
                 }
                 true
             }
@@ -156,7 +146,7 @@ impl TenantPolicy {
                 }
                 self.leave(user.as_str(), id);
                 if let Some(record) = self.groups.get_mut(group) {
-                    record.member_count -= 1;
+                    record.members.remove(user.as_str());
                 }
                 true
             }
@@ -169,7 +159,7 @@ impl TenantPolicy {
         };
         if groups.remove(id) {
             self.assignment_count -= 1;
-            self.heap_bytes -= footprint::ASSIGNMENT;
+            self.heap_bytes -= footprint::assignment(user);
         }
         if groups.is_empty() {
             self.members.remove(user);

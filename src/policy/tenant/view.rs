@@ -4,10 +4,8 @@
 //! Apart from the check because none of it is on the check's path: it walks the maps and
 //! copies names out, where the check only looks up.
 
-use std::collections::HashMap;
-
-use super::index::PermissionSet;
-use super::{GroupId, TenantPolicy};
+use super::index::{ANY_ACTION, PermissionSet};
+use super::{GroupId, GroupRecord, TenantPolicy};
 use crate::policy::page::{self, Page};
 use crate::policy::{GroupName, Permission, UserName};
 
@@ -39,17 +37,15 @@ pub struct UserView {
 impl TenantPolicy {
     /// Every group with its permissions and members, sorted by name.
     pub fn groups(&self) -> Vec<GroupView> {
-        let mut members: HashMap<GroupId, Vec<String>> = HashMap::new();
-        for (user, groups) in self.members.iter() {
-            for id in &groups.0 {
-                members.entry(*id).or_default().push(user.to_string());
-            }
-        }
         let mut groups: Vec<GroupView> = self
             .groups
             .iter()
             .map(|(name, record)| {
-                let mut members = members.remove(&record.id).unwrap_or_default();
+                let mut members: Vec<String> = record
+                    .members
+                    .iter()
+                    .map(|(user, ())| user.to_string())
+                    .collect();
                 members.sort_unstable();
                 GroupView {
                     name: name.as_str().to_owned(),
@@ -71,7 +67,7 @@ impl TenantPolicy {
             .filter(|name| after.is_none_or(|after| *name > after));
         page::smallest(names, limit).map(|name| {
             let (permission_count, member_count) = self.groups.get(name).map_or((0, 0), |record| {
-                (record.permissions.len(), record.member_count)
+                (record.permissions.len(), record.members.len())
             });
             GroupSummary {
                 name: name.as_str().to_owned(),
@@ -97,10 +93,7 @@ impl TenantPolicy {
     }
 
     /// The members of `group` whose names sort after `after`, `limit` of them, by name; None
-    /// if there is no such group.
-    ///
-    /// Memberships are indexed by user, for the check, so this reads every user of the tenant:
-    /// the answer is bounded, the work is not.
+    /// if there is no such group. Reads the group's members, not the tenant's users.
     pub fn member_page(
         &self,
         group: &GroupName,
@@ -108,19 +101,55 @@ impl TenantPolicy {
         limit: usize,
     ) -> Option<Page<String>> {
         let record = self.groups.get(group)?;
-        if record.member_count == 0 {
-            return Some(Page {
-                items: Vec::new(),
-                more: false,
-            });
-        }
-        let members = self
+        let members = record
             .members
             .iter()
-            .filter(|(_, groups)| groups.contains(record.id))
-            .map(|(user, _)| user.as_str())
+            .map(|(user, ())| user.as_str())
             .filter(|user| after.is_none_or(|after| *user > after.as_str()));
         Some(page::smallest(members, limit).map(str::to_owned))
+    }
+
+    /// The users allowed `action` on `resource` whose names sort after `after`, `limit` of
+    /// them, by name: the members of every group holding a permission that matches. Found
+    /// through the check's indexes, so that its cost follows those groups and their members,
+    /// not the tenant's size.
+    pub fn who_can(
+        &self,
+        resource: &str,
+        action: &str,
+        after: Option<&UserName>,
+        limit: usize,
+    ) -> Page<String> {
+        let mut ids: Vec<GroupId> = self
+            .grants_matching(resource)
+            .flat_map(|(_, grants)| grants.0.iter())
+            .filter(|(held, _)| &**held == action || &**held == ANY_ACTION)
+            .flat_map(|(_, holders)| holders.0.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let groups: Vec<(GroupId, &GroupRecord)> = ids
+            .iter()
+            .filter_map(|id| Some((*id, self.groups.get(self.names.get(id)?)?)))
+            .collect();
+        let several = groups.len() > 1;
+        let ids = &ids;
+        let users = groups.iter().flat_map(|&(id, record)| {
+            record
+                .members
+                .iter()
+                .map(|(user, ())| user.as_str())
+                .filter(move |user| after.is_none_or(|after| *user > after.as_str()))
+                // A member of several of the groups is listed with the first of them only.
+                .filter(move |user| !several || self.first_matching(user, ids) == Some(id))
+        });
+        page::smallest(users, limit).map(str::to_owned)
+    }
+
+    /// The first of `ids` (sorted) that has `user` as a member.
+    fn first_matching(&self, user: &str, ids: &[GroupId]) -> Option<GroupId> {
+        let groups = self.members.get(user)?;
+        ids.iter().copied().find(|id| groups.contains(*id))
     }
 
     /// The groups `user` belongs to and every permission those groups give, sorted.
