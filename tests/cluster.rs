@@ -312,7 +312,8 @@ async fn listings_show_groups_permissions_and_members_sorted() {
                 {"resource": "docs/*", "action": "read", "group": "readers"},
                 {"resource": "docs/*", "action": "read", "group": "writers"},
                 {"resource": "docs/*", "action": "write", "group": "writers"},
-            ]
+            ],
+            "next_cursor": null
         })
     );
 }

@@ -230,6 +230,7 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
             "/api-keys" => "2f6170692d6b6579730a30313233343536373839616263646566",
             "/group-members" => "2f67726f75702d6d656d626572730a740a670a75",
             "/who-can" => "2f77686f2d63616e0a740a646f63732f726561646d650a726561640a75",
+            "/user-permissions" => "2f757365722d7065726d697373696f6e730a740a750a67726f75700a670a0a",
             other => panic!("no sample cursor for {other}"),
         },
         _ => panic!("no sample value for the new field `{name}`: add one here"),

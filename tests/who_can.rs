@@ -195,3 +195,79 @@ async fn bad_who_can_requests_are_refused() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn a_users_groups_and_permissions_come_in_pages_none_missed_none_twice() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster[0];
+    let mut expected_groups = Vec::new();
+    let mut expected_permissions = Vec::new();
+    for g in 0..7 {
+        let group = format!("g{g}");
+        node.create_group("acme", &group).await;
+        node.assign_user("acme", "alice", &group).await;
+        for p in 0..g % 3 {
+            let resource = format!("docs/{p}");
+            node.add_permission("acme", &group, &resource, "read").await;
+            expected_permissions.push((resource, "read".to_owned(), group.clone()));
+        }
+        expected_groups.push(group);
+    }
+    expected_permissions.sort();
+    for limit in [1usize, 2, 5, 100] {
+        let (mut groups, mut permissions) = (Vec::new(), Vec::new());
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let limit_text = limit.to_string();
+            let mut query = vec![
+                ("tenant", "acme"),
+                ("user", "alice"),
+                ("limit", limit_text.as_str()),
+            ];
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor));
+            }
+            let (status, body) = node.get("/user-permissions", &query).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let page_groups = body["groups"].as_array().unwrap();
+            let page_permissions = body["permissions"].as_array().unwrap();
+            assert!(
+                page_groups.len() + page_permissions.len() <= limit,
+                "{body}"
+            );
+            // Groups come first: a page with permissions ends the groups.
+            if !page_permissions.is_empty() {
+                assert_eq!(
+                    groups.len() + page_groups.len(),
+                    expected_groups.len(),
+                    "{body}"
+                );
+            }
+            groups.extend(page_groups.iter().map(|g| g.as_str().unwrap().to_owned()));
+            permissions.extend(page_permissions.iter().map(|p| {
+                (
+                    p["resource"].as_str().unwrap().to_owned(),
+                    p["action"].as_str().unwrap().to_owned(),
+                    p["group"].as_str().unwrap().to_owned(),
+                )
+            }));
+            pages += 1;
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(groups, expected_groups, "{limit} a page");
+        assert_eq!(permissions, expected_permissions, "{limit} a page");
+        let items = expected_groups.len() + expected_permissions.len();
+        assert_eq!(pages, items.div_ceil(limit).max(1), "{limit} a page");
+    }
+    let (status, body) = node
+        .get(
+            "/user-permissions",
+            &[("tenant", "acme"), ("user", "alice"), ("cursor", "00")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

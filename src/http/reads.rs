@@ -16,7 +16,8 @@ use std::sync::Arc;
 use crate::app::{Answer, Question};
 use crate::cache::Snapshot;
 use crate::policy::{
-    Action, Because, GroupName, NameError, Page, Permission, Resource, TenantName, UserName,
+    Action, Because, GroupName, NameError, Page, Permission, Resource, TenantName, UserItem,
+    UserName,
 };
 
 #[derive(Deserialize, ToSchema, IntoParams)]
@@ -159,6 +160,12 @@ pub struct GroupMembersResponse {
 pub struct UserQuery {
     tenant: String,
     user: String,
+    /// Groups and permissions per page, together, 1 to 1000; 100 if absent.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`, to resume after it; absent for the first page.
+    #[serde(default)]
+    cursor: Option<String>,
     #[serde(default)]
     min_revision: Option<u64>,
 }
@@ -168,8 +175,13 @@ pub struct UserResponse {
     tenant: String,
     user: String,
     revision: u64,
+    /// The user's groups on this page, sorted; every group comes before any permission.
     groups: Vec<String>,
+    /// The permissions on this page, sorted by resource, action, then group.
     permissions: Vec<GrantBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -488,11 +500,11 @@ async fn off_the_checks<T: Send + 'static>(
     get,
     path = "/user-permissions",
     tag = "reads",
-    summary = "one user's groups and permissions",
+    summary = "a page of one user's groups and permissions",
     params(UserQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The user's groups and the permissions they give", body = UserResponse),
+        (status = 200, description = "Up to `limit` of the user's groups, then of the permissions they give", body = UserResponse),
     )
 )]
 pub async fn user_permissions(
@@ -502,23 +514,87 @@ pub async fn user_permissions(
 ) -> Result<Json<UserResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &query.tenant)?;
     let user = UserName::parse("user", &query.user)?;
-    let snapshot = state.app.read(&tenant, query.min_revision).await?;
-    let view = snapshot.policy.user(user.as_str());
-    Ok(Json(UserResponse {
-        tenant: tenant.to_string(),
-        user: user.to_string(),
-        revision: snapshot.revision(),
-        groups: view.groups,
-        permissions: view
-            .permissions
-            .into_iter()
-            .map(|(resource, action, group)| GrantBody {
+    let scope = ["/user-permissions", tenant.as_str(), user.as_str()];
+    let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |names| {
+        resumed_user_item(names)
+    })?;
+    let page = async |snapshot: Arc<Snapshot>, after: Option<UserItem<String>>, limit| {
+        let after = after.as_ref().map(|item| match item {
+            UserItem::Group(group) => UserItem::Group(group.as_str()),
+            UserItem::Permission {
                 resource,
                 action,
                 group,
-            })
-            .collect(),
+            } => UserItem::Permission {
+                resource: resource.as_str(),
+                action: action.as_str(),
+                group: group.as_str(),
+            },
+        });
+        Ok(snapshot
+            .policy
+            .user_page(user.as_str(), after.as_ref(), limit))
+    };
+    let listed = listing(
+        &state,
+        &tenant,
+        query.min_revision,
+        paging,
+        page,
+        |last| match last {
+            UserItem::Group(group) => ["group", group.as_str(), "", ""],
+            UserItem::Permission {
+                resource,
+                action,
+                group,
+            } => [
+                "permission",
+                resource.as_str(),
+                action.as_str(),
+                group.as_str(),
+            ],
+        },
+    )
+    .await?;
+    let mut groups = Vec::new();
+    let mut permissions = Vec::new();
+    for item in listed.items {
+        match item {
+            UserItem::Group(group) => groups.push(group),
+            UserItem::Permission {
+                resource,
+                action,
+                group,
+            } => permissions.push(GrantBody {
+                resource,
+                action,
+                group,
+            }),
+        }
+    }
+    Ok(Json(UserResponse {
+        tenant: tenant.to_string(),
+        user: user.to_string(),
+        revision: listed.revision,
+        groups,
+        permissions,
+        next_cursor: listed.next_cursor,
     }))
+}
+
+/// The item of a user's listing that a cursor names: `group` and a group's name, or
+/// `permission` and the resource, action and group.
+fn resumed_user_item([kind, a, b, c]: [&str; 4]) -> Result<UserItem<String>, Option<NameError>> {
+    let group = |name: &str| GroupName::parse("cursor", name).map(|g| g.to_string());
+    match kind {
+        "group" => Ok(UserItem::Group(group(a)?)),
+        "permission" => Ok(UserItem::Permission {
+            resource: Resource::parse("cursor", a)?.to_string(),
+            action: Action::parse("cursor", b)?.to_string(),
+            group: group(c)?,
+        }),
+        _ => Err(None),
+    }
 }
 
 /// One page of a listing, at the revision it was read at.

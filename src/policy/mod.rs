@@ -17,4 +17,4 @@ pub use name::{
 };
 pub use operation::{Operation, UnknownOperation};
 pub use page::Page;
-pub use tenant::{AdvanceError, Because, GroupSummary, GroupView, TenantPolicy, UserView};
+pub use tenant::{AdvanceError, Because, GroupSummary, GroupView, TenantPolicy, UserItem};

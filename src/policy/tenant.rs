@@ -30,7 +30,7 @@ use super::name::GroupName;
 use index::{ANY_ACTION, Grants, GroupSet, PermissionSet};
 
 pub use apply::AdvanceError;
-pub use view::{GroupSummary, GroupView, UserView};
+pub use view::{GroupSummary, GroupView, UserItem};
 
 /// The key of the check's indexes. Names of up to 24 bytes are stored inline, so comparing a
 /// key during a look-up reads no other memory: on a large tenant, where every look-up misses

@@ -232,7 +232,8 @@ async fn strange_but_valid_names_round_trip_verbatim_through_every_endpoint() {
             assert_eq!(
                 body,
                 json!({"tenant": name, "user": name, "revision": 3, "groups": [name],
-                       "permissions": [{"resource": name, "action": name, "group": name}]}),
+                       "permissions": [{"resource": name, "action": name, "group": name}],
+                       "next_cursor": null}),
                 "{name:?} {phase}"
             );
 

@@ -26,14 +26,6 @@ pub struct GroupSummary {
     pub member_count: usize,
 }
 
-/// What one user gets in a tenant, sorted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UserView {
-    pub groups: Vec<String>,
-    /// (resource, action, group) triples, sorted.
-    pub permissions: Vec<(String, String, String)>,
-}
-
 impl TenantPolicy {
     /// Every group with its permissions and members, sorted by name.
     pub fn groups(&self) -> Vec<GroupView> {
@@ -152,28 +144,66 @@ impl TenantPolicy {
         ids.iter().copied().find(|id| groups.contains(*id))
     }
 
-    /// The groups `user` belongs to and every permission those groups give, sorted.
-    pub fn user(&self, user: &str) -> UserView {
+    /// What `user` gets, as one sorted list (the user's groups by name, then every permission
+    /// those groups give, by resource, action and group): the items after `after`, `limit` of
+    /// them. Reads the user's groups and their permissions, not the tenant.
+    pub fn user_page(
+        &self,
+        user: &str,
+        after: Option<&UserItem<&str>>,
+        limit: usize,
+    ) -> Page<UserItem<String>> {
         let Some(ids) = self.members.get(user) else {
-            return UserView::default();
-        };
-        let mut view = UserView::default();
-        for id in &ids.0 {
-            let Some(name) = self.names.get(id) else {
-                continue;
+            return Page {
+                items: Vec::new(),
+                more: false,
             };
-            view.groups.push(name.as_str().to_owned());
-            if let Some(record) = self.groups.get(name) {
-                view.permissions.extend(
-                    listed(&record.permissions)
-                        .into_iter()
-                        .map(|(resource, action)| (resource, action, name.as_str().to_owned())),
-                );
-            }
+        };
+        let groups: Vec<(&str, &PermissionSet)> = ids
+            .0
+            .iter()
+            .filter_map(|id| {
+                let name = self.names.get(id)?;
+                Some((name.as_str(), &*self.groups.get(name)?.permissions))
+            })
+            .collect();
+        let items = groups
+            .iter()
+            .map(|&(group, _)| UserItem::Group(group))
+            .chain(groups.iter().flat_map(|&(group, permissions)| {
+                permissions.iter().map(move |p| UserItem::Permission {
+                    resource: p.resource.as_str(),
+                    action: p.action.as_str(),
+                    group,
+                })
+            }))
+            .filter(|item| after.is_none_or(|after| item > after));
+        page::smallest(items, limit).map(|item| item.owned())
+    }
+}
+
+/// An item of what one user gets: one of the user's groups, or a permission one of them
+/// gives. Groups sort before permissions; permissions by resource, action, then group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UserItem<S> {
+    Group(S),
+    Permission { resource: S, action: S, group: S },
+}
+
+impl UserItem<&str> {
+    fn owned(&self) -> UserItem<String> {
+        match *self {
+            UserItem::Group(group) => UserItem::Group(group.to_owned()),
+            UserItem::Permission {
+                resource,
+                action,
+                group,
+            } => UserItem::Permission {
+                resource: resource.to_owned(),
+                action: action.to_owned(),
+                group: group.to_owned(),
+            },
         }
-        view.groups.sort_unstable();
-        view.permissions.sort_unstable();
-        view
     }
 }
 
@@ -218,10 +248,33 @@ mod tests {
                 },
             ]
         );
-        let view = policy.user("alice");
-        assert_eq!(view.groups, vec!["g".to_string()]);
-        assert_eq!(view.permissions.len(), 3);
-        assert_eq!(policy.user("nobody"), UserView::default());
+        let page = policy.user_page("alice", None, 10);
+        assert_eq!(
+            page.items,
+            [
+                UserItem::Group("g".to_string()),
+                UserItem::Permission {
+                    resource: "a".into(),
+                    action: "*".into(),
+                    group: "g".into()
+                },
+                UserItem::Permission {
+                    resource: "a".into(),
+                    action: "read".into(),
+                    group: "g".into()
+                },
+                UserItem::Permission {
+                    resource: "docs/*".into(),
+                    action: "read".into(),
+                    group: "g".into()
+                },
+            ]
+        );
+        assert!(!page.more);
+        let rest = policy.user_page("alice", Some(&UserItem::Group("g")), 2);
+        assert_eq!((rest.items.len(), rest.more), (2, true));
+        assert_eq!(rest.items[0], page.items[1]);
+        assert!(policy.user_page("nobody", None, 10).items.is_empty());
         assert_eq!(
             (
                 policy.group_count(),
