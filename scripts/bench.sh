@@ -149,6 +149,23 @@ round_ratios=$(for r in $(seq 1 $rounds); do
         'BEGIN { printf "%.2f ", a / b }'
 done)
 
+log "batch: /check-access/batch (100 checks a request) and /check-access by turns, $rounds rounds of ${seconds}s each"
+for round in $(seq 1 $rounds); do
+    if [ $((round % 2)) = 1 ]; then order="single batch"; else order="batch single"; fi
+    for which in $order; do
+        if [ "$which" = batch ]; then script=scripts/bench/batch.lua; else script=scripts/bench/check.lua; fi
+        wrk -t"$threads" -c"$connections" -d2s -s "$script" "$a" -- "$work/requests.jsonl" >/dev/null
+        wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$script" "$a" \
+            -- "$work/requests.jsonl" >"$work/wrk-$which-$round.txt"
+    done
+done
+batch_checks=$(for r in $(seq 1 $rounds); do echo $(( $(wrk_rps "$work/wrk-batch-$r.txt") * 100 )); done | median)
+single_checks=$(for r in $(seq 1 $rounds); do wrk_rps "$work/wrk-single-$r.txt"; echo; done | median)
+batch_ratios=$(for r in $(seq 1 $rounds); do
+    awk -v a="$(wrk_rps "$work/wrk-batch-$r.txt")" -v b="$(wrk_rps "$work/wrk-single-$r.txt")" \
+        'BEGIN { printf "%.1f ", a * 100 / b }'
+done)
+
 log "propagation (200 trials each)"
 prop_standard=$("$driver" propagation --writer "$a" --reader "$b" --tenant tenant-000)
 prop_large=$("$driver" propagation --writer "$a" --reader "$b" --tenant large)
@@ -315,6 +332,9 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | check-access, rbac-server (wrk, $threads threads, $connections connections, median of $rounds) | $rbac_rps req/s, p50 $rbac_p50 ms, p99 $rbac_p99 ms | |
 | check-access, bare axum + one HashMap (median of $rounds) | $bare_rps req/s, p50 $bare_p50 ms, p99 $bare_p99 ms | |
 | ratio rbac-server / bare: req/s, p99 | $(ratio "$rbac_rps" "$bare_rps"), $(ratio "$rbac_p99" "$bare_p99") (req/s ratio of each round: ${round_ratios% }) | >= 0.90, <= 1.20 |
+| checks through /check-access/batch, 100 a request (median of $rounds, by turns with single checks) | $batch_checks checks/s (p50 $(median_of batch p50_of) ms, p99 $(median_of batch p99_of) ms a request) | >= 1000000 |
+| the same, single checks on /check-access | $single_checks checks/s | |
+| ratio batch / single checks per second | $(ratio "$batch_checks" "$single_checks") (of each round: ${batch_ratios% }) | >= 10 |
 | in-process check, standard tenant (1 core) | $check_standard checks/s | >= 5000000 |
 | in-process check, large tenant (1 core) | $check_large checks/s | >= 5000000 |
 | build the large tenant from its rows (in process) | $(printf '%.0f' "$load_large_ms") ms | |

@@ -601,8 +601,38 @@ async fn verify(target: &str, requests: &std::path::Path, count: usize) {
         wrong.len(),
         wrong.first()
     );
+    // The same checks, 100 to a batch, as scripts/bench/batch.lua sends them.
+    let lines: Vec<&str> = text.lines().take(count).collect();
+    for chunk in lines.chunks(100) {
+        let mut checks = Vec::new();
+        let mut expected = Vec::new();
+        for line in chunk {
+            let mut body: serde_json::Value = serde_json::from_str(line).expect("a request");
+            expected.push(body["expected"].as_bool().expect("an expected answer"));
+            body.as_object_mut().unwrap().remove("expected");
+            checks.push(body);
+        }
+        let answer: serde_json::Value = client
+            .post(format!("{target}/check-access/batch"))
+            .json(&serde_json::json!({ "checks": checks }))
+            .send()
+            .await
+            .expect("check-access/batch")
+            .json()
+            .await
+            .expect("a JSON answer");
+        let results = answer["results"].as_array().expect("results");
+        assert_eq!(results.len(), checks.len(), "{answer}");
+        for ((check, result), expected) in checks.iter().zip(results).zip(expected) {
+            assert_eq!(
+                result["allowed"].as_bool(),
+                Some(expected),
+                "batch: {check} {result}"
+            );
+        }
+    }
     eprintln!(
-        "verified {} answers of {target}",
+        "verified {} answers of {target}, single and in batches",
         count.min(text.lines().count())
     );
 }
