@@ -58,8 +58,10 @@ pub fn user(name: &str) -> usize {
 }
 
 /// One membership: one more group id among the user's, and the user's entry among the
-/// group's members (a key, and its table's control byte, at the fullness a table keeps on
-/// average), with the key's own allocation if the name is too long to be inline.
+/// group's members (a key; in a large group's table also a control byte, at the fullness a
+/// table keeps on average: counted alike for every group, so that the estimate does not
+/// depend on the order members came in), with the key's own allocation if the name is too
+/// long to be inline.
 pub fn assignment(user: &str) -> usize {
     const KEY: usize = size_of::<compact_str::CompactString>() + 1;
     size_of::<u32>() + KEY * 8 / 7 + key(user)

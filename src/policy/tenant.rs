@@ -27,7 +27,7 @@ use compact_str::CompactString;
 
 use super::cow_map::CowMap;
 use super::name::GroupName;
-use index::{ANY_ACTION, Grants, GroupSet, PermissionSet};
+use index::{ANY_ACTION, Grants, GroupSet, MemberSet, PermissionSet};
 
 pub use apply::AdvanceError;
 pub use view::{GroupSummary, GroupView, UserItem};
@@ -102,8 +102,7 @@ struct GroupRecord {
     permissions: Arc<PermissionSet>,
     /// The group's members: what who-can, a page of members and deleting the group read, in
     /// proportion to the group rather than to the tenant. The check reads `members`, by user.
-    /// A map of its own, so that a member joining a large group copies a shard of it only.
-    members: CowMap<Key, ()>,
+    members: MemberSet,
 }
 
 /// Two policies are equal when they hold the same groups, permissions and members at the
@@ -558,7 +557,7 @@ mod properties {
                 format!("member {user} {names:?}")
             }))
             .chain(policy.groups.iter().map(|(group, record)| {
-                let mut users: Vec<&str> = record.members.iter().map(|(u, _)| u.as_str()).collect();
+                let mut users: Vec<&str> = record.members.iter().collect();
                 users.sort();
                 format!("group {group} {users:?}")
             }))

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use super::index::MemberSet;
 use super::index::{Grants, GroupSet, prefix_of};
 use super::{GroupId, GroupRecord, TenantPolicy};
-use crate::policy::cow_map::CowMap;
 use crate::policy::{Change, Permission, footprint};
 
 /// Why a change could not be applied on top of a policy.
@@ -53,7 +53,7 @@ impl TenantPolicy {
                     GroupRecord {
                         id,
                         permissions: Arc::default(),
-                        members: CowMap::default(),
+                        members: MemberSet::default(),
                     },
                 );
                 self.names.insert(id, group.clone());
@@ -70,7 +70,7 @@ impl TenantPolicy {
                     self.unindex(permission, record.id);
                 }
                 self.permission_count -= record.permissions.len();
-                for (user, ()) in record.members.iter() {
+                for user in record.members.iter() {
                     self.leave(user, record.id);
                 }
                 true
@@ -129,7 +129,7 @@ impl TenantPolicy {
                 self.heap_bytes += footprint::assignment(user.as_str());
                 self.assignment_count += 1;
                 if let Some(record) = self.groups.get_mut(group) {
-                    record.members.insert(user.as_str().into(), ());
+                    record.members.insert(user.as_str());
                 }
                 true
             }

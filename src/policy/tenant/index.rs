@@ -6,8 +6,9 @@
 //! memory (the estimates in `footprint.rs` follow their layout) and, in [`Grants::allows`],
 //! for the check.
 
-use super::GroupId;
+use super::{GroupId, Key};
 use crate::policy::Permission;
+use crate::policy::cow_map::CowMap;
 
 /// The action pattern that matches every action.
 pub(super) const ANY_ACTION: &str = "*";
@@ -106,6 +107,91 @@ impl GroupSet {
     }
 }
 
+/// The most members a group keeps in a sorted vector; past it, a [`CowMap`].
+const FEW_MEMBERS_MAX: usize = 64;
+
+/// A group's members, by name: a sorted vector while the group is small, as most groups are
+/// (a hash table costs its empty slots and an allocation of its own), and a [`CowMap`] once it
+/// is large, so that a member joining a group of a million copies a shard of it, not all of
+/// it. A map that shrinks to half the threshold becomes a vector again, so that a group whose
+/// size hovers at the threshold does not switch back and forth on every change.
+#[derive(Debug, Clone)]
+pub(super) enum MemberSet {
+    Few(Vec<Key>),
+    Many(CowMap<Key, ()>),
+}
+
+impl Default for MemberSet {
+    fn default() -> Self {
+        MemberSet::Few(Vec::new())
+    }
+}
+
+impl MemberSet {
+    pub(super) fn insert(&mut self, user: &str) -> bool {
+        match self {
+            MemberSet::Few(few) => match few.binary_search_by(|member| member.as_str().cmp(user)) {
+                Ok(_) => false,
+                Err(at) if few.len() < FEW_MEMBERS_MAX => {
+                    if few.len() < 8 {
+                        // A handful grows one at a time rather than by doubling.
+                        few.reserve_exact(1);
+                    }
+                    few.insert(at, user.into());
+                    true
+                }
+                Err(_) => {
+                    let mut many = CowMap::default();
+                    for member in few.drain(..) {
+                        many.insert(member, ());
+                    }
+                    many.insert(user.into(), ());
+                    *self = MemberSet::Many(many);
+                    true
+                }
+            },
+            MemberSet::Many(many) => many.insert(user.into(), ()).is_none(),
+        }
+    }
+
+    pub(super) fn remove(&mut self, user: &str) -> bool {
+        match self {
+            MemberSet::Few(few) => match few.binary_search_by(|member| member.as_str().cmp(user)) {
+                Ok(at) => {
+                    few.remove(at);
+                    true
+                }
+                Err(_) => false,
+            },
+            MemberSet::Many(many) => {
+                let removed = many.remove(user).is_some();
+                if many.len() < FEW_MEMBERS_MAX / 2 {
+                    let mut few: Vec<Key> =
+                        many.iter().map(|(member, ())| member.clone()).collect();
+                    few.sort_unstable();
+                    *self = MemberSet::Few(few);
+                }
+                removed
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            MemberSet::Few(few) => few.len(),
+            MemberSet::Many(many) => many.len(),
+        }
+    }
+
+    /// The members, sorted while few, in no order once many.
+    pub(super) fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            MemberSet::Few(few) => Box::new(few.iter().map(Key::as_str)),
+            MemberSet::Many(many) => Box::new(many.iter().map(|(member, ())| member.as_str())),
+        }
+    }
+}
+
 /// For one resource (or prefix): each action pattern with the groups that hold it.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Grants(pub(super) Vec<(Box<str>, GroupSet)>);
@@ -148,4 +234,53 @@ impl Grants {
 /// The prefix a resource pattern stands for, if it is a wildcard pattern.
 pub(super) fn prefix_of(resource: &str) -> Option<&str> {
     resource.strip_suffix('*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(members: &MemberSet) -> Vec<String> {
+        let mut listed: Vec<String> = members.iter().map(str::to_owned).collect();
+        listed.sort();
+        listed
+    }
+
+    #[test]
+    fn a_member_set_grows_into_a_map_and_shrinks_back_keeping_every_member_once() {
+        let name = |n: usize| format!("user-{n:03}");
+        let mut members = MemberSet::default();
+        let mut expected = Vec::new();
+        for n in (0..100).rev() {
+            assert!(members.insert(&name(n)));
+            assert!(!members.insert(&name(n)), "a member is added once");
+            expected.push(name(n));
+            if n == 100 - FEW_MEMBERS_MAX {
+                assert!(
+                    matches!(members, MemberSet::Few(_)),
+                    "{FEW_MEMBERS_MAX} stay few"
+                );
+            }
+        }
+        assert!(matches!(members, MemberSet::Many(_)));
+        expected.sort();
+        assert_eq!((members.len(), sorted(&members)), (100, expected.clone()));
+
+        for n in 0..80 {
+            assert!(members.remove(&name(n)));
+            assert!(!members.remove(&name(n)));
+        }
+        assert!(matches!(members, MemberSet::Few(_)), "20 are few again");
+        let few: Vec<&str> = members.iter().collect();
+        assert_eq!(
+            few,
+            expected[80..]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            "sorted"
+        );
+        assert!(members.insert("aaa"));
+        assert_eq!(members.iter().next(), Some("aaa"));
+    }
 }

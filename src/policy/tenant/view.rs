@@ -33,11 +33,7 @@ impl TenantPolicy {
             .groups
             .iter()
             .map(|(name, record)| {
-                let mut members: Vec<String> = record
-                    .members
-                    .iter()
-                    .map(|(user, ())| user.to_string())
-                    .collect();
+                let mut members: Vec<String> = record.members.iter().map(str::to_owned).collect();
                 members.sort_unstable();
                 GroupView {
                     name: name.as_str().to_owned(),
@@ -96,7 +92,6 @@ impl TenantPolicy {
         let members = record
             .members
             .iter()
-            .map(|(user, ())| user.as_str())
             .filter(|user| after.is_none_or(|after| *user > after.as_str()));
         Some(page::smallest(members, limit).map(str::to_owned))
     }
@@ -130,7 +125,6 @@ impl TenantPolicy {
             record
                 .members
                 .iter()
-                .map(|(user, ())| user.as_str())
                 .filter(move |user| after.is_none_or(|after| *user > after.as_str()))
                 // A member of several of the groups is listed with the first of them only.
                 .filter(move |user| !several || self.first_matching(user, ids) == Some(id))
