@@ -2,7 +2,7 @@
 //!
 //! A request goes [`serve`] (connections) → [`request`] (id, span, deadline, metrics) →
 //! `routes` (the one list of routes, with the credential each group needs) → a handler
-//! module (`reads`, `batch`, `changes`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
+//! module (`reads`, `batch`, `listings`, `changes`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
 //! `error` only.
 
 mod auth;
@@ -11,6 +11,7 @@ mod changes;
 mod error;
 mod extract;
 mod keys;
+mod listings;
 pub mod metrics;
 mod openapi;
 mod ops;

@@ -22,7 +22,7 @@ use super::extract::MAX_BODY_BYTES;
 use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
-use super::{auth, batch, changes, keys, metrics, openapi, ops, reads, watch, writes};
+use super::{auth, batch, changes, keys, listings, metrics, openapi, ops, reads, watch, writes};
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
 /// the configured tokens require; without, it is the list as the document describes it.
@@ -42,11 +42,11 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let mut reads = OpenApiRouter::new()
         .routes(routes!(reads::check_get, reads::check_post))
         .merge(batch)
-        .routes(routes!(reads::groups))
-        .routes(routes!(reads::group_permissions))
-        .routes(routes!(reads::group_members))
-        .routes(routes!(reads::who_can))
-        .routes(routes!(reads::user_permissions))
+        .routes(routes!(listings::groups))
+        .routes(routes!(listings::group_permissions))
+        .routes(routes!(listings::group_members))
+        .routes(routes!(listings::who_can))
+        .routes(routes!(listings::user_permissions))
         .routes(routes!(changes::changes))
         .routes(routes!(watch::watch));
     let mut instance_views = OpenApiRouter::new()
