@@ -335,3 +335,47 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn the_explanations_of_one_batch_are_bounded_in_all() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster[0];
+    // alice is in 100 groups that all grant docs/*: each check's explanation lists 100.
+    for g in 0..100 {
+        let group = format!("g{g:03}");
+        node.create_group("acme", &group).await;
+        node.add_permission("acme", &group, "docs/*", "read").await;
+        node.assign_user("acme", "alice", &group).await;
+    }
+    let explained = json!({"tenant": "acme", "user": "alice", "resource": "docs/a",
+                           "action": "read", "explain": true});
+    let plain = json!({"tenant": "acme", "user": "alice", "resource": "docs/a", "action": "read"});
+    // 100 checks of 100 reasons fill the bound exactly; the 101st explained one is refused,
+    // and checks that do not ask are answered still.
+    let mut checks = vec![explained.clone(); 100];
+    checks.push(explained.clone());
+    checks.push(plain);
+    let (status, body) = batch(node, json!(checks)).await;
+    assert_eq!(status, StatusCode::OK);
+    let results = body["results"].as_array().unwrap();
+    for result in &results[..100] {
+        assert_eq!(result["because"].as_array().unwrap().len(), 100);
+    }
+    assert_eq!(
+        results[100]["error"]["code"], "invalid_request",
+        "{}",
+        results[100]
+    );
+    assert!(
+        results[100]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10000"),
+        "{}",
+        results[100]
+    );
+    assert_eq!(results[101], json!({"allowed": true, "revision": 300}));
+    // On its own, the same check is explained whole.
+    let alone = single(node, &explained).await;
+    assert_eq!(alone["because"].as_array().unwrap().len(), 100);
+}

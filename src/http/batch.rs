@@ -29,6 +29,12 @@ pub const MAX_CHECKS: usize = 1000;
 /// (256 bytes), with room for their JSON.
 pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
+/// The most permissions the explanations of one batch list in all. Each check's list is
+/// whole or absent, and its size is the tenant's to make: without a bound, a user in
+/// thousands of groups that share a grant would make a thousand checks an answer of
+/// millions of entries.
+pub const MAX_EXPLAINED: usize = 10_000;
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest<'a> {
@@ -181,6 +187,7 @@ pub async fn check_batch(
         }
     }
 
+    let mut explained = 0;
     for (tenant, checks) in &tenants {
         let wanted = checks
             .iter()
@@ -205,20 +212,27 @@ pub async fn check_batch(
                     continue;
                 }
             };
-            let result = match item.min_revision {
-                Some(requested) if requested > snapshot.revision() => {
-                    BatchResult::failed(&ApiError::from(AppError::RevisionNotReached {
-                        tenant: tenant.clone(),
-                        requested,
-                        current: snapshot.revision(),
-                    }))
-                }
-                _ => BatchResult::answered(
-                    Answer::from(&snapshot, question),
-                    item.explain.then(|| {
-                        (snapshot.policy).explain(question.user, question.resource, question.action)
-                    }),
-                ),
+            if let Some(requested) = item.min_revision.filter(|&r| r > snapshot.revision()) {
+                let error = ApiError::from(AppError::RevisionNotReached {
+                    tenant: tenant.clone(),
+                    requested,
+                    current: snapshot.revision(),
+                });
+                results[at] = Some(BatchResult::failed(&error));
+                continue;
+            }
+            let because = item.explain.then(|| {
+                (snapshot.policy).explain(question.user, question.resource, question.action)
+            });
+            let listed = because.as_ref().map_or(0, Vec::len);
+            let result = if explained + listed > MAX_EXPLAINED {
+                BatchResult::failed(&ApiError::InvalidRequest(format!(
+                    "the explanations of one batch list at most {MAX_EXPLAINED} permissions in \
+                     all, and this check's would pass that: ask for it on its own"
+                )))
+            } else {
+                explained += listed;
+                BatchResult::answered(Answer::from(&snapshot, question), because)
             };
             results[at] = Some(result);
         }
