@@ -153,10 +153,11 @@ log "batch: /check-access/batch (100 checks a request) and /check-access by turn
 for round in $(seq 1 $rounds); do
     if [ $((round % 2)) = 1 ]; then order="single batch"; else order="batch single"; fi
     for which in $order; do
-        if [ "$which" = batch ]; then script=scripts/bench/batch.lua; else script=scripts/bench/check.lua; fi
-        wrk -t"$threads" -c"$connections" -d2s -s "$script" "$a" -- "$work/requests.jsonl" >/dev/null
-        wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$script" "$a" \
-            -- "$work/requests.jsonl" >"$work/wrk-$which-$round.txt"
+        if [ "$which" = batch ]; then size=100; else size=""; fi
+        wrk -t"$threads" -c"$connections" -d2s -s scripts/bench/check.lua "$a" \
+            -- "$work/requests.jsonl" $size >/dev/null
+        wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s scripts/bench/check.lua "$a" \
+            -- "$work/requests.jsonl" $size >"$work/wrk-$which-$round.txt"
     done
 done
 batch_checks=$(for r in $(seq 1 $rounds); do echo $(( $(wrk_rps "$work/wrk-batch-$r.txt") * 100 )); done | median)

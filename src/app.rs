@@ -319,9 +319,10 @@ impl App {
         question: Question<'_>,
         min_revision: Option<u64>,
     ) -> Result<(Answer, Vec<Because>), AppError> {
-        let snapshot = self.read(tenant, min_revision).await?;
-        let because = (snapshot.policy).explain(question.user, question.resource, question.action);
-        Ok((Answer::from(&snapshot, question), because))
+        Ok(Answer::explained(
+            &*self.read(tenant, min_revision).await?,
+            question,
+        ))
     }
 
     /// One snapshot of `tenant` for many checks: at `min_revision` or newer if the store has
@@ -460,5 +461,11 @@ impl Answer {
             allowed: (snapshot.policy).allows(question.user, question.resource, question.action),
             revision: snapshot.revision(),
         }
+    }
+
+    /// The answer with the permissions it comes from ([`TenantPolicy::explain`]).
+    pub fn explained(snapshot: &Snapshot, question: Question<'_>) -> (Self, Vec<Because>) {
+        let because = (snapshot.policy).explain(question.user, question.resource, question.action);
+        (Self::from(snapshot, question), because)
     }
 }

@@ -107,6 +107,13 @@ struct Item<'a> {
     explain: bool,
 }
 
+/// A check that parsed and whose names are valid, with its place in the batch.
+struct Placed<'i, 'a> {
+    at: usize,
+    item: &'i Item<'a>,
+    question: Question<'i>,
+}
+
 impl Item<'_> {
     fn question(&self) -> Result<Question<'_>, ApiError> {
         Ok(Question {
@@ -160,27 +167,29 @@ pub async fn check_batch(
         .collect();
 
     // The checks of each tenant, in the order the tenants first appear; the others' errors.
-    let mut tenants: Vec<(TenantName, Vec<usize>)> = Vec::new();
+    // Each check is validated here, once.
+    let mut tenants: Vec<(TenantName, Vec<Placed>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     for (at, item) in items.iter().enumerate() {
         let placed = item.as_ref().map_err(BatchResult::failed).and_then(|item| {
-            item.question().map_err(|e| BatchResult::failed(&e))?;
+            let question = item.question().map_err(|e| BatchResult::failed(&e))?;
+            let placed = Placed { at, item, question };
             let tenant = caller
                 .tenant_str("tenant", &item.tenant)
                 .map_err(|e| BatchResult::failed(&e))?;
             if let Some(&slot) = index.get(tenant) {
-                return Ok(slot);
+                return Ok((slot, placed));
             }
             let name =
                 TenantName::parse("tenant", tenant).map_err(|e| BatchResult::failed(&e.into()))?;
             tenants.push((name, Vec::new()));
             index.insert(tenant, tenants.len() - 1);
-            Ok(tenants.len() - 1)
+            Ok((tenants.len() - 1, placed))
         });
         match placed {
-            Ok(slot) => {
-                tenants[slot].1.push(at);
+            Ok((slot, placed)) => {
+                tenants[slot].1.push(placed);
                 results.push(None);
             }
             Err(failed) => results.push(Some(failed)),
@@ -191,27 +200,19 @@ pub async fn check_batch(
     for (tenant, checks) in &tenants {
         let wanted = checks
             .iter()
-            .filter_map(|&at| items[at].as_ref().ok()?.min_revision)
+            .filter_map(|check| check.item.min_revision)
             .max();
         let snapshot = match state.app.snapshot_for_checks(tenant, wanted).await {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 let error = ApiError::from(e);
-                for &at in checks {
-                    results[at] = Some(BatchResult::failed(&error));
+                for check in checks {
+                    results[check.at] = Some(BatchResult::failed(&error));
                 }
                 continue;
             }
         };
-        for &at in checks {
-            let Ok(item) = &items[at] else { continue };
-            let question = match item.question() {
-                Ok(question) => question,
-                Err(e) => {
-                    results[at] = Some(BatchResult::failed(&e));
-                    continue;
-                }
-            };
+        for &Placed { at, item, question } in checks {
             if let Some(requested) = item.min_revision.filter(|&r| r > snapshot.revision()) {
                 let error = ApiError::from(AppError::RevisionNotReached {
                     tenant: tenant.clone(),
@@ -221,18 +222,19 @@ pub async fn check_batch(
                 results[at] = Some(BatchResult::failed(&error));
                 continue;
             }
-            let because = item.explain.then(|| {
-                (snapshot.policy).explain(question.user, question.resource, question.action)
-            });
-            let listed = because.as_ref().map_or(0, Vec::len);
-            let result = if explained + listed > MAX_EXPLAINED {
-                BatchResult::failed(&ApiError::InvalidRequest(format!(
-                    "the explanations of one batch list at most {MAX_EXPLAINED} permissions in \
-                     all, and this check's would pass that: ask for it on its own"
-                )))
+            let result = if item.explain {
+                let (answer, because) = Answer::explained(&snapshot, question);
+                if explained + because.len() > MAX_EXPLAINED {
+                    BatchResult::failed(&ApiError::InvalidRequest(format!(
+                        "the explanations of one batch list at most {MAX_EXPLAINED} permissions \
+                         in all, and this check's would pass that: ask for it on its own"
+                    )))
+                } else {
+                    explained += because.len();
+                    BatchResult::answered(answer, Some(because))
+                }
             } else {
-                explained += listed;
-                BatchResult::answered(Answer::from(&snapshot, question), because)
+                BatchResult::answered(Answer::from(&snapshot, question), None)
             };
             results[at] = Some(result);
         }

@@ -55,7 +55,7 @@ error_responses! {
     ChangesExpired: "`changes_expired`: retention deleted changes the tenant made after \
         `after`; `oldest_revision` in the error is the oldest whose change can still be read. \
         List the tenant and follow its changes from the revision the listing gives",
-    PayloadTooLarge: "`payload_too_large`: the request body is larger than 64 KiB",
+    PayloadTooLarge: "`payload_too_large`: the request body is larger than the route takes (64 KiB; 2 MiB for a batch of checks)",
     UnsupportedMediaType: "`unsupported_media_type`: a body without \
         `Content-Type: application/json`",
     Internal: "`internal`: a bug or a store that answered in an unexpected way; the cause is \

@@ -601,7 +601,7 @@ async fn verify(target: &str, requests: &std::path::Path, count: usize) {
         wrong.len(),
         wrong.first()
     );
-    // The same checks, 100 to a batch, as scripts/bench/batch.lua sends them.
+    // The same checks, 100 to a batch, as scripts/bench/check.lua sends them given a size.
     let lines: Vec<&str> = text.lines().take(count).collect();
     for chunk in lines.chunks(100) {
         let mut checks = Vec::new();
