@@ -334,13 +334,13 @@ pub async fn who_can(
         action.as_str(),
     ];
     let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[user]| {
-        UserName::parse("cursor", user)
+        UserName::validate("cursor", user).map(str::to_owned)
     })?;
     let (asked_resource, asked_action) = (resource.clone(), action.clone());
-    let page = async |snapshot: Arc<Snapshot>, after: Option<UserName>, limit| {
+    let page = async |snapshot: Arc<Snapshot>, after: Option<String>, limit| {
         off_the_checks(move || {
             let (resource, action) = (asked_resource.as_str(), asked_action.as_str());
-            (snapshot.policy).who_can(resource, action, after.as_ref(), limit)
+            (snapshot.policy).who_can(resource, action, "", after.as_deref(), limit)
         })
         .await
     };
@@ -358,7 +358,7 @@ pub async fn who_can(
 
 /// Runs `list` on a thread for blocking work: a listing that reads the members of a group of a
 /// million would hold up the checks queued behind it on this worker thread for milliseconds.
-async fn off_the_checks<T: Send + 'static>(
+pub(super) async fn off_the_checks<T: Send + 'static>(
     list: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(list).await.map_err(|e| {

@@ -9,6 +9,16 @@ pub struct Page<T> {
     pub more: bool,
 }
 
+impl<T> Default for Page<T> {
+    /// The page of an empty listing.
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            more: false,
+        }
+    }
+}
+
 impl<T> Page<T> {
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {
@@ -51,6 +61,31 @@ pub fn first<T>(items: impl IntoIterator<Item = T>, limit: usize) -> Page<T> {
         items: page,
         more: items.next().is_some(),
     }
+}
+
+/// The `limit` smallest distinct items of several runs, each already sorted, in order, and
+/// whether any is left over. A run is read only while its items could still make the page,
+/// so a page costs about `limit` items of each run after its start, not the runs' lengths.
+pub fn smallest_of_runs<T: Ord, R: IntoIterator<Item = T>>(
+    runs: impl IntoIterator<Item = R>,
+    limit: usize,
+) -> Page<T> {
+    let mut best = std::collections::BTreeSet::new();
+    for run in runs {
+        for item in run {
+            if best.len() > limit && best.last().is_some_and(|largest| item >= *largest) {
+                break;
+            }
+            best.insert(item);
+            if best.len() > limit + 1 {
+                best.pop_last();
+            }
+        }
+    }
+    let more = best.len() > limit;
+    let mut items: Vec<T> = best.into_iter().collect();
+    items.truncate(limit);
+    Page { items, more }
 }
 
 #[cfg(test)]
@@ -139,5 +174,32 @@ mod tests {
                 more: false
             }
         );
+    }
+    #[test]
+    fn smallest_of_runs_merges_sorted_runs_without_repeating_an_item() {
+        let runs = [
+            vec![1, 4, 9, 12],
+            vec![2, 4, 5],
+            vec![],
+            vec![4, 9, 10, 11, 13],
+        ];
+        let mut after = None;
+        let mut seen: Vec<i32> = Vec::new();
+        loop {
+            let page = smallest_of_runs(
+                runs.iter()
+                    .map(|run| run.iter().copied().filter(|i| after.is_none_or(|a| *i > a))),
+                2,
+            );
+            assert!(page.items.len() <= 2);
+            seen.extend(&page.items);
+            match page.resume_after() {
+                Some(last) => after = Some(*last),
+                None => break,
+            }
+        }
+        assert_eq!(seen, [1, 2, 4, 5, 9, 10, 11, 12, 13]);
+        let whole = smallest_of_runs(runs.iter().map(|run| run.iter().copied()), 9);
+        assert_eq!((whole.items.len(), whole.more), (9, false));
     }
 }

@@ -13,6 +13,11 @@ use crate::policy::cow_map::CowMap;
 /// The action pattern that matches every action.
 pub(super) const ANY_ACTION: &str = "*";
 
+/// Whether a permission's action pattern covers `action`.
+pub(super) fn matches_action(held: &str, action: &str) -> bool {
+    held == action || held == ANY_ACTION
+}
+
 /// A group's permissions, sorted: a sorted vector rather than a tree, because a tree's
 /// smallest node holds room for eleven, and most groups hold a handful.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +60,11 @@ impl PermissionSet {
         }
     }
 
+    /// The permissions whose resource sorts at or after `resource`, in order.
+    pub(super) fn starting_at(&self, resource: &str) -> &[Permission] {
+        &self.0[self.0.partition_point(|p| p.resource.as_str() < resource)..]
+    }
+
     pub(super) fn len(&self) -> usize {
         self.0.len()
     }
@@ -93,7 +103,7 @@ impl GroupSet {
         self.0.binary_search(&id).is_ok()
     }
 
-    fn intersects(&self, other: &GroupSet) -> bool {
+    pub(super) fn intersects(&self, other: &GroupSet) -> bool {
         let (small, large) = if self.0.len() <= other.0.len() {
             (self, other)
         } else {
@@ -198,9 +208,9 @@ pub(super) struct Grants(pub(super) Vec<(Box<str>, GroupSet)>);
 
 impl Grants {
     pub(super) fn allows(&self, action: &str, groups: &GroupSet) -> bool {
-        self.0.iter().any(|(pattern, holders)| {
-            (&**pattern == action || &**pattern == ANY_ACTION) && holders.intersects(groups)
-        })
+        self.0
+            .iter()
+            .any(|(pattern, holders)| matches_action(pattern, action) && holders.intersects(groups))
     }
 
     pub(super) fn add(&mut self, action: &str, id: GroupId) -> bool {

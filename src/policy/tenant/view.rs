@@ -4,7 +4,10 @@
 //! Apart from the check because none of it is on the check's path: it walks the maps and
 //! copies names out, where the check only looks up.
 
-use super::index::{ANY_ACTION, PermissionSet};
+use super::index::{PermissionSet, matches_action};
+
+/// How a listing of what a user may reach names "every one": the wildcard.
+const WILDCARD: &str = "*";
 use super::{GroupId, GroupRecord, TenantPolicy};
 use crate::policy::page::{self, Page};
 use crate::policy::{GroupName, Permission, UserName};
@@ -100,17 +103,20 @@ impl TenantPolicy {
     /// them, by name: the members of every group holding a permission that matches. Found
     /// through the check's indexes, so that its cost follows those groups and their members,
     /// not the tenant's size.
+    ///
+    /// Only users whose names start with `within` are listed (all with `""`).
     pub fn who_can(
         &self,
         resource: &str,
         action: &str,
-        after: Option<&UserName>,
+        within: &str,
+        after: Option<&str>,
         limit: usize,
     ) -> Page<String> {
         let mut ids: Vec<GroupId> = self
             .grants_matching(resource)
             .flat_map(|(_, grants)| grants.0.iter())
-            .filter(|(held, _)| &**held == action || &**held == ANY_ACTION)
+            .filter(|(held, _)| matches_action(held, action))
             .flat_map(|(_, holders)| holders.0.iter().copied())
             .collect();
         ids.sort_unstable();
@@ -125,7 +131,8 @@ impl TenantPolicy {
             record
                 .members
                 .iter()
-                .filter(move |user| after.is_none_or(|after| *user > after.as_str()))
+                .filter(move |user| user.starts_with(within))
+                .filter(move |user| after.is_none_or(|after| *user > after))
                 // A member of several of the groups is listed with the first of them only.
                 .filter(move |user| !several || self.first_matching(user, ids) == Some(id))
         });
@@ -138,6 +145,85 @@ impl TenantPolicy {
         ids.iter().copied().find(|id| groups.contains(*id))
     }
 
+    /// The resources under `within` on which `user` may do `action`, named by what follows
+    /// `within` in the permissions that allow it, sorted: the ones after `after`, `limit` of
+    /// them. A permission on a pattern under `within` is listed as its pattern (`docs/*` under
+    /// `docs/` as `*`, `docs/a*` as `a*`); one whose pattern covers all of `within` (`*`, or
+    /// `do*` for `docs/`) as `*`. Reads the permissions of the user's groups from `after` on,
+    /// not the tenant.
+    pub fn resources_within(
+        &self,
+        user: &str,
+        action: &str,
+        within: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<String> {
+        let Some(groups) = self.members.get(user) else {
+            return Page::default();
+        };
+        let covered = self
+            .prefix_lengths
+            .iter()
+            .map(|&(len, _)| len)
+            .take_while(|&len| len < within.len())
+            .filter(|&len| within.is_char_boundary(len))
+            .any(|len| {
+                self.prefixes
+                    .get(&within[..len])
+                    .is_some_and(|grants| grants.allows(action, groups))
+            });
+        let after = after.filter(|after| !after.is_empty());
+        let start = format!("{within}{}", after.unwrap_or_default());
+        let everything = covered.then_some(WILDCARD);
+        let granted = groups
+            .0
+            .iter()
+            .filter_map(|id| self.groups.get(self.names.get(id)?))
+            .map(|record| {
+                let held: Box<dyn Iterator<Item = &str>> = Box::new(
+                    record
+                        .permissions
+                        .starting_at(&start)
+                        .iter()
+                        .take_while(|p| p.resource.as_str().starts_with(within))
+                        .filter(|p| matches_action(p.action.as_str(), action))
+                        .map(|p| &p.resource.as_str()[within.len()..]),
+                );
+                held
+            });
+        let runs =
+            std::iter::once(Box::new(everything.into_iter()) as Box<dyn Iterator<Item = &str>>)
+                .chain(granted)
+                .map(|run| {
+                    run.filter(|name| !name.is_empty())
+                        .filter(move |name| after.is_none_or(|after| *name > after))
+                });
+        page::smallest_of_runs(runs, limit).map(str::to_owned)
+    }
+
+    /// The actions `user` may do on `resource`, as the permissions that allow them name them
+    /// (`*` for a permission on every action), sorted: the ones after `after`, `limit` of
+    /// them. Found through the check's indexes, like [`TenantPolicy::explain`].
+    pub fn actions_on(
+        &self,
+        user: &str,
+        resource: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<String> {
+        let Some(groups) = self.members.get(user) else {
+            return Page::default();
+        };
+        let held = self
+            .grants_matching(resource)
+            .flat_map(|(_, grants)| grants.0.iter())
+            .filter(|(_, holders)| holders.intersects(groups))
+            .map(|(action, _)| &**action)
+            .filter(|action| after.is_none_or(|after| *action > after));
+        page::smallest_of_runs(held.map(std::iter::once), limit).map(str::to_owned)
+    }
+
     /// What `user` gets, as one sorted list (the user's groups by name, then every permission
     /// those groups give, by resource, action and group): the items after `after`, `limit` of
     /// them. Reads the user's groups and their permissions, not the tenant.
@@ -148,10 +234,7 @@ impl TenantPolicy {
         limit: usize,
     ) -> Page<UserItem<String>> {
         let Some(ids) = self.members.get(user) else {
-            return Page {
-                items: Vec::new(),
-                more: false,
-            };
+            return Page::default();
         };
         let groups: Vec<(&str, &PermissionSet)> = ids
             .0
