@@ -9,6 +9,7 @@ use clap::builder::NonEmptyStringValueParser;
 use clap::{Parser, ValueEnum};
 
 use crate::bus::target::Target;
+use crate::policy::TenantName;
 use crate::redact::{redact_url, scrub_passwords};
 
 /// A multi-tenant RBAC policy server.
@@ -130,6 +131,38 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// The URL clients reach this service at (https://authz.example.com), an absolute http or
+    /// https URL without query or fragment: the AuthZEN metadata names its endpoints under
+    /// it. Unset: http:// and the host each request was sent to.
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// The tenant the AuthZEN endpoints at the root (/access/v1/...) answer for when the
+    /// request's credential is not an API key for one tenant. Unset: such a request is a 400.
+    #[arg(long, env = "AUTHZEN_DEFAULT_TENANT",
+          value_parser = |value: &str| TenantName::parse("AUTHZEN_DEFAULT_TENANT", value))]
+    pub authzen_default_tenant: Option<TenantName>,
+}
+
+/// Why PUBLIC_URL is refused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "must be an absolute http:// or https:// URL without query or fragment, such as https://authz.example.com"
+)]
+pub struct PublicUrlError;
+
+/// PUBLIC_URL, checked, without a trailing `/`.
+fn parse_public_url(value: &str) -> Result<String, PublicUrlError> {
+    let uri: axum::http::Uri = value.parse().map_err(|_| PublicUrlError)?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let authority_ok = uri
+        .authority()
+        .is_some_and(|a| !a.host().is_empty() && !a.as_str().contains('@'));
+    if !scheme_ok || !authority_ok || uri.query().is_some() || value.contains('#') {
+        return Err(PublicUrlError);
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 /// The share of the memory limit the cache takes when CACHE_MEMORY_MB is not set: the rest is
@@ -388,6 +421,33 @@ mod tests {
         assert_eq!(limits.idle_timeout, Duration::from_secs(7));
         assert!(parse(&["--max-connections", "0"]).is_err());
         assert!(parse(&["--idle-timeout-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_public_url_is_an_absolute_http_url_kept_without_its_trailing_slash() {
+        let url = |value: &str| parse(&["--public-url", value]).map(|c| c.public_url.unwrap());
+        assert_eq!(
+            url("https://authz.example.com/").unwrap(),
+            "https://authz.example.com"
+        );
+        assert_eq!(
+            url("http://10.0.0.1:8080/rbac").unwrap(),
+            "http://10.0.0.1:8080/rbac"
+        );
+        for bad in [
+            "authz.example.com",
+            "/rbac",
+            "ftp://authz.example.com",
+            "https://authz.example.com/?x=1",
+            "https://authz.example.com/#x",
+            "https://user@authz.example.com",
+            "",
+        ] {
+            assert!(url(bad).is_err(), "{bad} was accepted");
+        }
+        let tenant = parse(&["--authzen-default-tenant", "acme"]).unwrap();
+        assert_eq!(tenant.authzen_default_tenant.unwrap().as_str(), "acme");
+        assert!(parse(&["--authzen-default-tenant", "a*"]).is_err());
     }
 
     #[test]

@@ -194,6 +194,10 @@ impl Server {
             metrics,
             request_timeout: config.request_timeout(),
             watching: http::Watching::new(config.watch_max_clients as usize, draining.clone()),
+            authzen: http::AuthzenSettings {
+                public_url: config.public_url.clone(),
+                default_tenant: config.authzen_default_tenant.clone(),
+            },
         });
         let router = http::router(state);
 

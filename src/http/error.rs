@@ -134,6 +134,11 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// The status the error is answered with on its own.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     /// The code and message, for an error reported inside a response that succeeded (one
     /// check of a batch).
     pub fn detail(&self) -> ErrorDetail {

@@ -2,10 +2,11 @@
 //!
 //! A request goes [`serve`] (connections) → [`request`] (id, span, deadline, metrics) →
 //! `routes` (the one list of routes, with the credential each group needs) → a handler
-//! module (`reads`, `batch`, `listings`, `changes`, `writes`, `keys`, `ops`) → [`crate::app`]. Errors become responses in
-//! `error` only.
+//! module (`reads`, `batch`, `listings`, `changes`, `watch`, `writes`, `keys`, `ops`, and
+//! `authzen` for the standard API) → [`crate::app`]. Errors become responses in `error` only.
 
 mod auth;
+mod authzen;
 mod batch;
 mod changes;
 mod error;
@@ -27,6 +28,7 @@ mod tokens;
 mod watch;
 mod writes;
 
+pub use authzen::Settings as AuthzenSettings;
 pub use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 pub use routes::{paths, router};

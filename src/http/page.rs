@@ -33,10 +33,49 @@ impl<'a, T> Paging<'a, T> {
         cursor: Option<&str>,
         parse: impl FnOnce([&str; N]) -> Result<T, E>,
     ) -> Result<Self, ApiError> {
+        let after = resume(cursor, scope, parse).map_err(|()| {
+            ApiError::InvalidRequest(
+                "`cursor` is not one this listing handed out: pass a page's `next_cursor` \
+                 unchanged, with the same tenant and group"
+                    .into(),
+            )
+        })?;
         Ok(Self {
             scope,
             limit: self::limit(limit)?,
-            after: resume(cursor, scope, parse)?,
+            after,
+        })
+    }
+
+    /// The same from an AuthZEN search's `page.limit` and `page.token`. A limit past
+    /// [`MAX_LIMIT`] is taken as that, since a page may always hold fewer results than asked;
+    /// 0 is refused; an empty token is the first page.
+    pub fn from_token<E, const N: usize>(
+        scope: &'a [&'a str],
+        limit: Option<u64>,
+        token: Option<&str>,
+        parse: impl FnOnce([&str; N]) -> Result<T, E>,
+    ) -> Result<Self, ApiError> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT as usize,
+            Some(0) => {
+                return Err(ApiError::InvalidRequest(
+                    "`page.limit` must be at least 1".into(),
+                ));
+            }
+            Some(limit) => limit.min(u64::from(MAX_LIMIT)) as usize,
+        };
+        let after = resume(token.filter(|t| !t.is_empty()), scope, parse).map_err(|()| {
+            ApiError::InvalidRequest(
+                "`page.token` is not one this search handed out: pass a page's `next_token` \
+                 unchanged, with the rest of the request as it was"
+                    .into(),
+            )
+        })?;
+        Ok(Self {
+            scope,
+            limit,
+            after,
         })
     }
 
@@ -71,35 +110,25 @@ fn cursor<const N: usize>(scope: &[&str], names: [&str; N]) -> String {
 }
 
 /// The item a request's `cursor` for the listing `scope` resumes after, parsed by `parse` from
-/// the names in it; None without a cursor.
+/// the names in it; None without a cursor; an error for a cursor the listing did not make.
 fn resume<T, E, const N: usize>(
     cursor: Option<&str>,
     scope: &[&str],
     parse: impl FnOnce([&str; N]) -> Result<T, E>,
-) -> Result<Option<T>, ApiError> {
+) -> Result<Option<T>, ()> {
     let Some(cursor) = cursor else {
         return Ok(None);
-    };
-    let invalid = || {
-        ApiError::InvalidRequest(
-            "`cursor` is not one this listing handed out: pass a page's `next_cursor` unchanged, \
-             with the same tenant and group"
-                .into(),
-        )
     };
     let text = hex::decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(invalid)?;
+        .ok_or(())?;
     let mut parts = text.split(SEPARATOR);
     if !scope.iter().all(|expected| parts.next() == Some(expected)) {
-        return Err(invalid());
+        return Err(());
     }
-    let names: [&str; N] = parts
-        .collect::<Vec<_>>()
-        .try_into()
-        .map_err(|_| invalid())?;
-    parse(names).map(Some).map_err(|_| invalid())
+    let names: [&str; N] = parts.collect::<Vec<_>>().try_into().map_err(|_| ())?;
+    parse(names).map(Some).map_err(|_| ())
 }
 
 #[cfg(test)]
@@ -113,10 +142,13 @@ mod tests {
     use crate::policy::NameError;
 
     fn group(cursor: Option<&str>) -> Result<Option<GroupName>, ApiError> {
-        resume(cursor, GROUPS, |[name]| GroupName::parse("cursor", name))
+        Paging::new(GROUPS, None, cursor, |[name]| {
+            GroupName::parse("cursor", name)
+        })
+        .map(|paging| paging.after)
     }
 
-    fn permission(cursor: &str) -> Result<Option<(Resource, Action)>, ApiError> {
+    fn permission(cursor: &str) -> Result<Option<(Resource, Action)>, ()> {
         resume(Some(cursor), PERMISSIONS, |[resource, action]| {
             Ok::<_, NameError>((
                 Resource::parse("cursor", resource)?,

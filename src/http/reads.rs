@@ -124,19 +124,28 @@ async fn check(
             .await?;
         return Ok(Json(CheckResponse::new(answer, Some(because))));
     }
-    let answer = match state.app.check_cached(tenant, question, req.min_revision) {
-        Some(answered) => answered,
-        None => {
-            let tenant = TenantName::parse("tenant", tenant)?;
-            // A check gets its span when it first waits (request.rs), and a load from a store
-            // that answers at once may never wait: wait once on purpose, so that what the load
-            // logs is in the span of the check it holds up.
-            tokio::task::yield_now().await;
-            state
-                .app
-                .check_loaded(&tenant, question, req.min_revision)
-                .await?
-        }
-    };
+    let answer = answer(state, tenant, question, req.min_revision).await?;
     Ok(Json(CheckResponse::new(answer, None)))
+}
+
+/// The answer to a valid question about a tenant the caller reaches: from the cache when it
+/// holds the tenant at `min_revision`, else once the tenant is loaded.
+pub(super) async fn answer(
+    state: &AppState,
+    tenant: &str,
+    question: Question<'_>,
+    min_revision: Option<u64>,
+) -> Result<Answer, ApiError> {
+    if let Some(answered) = state.app.check_cached(tenant, question, min_revision) {
+        return Ok(answered);
+    }
+    let tenant = TenantName::parse("tenant", tenant)?;
+    // A check gets its span when it first waits (request.rs), and a load from a store that
+    // answers at once may never wait: wait once on purpose, so that what the load logs is in
+    // the span of the check it holds up.
+    tokio::task::yield_now().await;
+    Ok(state
+        .app
+        .check_loaded(&tenant, question, min_revision)
+        .await?)
 }

@@ -1,5 +1,5 @@
 //! What happens around every request, in one layer: an id (the client's `x-request-id` if it
-//! sent a usable one, else a new one; returned either way), a tracing span carrying the id,
+//! sent one of a sane length, else a new one; returned either way), a tracing span carrying the id,
 //! route and tenant, a deadline, and the latency histogram of /metrics.
 //!
 //! One hand-written layer rather than a stack of tower-http ones: every layer costs a share of
@@ -31,8 +31,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The route whose span is made only once a request waits.
 const HOT_ROUTE: &str = "/check-access";
 
-/// The longest client-given request id kept; a longer or odd one is replaced.
-const MAX_REQUEST_ID_BYTES: usize = 128;
+/// The longest client-given request id kept; a longer one is replaced. Any shorter one is
+/// returned as sent (AuthZEN requires the same identifier back), and logged escaped when it
+/// holds anything but visible ASCII.
+const MAX_REQUEST_ID_BYTES: usize = 1024;
 
 #[derive(Clone, Copy)]
 pub struct RequestLayer {
@@ -150,7 +152,7 @@ where
                 Ok(polled) => polled,
                 Err(panic) => {
                     tracing::error!(
-                        request_id = this.id.to_str().unwrap_or_default(),
+                        request_id = %Logged(this.id),
                         panic = panic_message(panic.as_ref()),
                         "request handler panicked"
                     );
@@ -225,18 +227,31 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 fn request_span(id: &HeaderValue, method: &Method, route: &str) -> Span {
     tracing::info_span!(
         "request",
-        id = id.to_str().unwrap_or_default(),
+        id = %Logged(id),
         method = %method,
         route,
         tenant = tracing::field::Empty,
     )
 }
 
-/// Whether a client's request id can be used as is: short, printable ASCII, no spaces, so that
-/// it cannot forge log lines or carry anything surprising.
+/// Whether a client's request id is kept: any that is not empty and not too long. What a
+/// header value may hold (no line breaks) is the HTTP parser's to enforce.
 fn usable_id(value: &[u8]) -> bool {
     (1..=MAX_REQUEST_ID_BYTES).contains(&value.len())
-        && value.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// A request id as a log line shows it: as is when it is visible ASCII, else quoted and
+/// escaped, so that a client's id with spaces or other bytes cannot pass for other fields.
+struct Logged<'a>(&'a HeaderValue);
+
+impl std::fmt::Display for Logged<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.0.as_bytes();
+        match self.0.to_str() {
+            Ok(id) if bytes.iter().all(|b| (0x21..=0x7e).contains(b)) => f.write_str(id),
+            _ => write!(f, "{:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
 }
 
 /// A new request id: 16 hex digits from a per-thread sequence that starts at a random point,
@@ -332,18 +347,23 @@ mod tests {
     }
 
     #[test]
-    fn client_request_ids_are_kept_only_when_short_and_printable() {
-        assert!(usable_id(b"req-42"));
-        assert!(usable_id(&[b'a'; MAX_REQUEST_ID_BYTES]));
-        for bad in [
-            &b""[..],
-            &[b'a'; MAX_REQUEST_ID_BYTES + 1],
+    fn client_request_ids_are_kept_unless_empty_or_too_long_and_logged_escaped_when_odd() {
+        for kept in [
+            &b"req-42"[..],
+            &[b'a'; MAX_REQUEST_ID_BYTES],
             b"two words",
             b"tab\there",
             "é".as_bytes(),
         ] {
-            assert!(!usable_id(bad), "{bad:?}");
+            assert!(usable_id(kept), "{kept:?}");
         }
+        assert!(!usable_id(b""));
+        assert!(!usable_id(&[b'a'; MAX_REQUEST_ID_BYTES + 1]));
+        let logged = |id: &[u8]| Logged(&HeaderValue::from_bytes(id).unwrap()).to_string();
+        assert_eq!(logged(b"req-42"), "req-42");
+        assert_eq!(logged(b"two words"), "\"two words\"");
+        assert_eq!(logged(b"a\tb"), "\"a\\tb\"");
+        assert_eq!(logged("é".as_bytes()), "\"é\"");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::authzen::{evaluate, metadata, search};
 use super::error::ApiError;
 use super::extract::MAX_BODY_BYTES;
 use super::metrics::RouteLabels;
@@ -39,9 +40,26 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let batch = OpenApiRouter::new()
         .routes(routes!(batch::check_batch))
         .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES));
+    // The AuthZEN API, at each tenant's base URL and at the root; its batches as large as
+    // the native ones.
+    let authzen_batches = OpenApiRouter::new()
+        .routes(routes!(evaluate::evaluations))
+        .routes(routes!(evaluate::evaluations_at_root))
+        .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES));
+    let authzen = OpenApiRouter::new()
+        .routes(routes!(evaluate::evaluation))
+        .routes(routes!(evaluate::evaluation_at_root))
+        .merge(authzen_batches)
+        .routes(routes!(search::subject))
+        .routes(routes!(search::subject_at_root))
+        .routes(routes!(search::resource))
+        .routes(routes!(search::resource_at_root))
+        .routes(routes!(search::action))
+        .routes(routes!(search::action_at_root));
     let mut reads = OpenApiRouter::new()
         .routes(routes!(reads::check_get, reads::check_post))
         .merge(batch)
+        .merge(authzen)
         .routes(routes!(listings::groups))
         .routes(routes!(listings::group_permissions))
         .routes(routes!(listings::group_members))
@@ -59,6 +77,8 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let open = OpenApiRouter::new()
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
+        .routes(routes!(metadata::tenant))
+        .routes(routes!(metadata::root))
         .routes(routes!(document));
     if let Some(state) = state {
         if state.tokens.guards_writes() {

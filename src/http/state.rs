@@ -21,4 +21,6 @@ pub struct Services {
     pub request_timeout: Duration,
     /// The watch streams: how many may be open, and what ends them.
     pub watching: Watching,
+    /// How the AuthZEN endpoints present themselves and which tenant the root ones serve.
+    pub authzen: super::authzen::Settings,
 }

@@ -73,7 +73,8 @@ impl std::ops::Deref for InProcess {
 
 /// The whole API in this process, on an in-memory SQLite store and without a bus, for tests
 /// that drive the router directly (`tower::ServiceExt::oneshot`) rather than a server: the
-/// application a server binds, with `tokens` in place of the configured ones.
+/// application a server binds, with `tokens` in place of the configured ones. The AuthZEN
+/// endpoints at the root answer for the tenant `t`.
 pub async fn in_process_api(server_id: &str, tokens: Tokens) -> axum::Router {
     // One connection: each connection to `sqlite::memory:` is a database of its own.
     let config = config(&[
@@ -85,8 +86,14 @@ pub async fn in_process_api(server_id: &str, tokens: Tokens) -> axum::Router {
         "1",
         "--cache-memory-mb",
         "64",
+        "--authzen-default-tenant",
+        "t",
     ]);
     let request_timeout = config.request_timeout();
+    let authzen = http::AuthzenSettings {
+        public_url: config.public_url.clone(),
+        default_tenant: config.authzen_default_tenant.clone(),
+    };
     let server = bind(config).await;
     http::router(Arc::new(http::Services {
         app: server.app().clone(),
@@ -94,6 +101,7 @@ pub async fn in_process_api(server_id: &str, tokens: Tokens) -> axum::Router {
         metrics: None,
         request_timeout,
         watching: http::Watching::new(16, Default::default()),
+        authzen,
     }))
 }
 
