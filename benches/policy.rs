@@ -1,7 +1,8 @@
 //! In-process benchmarks of the policy model: the check on a standard and on the large tenant,
+//! and on the standard tenant with its users four nestings below their groups' permissions;
 //! building a tenant from its rows (what a full load does after the query), applying one
-//! change to the large tenant the way an instance does (copy, change, swap), and the first
-//! page of each listing of the large tenant.
+//! change to the large tenant the way an instance does (copy, change, swap), a nesting and an
+//! unnesting among them, and the first page of each listing of the large tenant.
 //!
 //! `cargo bench --bench policy`; `scripts/bench.sh` runs it with the rest of the suite.
 
@@ -37,6 +38,41 @@ fn build(rows: &TenantRows) -> TenantPolicy {
     for (group, user) in &rows.assignments {
         policy.apply(&Change::AssignUser {
             group: GroupName::parse("group", group).unwrap(),
+            user: UserName::parse("user", user).unwrap(),
+        });
+    }
+    policy
+}
+
+/// `rows` with each user moved `depth - 1` groups below the groups it was in: each group
+/// holds its permissions at the top of a chain of `depth` groups, each nested in the next,
+/// and its members are members of the bottom one. Every check answers as on `rows`.
+fn build_nested(rows: &TenantRows, depth: usize) -> TenantPolicy {
+    let name = |group: &str, level: usize| {
+        let name = if level == 0 {
+            group.to_owned()
+        } else {
+            format!("{group}/below-{level}")
+        };
+        GroupName::parse("group", &name).unwrap()
+    };
+    let mut flat = rows.clone();
+    let assignments = std::mem::take(&mut flat.assignments);
+    let mut policy = build(&flat);
+    for group in &rows.groups {
+        for level in 1..depth {
+            policy.apply(&Change::CreateGroup {
+                group: name(group, level),
+            });
+            assert!(policy.apply(&Change::NestGroup {
+                group: name(group, level),
+                parent: name(group, level - 1),
+            }));
+        }
+    }
+    for (group, user) in &assignments {
+        policy.apply(&Change::AssignUser {
+            group: name(group, depth - 1),
             user: UserName::parse("user", user).unwrap(),
         });
     }
@@ -85,6 +121,9 @@ fn policy_benches(c: &mut Criterion) {
 
     bench_checks(c, "standard", &STANDARD, &standard);
     bench_checks(c, "large", &LARGE, &large);
+    let nested = build_nested(&standard_rows, 4);
+    assert_eq!(nested.nesting_count(), 3 * STANDARD.groups);
+    bench_checks(c, "standard_nested_4_deep", &STANDARD, &nested);
 
     let mut group = c.benchmark_group("load");
     group.sample_size(10);
@@ -100,17 +139,38 @@ fn policy_benches(c: &mut Criterion) {
         group: GroupName::parse("group", &dataset::group(42)).unwrap(),
         user: UserName::parse("user", "newcomer").unwrap(),
     };
-    group.bench_function("large", |b| {
-        b.iter_batched_ref(
-            || (),
-            |()| {
-                let mut next = large.clone();
-                next.advance(large.revision() + 1, &change).unwrap();
-                next
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    // A nesting, and its undoing, between two groups of a hundred members each.
+    let (inner, outer) = (
+        GroupName::parse("group", &dataset::group(42)).unwrap(),
+        GroupName::parse("group", &dataset::group(43)).unwrap(),
+    );
+    let nest = Change::NestGroup {
+        group: inner.clone(),
+        parent: outer.clone(),
+    };
+    let unnest = Change::UnnestGroup {
+        group: inner,
+        parent: outer,
+    };
+    let mut nested_large = large.clone();
+    nested_large.advance(large.revision() + 1, &nest).unwrap();
+    for (name, from, change) in [
+        ("large", &large, &change),
+        ("large_nest", &large, &nest),
+        ("large_unnest", &nested_large, &unnest),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || (),
+                |()| {
+                    let mut next = from.clone();
+                    next.advance(from.revision() + 1, change).unwrap();
+                    next
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 
     // A page of 100, as the listings answer by default.

@@ -68,6 +68,95 @@ async fn every_revocation_stops_access_on_the_other_instances() {
 }
 
 #[tokio::test]
+async fn access_through_nested_groups_comes_and_goes_on_every_instance() {
+    let cluster = Cluster::start(3).await;
+    let access = ("acme", "alice", "wiki/home", "read");
+    let (a, b, c) = (&cluster[0], &cluster[1], &cluster[2]);
+    for group in ["db", "backend", "engineering"] {
+        a.create_group("acme", group).await;
+    }
+    a.add_permission("acme", "engineering", "wiki/*", "read")
+        .await;
+    a.assign_user("acme", "alice", "db").await;
+    assert_everywhere(&cluster, access, false).await;
+
+    // Nested on two instances, it reaches every one.
+    b.nest_group("acme", "db", "backend").await;
+    c.nest_group("acme", "backend", "engineering").await;
+    assert_everywhere(&cluster, access, true).await;
+    let revision = a.revision("acme").await.to_string();
+    for instance in &cluster.instances {
+        let query = [
+            ("tenant", "acme"),
+            ("user", "alice"),
+            ("resource", "wiki/home"),
+            ("action", "read"),
+            ("explain", "true"),
+            ("min_revision", revision.as_str()),
+        ];
+        let (_, body) = instance.get("/check-access", &query).await;
+        assert_eq!(
+            body["because"],
+            json!([{"group": "engineering", "resource": "wiki/*", "action": "read",
+                    "through": ["db", "backend", "engineering"]}]),
+            "{}",
+            instance.server_id
+        );
+        let (_, body) = instance
+            .get(
+                "/who-can",
+                &[
+                    ("tenant", "acme"),
+                    ("resource", "wiki/home"),
+                    ("action", "read"),
+                ],
+            )
+            .await;
+        assert_eq!(body["users"], json!(["alice"]));
+        let (_, body) = instance
+            .get(
+                "/user-permissions",
+                &[("tenant", "acme"), ("user", "alice")],
+            )
+            .await;
+        assert_eq!(body["groups"], json!(["backend", "db", "engineering"]));
+        assert_eq!(body["inherited_groups"], json!(["backend", "engineering"]));
+        let (_, body) = instance
+            .get(
+                "/group-parents",
+                &[("tenant", "acme"), ("group", "backend")],
+            )
+            .await;
+        assert_eq!(body["parents"], json!(["engineering"]));
+        let (_, body) = instance
+            .get(
+                "/group-children",
+                &[("tenant", "acme"), ("group", "backend")],
+            )
+            .await;
+        assert_eq!(body["children"], json!(["db"]));
+    }
+
+    // Unnesting revokes everywhere.
+    let body = a.unnest_group("acme", "backend", "engineering").await;
+    assert_eq!(body["changed"], true);
+    assert_everywhere(&cluster, access, false).await;
+
+    // So does deleting a group in the middle of the chain.
+    c.nest_group("acme", "backend", "engineering").await;
+    assert_everywhere(&cluster, access, true).await;
+    b.delete_group("acme", "backend").await;
+    assert_everywhere(&cluster, access, false).await;
+    let (status, body) = a
+        .get(
+            "/group-children",
+            &[("tenant", "acme"), ("group", "engineering")],
+        )
+        .await;
+    assert_eq!((status.as_u16(), &body["children"]), (200, &json!([])));
+}
+
+#[tokio::test]
 async fn own_messages_are_ignored_and_counted() {
     let cluster = Cluster::start(2).await;
     cluster[0].create_group("acme", "g").await;
@@ -308,6 +397,7 @@ async fn listings_show_groups_permissions_and_members_sorted() {
         json!({
             "tenant": "t", "user": "adam", "revision": 8,
             "groups": ["readers", "writers"],
+            "inherited_groups": [],
             "permissions": [
                 {"resource": "docs/*", "action": "read", "group": "readers"},
                 {"resource": "docs/*", "action": "read", "group": "writers"},

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 const FIELDS: &[&str] = &[
     "tenant",
     "group",
+    "parent",
     "user",
     "resource",
     "action",
@@ -56,7 +57,7 @@ fn documented(status: StatusCode, code: &str) -> bool {
             | (403, "forbidden")
             | (404, "not_found")
             | (405, "method_not_allowed")
-            | (409, "revision_not_reached")
+            | (409, "revision_not_reached" | "cycle" | "nesting_too_deep")
             | (410, "changes_expired")
             | (413, "payload_too_large")
             | (415, "unsupported_media_type")

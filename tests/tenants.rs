@@ -238,6 +238,14 @@ async fn send(node: &Instance, tenant: &str, change: &Change) -> Option<u64> {
             },
             json!({"group": group.as_str(), "user": user.as_str()}),
         ),
+        Change::NestGroup { group, parent } | Change::UnnestGroup { group, parent } => (
+            if matches!(change, Change::NestGroup { .. }) {
+                "/nest-group"
+            } else {
+                "/unnest-group"
+            },
+            json!({"group": group.as_str(), "parent": parent.as_str()}),
+        ),
         Change::DeleteGroup { .. } => unreachable!("not sent by this test"),
     };
     let mut body = body;
@@ -343,7 +351,9 @@ async fn tenants_read_in_random_order_under_a_small_budget_are_always_exact() {
                     let t = w + WRITERS * dice.roll(TENANTS / WRITERS);
                     let tenant = tenant_name(t);
                     let g = group(dice.pick(&["g0", "g1"]));
-                    let change = match dice.roll(4) {
+                    // g0 in g1 (never the other way, which would be a cycle) comes and goes.
+                    let nesting = (group("g0"), group("g1"));
+                    let change = match dice.roll(6) {
                         0 => Change::AddPermission {
                             group: g,
                             permission: permission(dice.pick(PATTERNS), dice.pick(ACTIONS)),
@@ -356,9 +366,17 @@ async fn tenants_read_in_random_order_under_a_small_budget_are_always_exact() {
                             group: g,
                             user: user(dice.pick(USERS)),
                         },
-                        _ => Change::UnassignUser {
+                        3 => Change::UnassignUser {
                             group: g,
                             user: user(dice.pick(USERS)),
+                        },
+                        4 => Change::NestGroup {
+                            group: nesting.0,
+                            parent: nesting.1,
+                        },
+                        _ => Change::UnnestGroup {
+                            group: nesting.0,
+                            parent: nesting.1,
                         },
                     };
                     let node = &cluster[dice.roll(3)];

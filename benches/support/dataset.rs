@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 /// One tenant's rows, as the store holds them.
+#[derive(Clone)]
 pub struct TenantRows {
     pub tenant: String,
     pub groups: Vec<String>,

@@ -59,6 +59,9 @@ pub struct ChangeBody {
     resource: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<String>,
+    /// With `nest-group` and `unnest-group`: the group `group` was nested in or taken out of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
     /// The credential behind the change: `key:<id>` or `token:<fingerprint>`; null when
     /// writes were open.
     #[schema(required = true)]
@@ -83,6 +86,7 @@ impl ChangeBody {
             Change::AssignUser { ref user, .. } | Change::UnassignUser { ref user, .. } => {
                 (Some(user.to_string()), None, None)
             }
+            Change::NestGroup { .. } | Change::UnnestGroup { .. } => (None, None, None),
         };
         Self {
             tenant: None,
@@ -92,6 +96,7 @@ impl ChangeBody {
             user,
             resource,
             action,
+            parent: recorded.change.parent().map(ToString::to_string),
             actor: recorded.actor,
             server_id: recorded.server_id,
             at: timestamp(recorded.at),

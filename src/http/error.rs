@@ -27,6 +27,10 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 409 revision_not_reached: min_revision is newer than the store.
     RevisionNotReached(String),
+    /// 409 cycle: a nesting that would put a group inside itself.
+    Cycle(String),
+    /// 409 nesting_too_deep: a nesting that would make a chain of groups too long.
+    NestingTooDeep(String),
     /// 410 changes_expired: retention deleted changes after the revision asked from.
     ChangesExpired { message: String, oldest: u64 },
     /// 413 payload_too_large: the body is over the route's limit (64 KiB, or what it says).
@@ -85,6 +89,8 @@ impl ApiError {
             ApiError::RevisionNotReached(m) => {
                 (StatusCode::CONFLICT, "revision_not_reached", m.clone())
             }
+            ApiError::Cycle(m) => (StatusCode::CONFLICT, "cycle", m.clone()),
+            ApiError::NestingTooDeep(m) => (StatusCode::CONFLICT, "nesting_too_deep", m.clone()),
             ApiError::ChangesExpired { message, .. } => {
                 (StatusCode::GONE, "changes_expired", message.clone())
             }
@@ -198,6 +204,10 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Store(StoreError::GroupNotFound(group)) => ApiError::no_group(&group),
+            AppError::Store(e @ StoreError::NestingCycle { .. }) => ApiError::Cycle(e.to_string()),
+            AppError::Store(e @ StoreError::NestingTooDeep { .. }) => {
+                ApiError::NestingTooDeep(e.to_string())
+            }
             AppError::Store(e @ StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %crate::error_chain(&e), "store unavailable");
                 ApiError::Unavailable

@@ -16,7 +16,8 @@ use super::responses::NotFound;
 use super::state::AppState;
 use crate::cache::Snapshot;
 use crate::policy::{
-    Action, GroupName, NameError, Page, Permission, Resource, TenantName, UserItem, UserName,
+    Action, GroupName, NameError, Nestings, Page, Permission, Resource, TenantName, UserItem,
+    UserName,
 };
 
 #[derive(Deserialize, IntoParams)]
@@ -120,8 +121,12 @@ pub struct UserResponse {
     tenant: String,
     user: String,
     revision: u64,
-    /// The user's groups on this page, sorted; every group comes before any permission.
+    /// The user's groups on this page, sorted, those the user is in through nesting only
+    /// included; every group comes before any permission.
     groups: Vec<String>,
+    /// Those of `groups` that the user is in through nesting only: a member of a group
+    /// nested in them, directly or not, and not of them.
+    inherited_groups: Vec<String>,
     /// The permissions on this page, sorted by resource, action, then group.
     permissions: Vec<GrantBody>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -278,6 +283,126 @@ pub async fn group_members(
     }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct GroupParentsResponse {
+    tenant: String,
+    group: String,
+    revision: u64,
+    /// The groups `group` is nested in directly, sorted.
+    parents: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GroupChildrenResponse {
+    tenant: String,
+    group: String,
+    revision: u64,
+    /// The groups nested in `group` directly, sorted.
+    children: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/group-parents",
+    tag = "reads",
+    summary = "a page of the groups one group is nested in",
+    params(GroupQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Up to `limit` group names, sorted", body = GroupParentsResponse),
+        (status = 404, response = NotFound),
+    )
+)]
+pub async fn group_parents(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<GroupQuery>,
+) -> Result<Json<GroupParentsResponse>, ApiError> {
+    let (tenant, group) = query.names(&caller)?;
+    let listed = nesting_page(
+        &state,
+        &query,
+        &tenant,
+        &group,
+        "/group-parents",
+        Nestings::Parents,
+    )
+    .await?;
+    Ok(Json(GroupParentsResponse {
+        tenant: tenant.to_string(),
+        group: group.to_string(),
+        revision: listed.revision,
+        parents: listed.items,
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/group-children",
+    tag = "reads",
+    summary = "a page of the groups nested in one group",
+    params(GroupQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Up to `limit` group names, sorted", body = GroupChildrenResponse),
+        (status = 404, response = NotFound),
+    )
+)]
+pub async fn group_children(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<GroupQuery>,
+) -> Result<Json<GroupChildrenResponse>, ApiError> {
+    let (tenant, group) = query.names(&caller)?;
+    let listed = nesting_page(
+        &state,
+        &query,
+        &tenant,
+        &group,
+        "/group-children",
+        Nestings::Children,
+    )
+    .await?;
+    Ok(Json(GroupChildrenResponse {
+        tenant: tenant.to_string(),
+        group: group.to_string(),
+        revision: listed.revision,
+        children: listed.items,
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// A page of a group's parents or children.
+async fn nesting_page(
+    state: &AppState,
+    query: &GroupQuery,
+    tenant: &TenantName,
+    group: &GroupName,
+    route: &str,
+    which: Nestings,
+) -> Result<Listed<String>, ApiError> {
+    let scope = [route, tenant.as_str(), group.as_str()];
+    let paging = Paging::new(&scope, query.limit, query.cursor.as_deref(), |[name]| {
+        GroupName::parse("cursor", name)
+    })?;
+    let page = async |snapshot: Arc<Snapshot>, after: Option<GroupName>, limit| {
+        (snapshot.policy)
+            .nesting_page(group, which, after.as_ref(), limit)
+            .ok_or_else(|| ApiError::no_group(group))
+    };
+    listing(state, tenant, query.min_revision, paging, page, |last| {
+        [last.as_str()]
+    })
+    .await
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -402,9 +527,16 @@ pub async fn user_permissions(
                 group: group.as_str(),
             },
         });
-        Ok(snapshot
-            .policy
-            .user_page(user.as_str(), after.as_ref(), limit))
+        let policy = &snapshot.policy;
+        let page = policy.user_page(user.as_str(), after.as_ref(), limit);
+        // Whether each group on the page comes through nesting only.
+        Ok(page.map(|item| {
+            let inherited = match &item {
+                UserItem::Group(group) => !policy.is_direct_member(user.as_str(), group),
+                UserItem::Permission { .. } => false,
+            };
+            (item, inherited)
+        }))
     };
     let listed = listing(
         &state,
@@ -412,7 +544,7 @@ pub async fn user_permissions(
         query.min_revision,
         paging,
         page,
-        |last| match last {
+        |(last, _)| match last {
             UserItem::Group(group) => ["group", group.as_str(), "", ""],
             UserItem::Permission {
                 resource,
@@ -428,10 +560,16 @@ pub async fn user_permissions(
     )
     .await?;
     let mut groups = Vec::new();
+    let mut inherited_groups = Vec::new();
     let mut permissions = Vec::new();
-    for item in listed.items {
+    for (item, inherited) in listed.items {
         match item {
-            UserItem::Group(group) => groups.push(group),
+            UserItem::Group(group) => {
+                if inherited {
+                    inherited_groups.push(group.clone());
+                }
+                groups.push(group);
+            }
             UserItem::Permission {
                 resource,
                 action,
@@ -448,6 +586,7 @@ pub async fn user_permissions(
         user: user.to_string(),
         revision: listed.revision,
         groups,
+        inherited_groups,
         permissions,
         next_cursor: listed.next_cursor,
     }))

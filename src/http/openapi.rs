@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::responses::{
-    ChangesExpired, Forbidden, Internal, InvalidRequest, NotFound, PayloadTooLarge,
+    ChangesExpired, Forbidden, Internal, InvalidRequest, NestingRefused, NotFound, PayloadTooLarge,
     RevisionNotReached, Unauthorized, Unavailable, UnsupportedMediaType, shared,
 };
 
@@ -32,6 +32,7 @@ use super::responses::{
             Forbidden,
             NotFound,
             RevisionNotReached,
+            NestingRefused,
             ChangesExpired,
             PayloadTooLarge,
             UnsupportedMediaType,

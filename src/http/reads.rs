@@ -45,6 +45,10 @@ pub struct BecauseBody {
     group: String,
     resource: String,
     action: String,
+    /// Only when the user has `group` through nesting: the shortest chain of groups from one
+    /// the user is a member of up to `group`, both included.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    through: Vec<String>,
 }
 
 impl From<Because> for BecauseBody {
@@ -53,6 +57,7 @@ impl From<Because> for BecauseBody {
             group: because.group.to_string(),
             resource: because.resource,
             action: because.action,
+            through: because.through.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -52,6 +52,9 @@ error_responses! {
         revoke, does not exist; or /metrics on an instance that does not record metrics",
     RevisionNotReached: "`revision_not_reached`: `min_revision` is newer than the tenant's \
         revision in the store",
+    NestingRefused: "`cycle`: the parent is the group itself or nested in it, so the group \
+        would be inside itself; `nesting_too_deep`: a chain of groups, each nested in the \
+        next, would hold more than 8",
     ChangesExpired: "`changes_expired`: retention deleted changes the tenant made after \
         `after`; `oldest_revision` in the error is the oldest whose change can still be read. \
         List the tenant and follow its changes from the revision the listing gives",

@@ -35,6 +35,8 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(writes::remove_permission))
         .routes(routes!(writes::assign_user))
         .routes(routes!(writes::unassign_user))
+        .routes(routes!(writes::nest_group))
+        .routes(routes!(writes::unnest_group))
         .routes(routes!(writes::refresh_tenant));
     // Larger bodies than any other route: a batch of checks.
     let batch = OpenApiRouter::new()
@@ -63,6 +65,8 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(listings::groups))
         .routes(routes!(listings::group_permissions))
         .routes(routes!(listings::group_members))
+        .routes(routes!(listings::group_parents))
+        .routes(routes!(listings::group_children))
         .routes(routes!(listings::who_can))
         .routes(routes!(listings::user_permissions))
         .routes(routes!(changes::changes))

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::responses::NotFound;
+use super::responses::{NestingRefused, NotFound};
 use super::state::AppState;
 use crate::policy::{Action, Change, GroupName, Permission, Resource, TenantName, UserName};
 
@@ -36,6 +36,16 @@ pub struct MembershipRequest {
     tenant: String,
     user: String,
     group: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NestingRequest {
+    tenant: String,
+    /// The group that becomes (or stops being) a member.
+    group: String,
+    /// The group it is nested in.
+    parent: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -111,7 +121,7 @@ macro_rules! change_route {
     (
         $(#[$doc:meta])*
         $handler:ident: POST $path:literal, $body:ty => $change:expr,
-        $summary:literal, $answer:literal $(, $error:ident)*
+        $summary:literal, $answer:literal $(, $status:literal => $error:ident)*
     ) => {
         $(#[$doc])*
         #[utoipa::path(
@@ -123,7 +133,7 @@ macro_rules! change_route {
             security(("bearer" = [])),
             responses(
                 (status = 200, description = $answer, body = ChangedResponse),
-                $((status = 404, response = $error),)*
+                $((status = $status, response = $error),)*
             )
         )]
         pub async fn $handler(
@@ -148,7 +158,7 @@ change_route! {
     add_permission: POST "/add-permission", PermissionRequest =>
         |(group, permission)| Change::AddPermission { group, permission },
     "give a group a permission",
-    "The group holds the permission; `changed` says whether it is new", NotFound
+    "The group holds the permission; `changed` says whether it is new", 404 => NotFound
 }
 
 change_route! {
@@ -161,13 +171,28 @@ change_route! {
 change_route! {
     assign_user: POST "/assign-user", MembershipRequest => |(group, user)| Change::AssignUser { group, user },
     "make a user a member of a group",
-    "The user is a member; `changed` says whether it is new", NotFound
+    "The user is a member; `changed` says whether it is new", 404 => NotFound
 }
 
 change_route! {
     unassign_user: POST "/unassign-user", MembershipRequest => |(group, user)| Change::UnassignUser { group, user },
     "remove a user from a group",
     "The user is not a member; `changed` says whether it was"
+}
+
+change_route! {
+    nest_group: POST "/nest-group", NestingRequest =>
+        |(group, parent)| Change::NestGroup { group, parent },
+    "make a group a member of another, whose permissions its members then have",
+    "The group is nested in the parent; `changed` says whether it is new",
+    404 => NotFound, 409 => NestingRefused
+}
+
+change_route! {
+    unnest_group: POST "/unnest-group", NestingRequest =>
+        |(group, parent)| Change::UnnestGroup { group, parent },
+    "take a group out of another",
+    "The group is not nested in the parent; `changed` says whether it was"
 }
 
 #[utoipa::path(
@@ -241,6 +266,20 @@ impl ChangeRequest for PermissionRequest {
                     resource: Resource::parse("resource", &self.resource)?,
                     action: Action::parse("action", &self.action)?,
                 },
+            ),
+        ))
+    }
+}
+
+impl ChangeRequest for NestingRequest {
+    type Parts = (GroupName, GroupName);
+
+    fn parse(&self, caller: &Caller) -> Result<(TenantName, Self::Parts), ApiError> {
+        Ok((
+            caller.tenant("tenant", &self.tenant)?,
+            (
+                GroupName::parse("group", &self.group)?,
+                GroupName::parse("parent", &self.parent)?,
             ),
         ))
     }

@@ -1,4 +1,4 @@
-//! The six ways a tenant's policy can change. The store records them, the cache applies them,
+//! The eight ways a tenant's policy can change. The store records them, the cache applies them,
 //! and the bus only ever says that one happened.
 
 use super::name::{Action, GroupName, Resource, UserName};
@@ -37,6 +37,16 @@ pub enum Change {
         group: GroupName,
         user: UserName,
     },
+    /// `group` becomes a member of `parent`: every member of `group`, directly or through
+    /// groups nested in it, has `parent`'s permissions.
+    NestGroup {
+        group: GroupName,
+        parent: GroupName,
+    },
+    UnnestGroup {
+        group: GroupName,
+        parent: GroupName,
+    },
 }
 
 impl Change {
@@ -49,6 +59,8 @@ impl Change {
             Change::RemovePermission { .. } => Operation::RemovePermission,
             Change::AssignUser { .. } => Operation::AssignUser,
             Change::UnassignUser { .. } => Operation::UnassignUser,
+            Change::NestGroup { .. } => Operation::NestGroup,
+            Change::UnnestGroup { .. } => Operation::UnnestGroup,
         }
     }
 
@@ -59,16 +71,26 @@ impl Change {
             | Change::AddPermission { group, .. }
             | Change::RemovePermission { group, .. }
             | Change::AssignUser { group, .. }
-            | Change::UnassignUser { group, .. } => group,
+            | Change::UnassignUser { group, .. }
+            | Change::NestGroup { group, .. }
+            | Change::UnnestGroup { group, .. } => group,
         }
     }
 
-    /// Whether the change needs its group to exist already. Adding to a group that is not
-    /// there is an error; removing from it is simply no change.
+    /// The group a nesting puts `group` in, for the two nesting changes.
+    pub fn parent(&self) -> Option<&GroupName> {
+        match self {
+            Change::NestGroup { parent, .. } | Change::UnnestGroup { parent, .. } => Some(parent),
+            _ => None,
+        }
+    }
+
+    /// Whether the change needs its group (and a nesting its parent) to exist already.
+    /// Adding to a group that is not there is an error; removing from it is simply no change.
     pub fn requires_group(&self) -> bool {
         matches!(
             self,
-            Change::AddPermission { .. } | Change::AssignUser { .. }
+            Change::AddPermission { .. } | Change::AssignUser { .. } | Change::NestGroup { .. }
         )
     }
 }

@@ -234,7 +234,6 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         self.len
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -67,6 +67,16 @@ pub fn assignment(user: &str) -> usize {
     size_of::<u32>() + KEY * 8 / 7 + key(user)
 }
 
+/// One nesting: a group id among the group's parents and one among the parent's children.
+pub fn nesting() -> usize {
+    2 * size_of::<u32>()
+}
+
+/// What a nested group inherits: a shared vector of `len` group ids.
+pub fn ancestors(len: usize) -> usize {
+    block(2 * size_of::<usize>() + size_of::<Vec<u32>>()) + block(len * size_of::<u32>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

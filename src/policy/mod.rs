@@ -17,4 +17,7 @@ pub use name::{
 };
 pub use operation::{Operation, UnknownOperation};
 pub use page::Page;
-pub use tenant::{AdvanceError, Because, GroupSummary, GroupView, TenantPolicy, UserItem};
+pub use tenant::{
+    AdvanceError, Because, GroupSummary, GroupView, MAX_NESTING_DEPTH, NestingProblem, Nestings,
+    TenantPolicy, UserItem,
+};

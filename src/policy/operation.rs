@@ -2,7 +2,7 @@
 //! them: one enum, so that a name is checked once, where it enters, and matched exhaustively
 //! everywhere else.
 //!
-//! The PostgreSQL write function (migrations/postgres) repeats the six policy names in
+//! The PostgreSQL write functions (migrations/postgres) repeat the eight policy names in
 //! PL/pgSQL on purpose: it runs inside the database, where this enum cannot reach, and the
 //! store conformance suite runs every operation through it.
 
@@ -53,6 +53,9 @@ operations! {
     RemovePermission = "remove-permission",
     AssignUser = "assign-user",
     UnassignUser = "unassign-user",
+    /// Makes a group a member of another, whose permissions its members then have.
+    NestGroup = "nest-group",
+    UnnestGroup = "unnest-group",
     /// An operator's reload of a tenant: announced, never recorded in the changelog.
     RefreshTenant = "refresh-tenant",
     /// Announced with neither tenant nor revision: keys are not a tenant's policy.

@@ -18,6 +18,7 @@
 
 mod apply;
 mod index;
+mod nesting;
 mod view;
 
 use std::mem::size_of;
@@ -30,6 +31,7 @@ use super::name::GroupName;
 use index::{Grants, GroupSet, MemberSet, PermissionSet, matches_action};
 
 pub use apply::AdvanceError;
+pub use nesting::{MAX_NESTING_DEPTH, NestingProblem, Nestings};
 pub use view::{GroupSummary, GroupView, UserItem};
 
 /// The key of the check's indexes. Names of up to 24 bytes are stored inline, so comparing a
@@ -61,6 +63,15 @@ pub struct TenantPolicy {
     /// (prefix length in bytes, how many prefixes have that length), by length: the only
     /// lengths a check needs to probe.
     prefix_lengths: Vec<(usize, usize)>,
+    /// group -> the groups it is nested in directly.
+    parents: CowMap<GroupId, GroupSet>,
+    /// group -> the groups nested in it directly.
+    children: CowMap<GroupId, GroupSet>,
+    /// group -> every group it is nested in, directly or through others: what its members
+    /// inherit. Only nested groups have an entry, so that a tenant without nesting has none
+    /// and its checks skip the step (`nesting.rs`).
+    ancestors: CowMap<GroupId, Arc<GroupSet>>,
+    nesting_count: usize,
     permission_count: usize,
     assignment_count: usize,
     /// What the entries own on the heap beyond the maps' tables, by
@@ -87,12 +98,15 @@ impl std::fmt::Display for Pattern<'_> {
 }
 
 /// A permission through which a check is allowed: the group that holds it, of which the user
-/// is a member, and its patterns.
+/// is a member, and its patterns; and, when the user has the group through nesting, the chain
+/// of groups from one the user is a member of up to it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Because {
     pub group: GroupName,
     pub resource: String,
     pub action: String,
+    /// Empty for a group the user is a member of directly.
+    pub through: Vec<GroupName>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,9 +145,11 @@ impl TenantPolicy {
     /// May `user` do `action` on `resource`? Allowed iff some group has the user as a member
     /// and holds a permission whose resource and action patterns both match.
     pub fn allows(&self, user: &str, resource: &str, action: &str) -> bool {
-        let Some(groups) = self.members.get(user) else {
+        let Some(direct) = self.members.get(user) else {
             return false;
         };
+        let mut buffer = nesting::Reach::new();
+        let groups = self.reach(direct, &mut buffer);
         if self
             .exact
             .get(resource)
@@ -160,9 +176,11 @@ impl TenantPolicy {
     /// `user` as a member and whose patterns match, sorted; none when it denies. Found through
     /// the check's own indexes, so its cost follows what matches, not the user's permissions.
     pub fn explain(&self, user: &str, resource: &str, action: &str) -> Vec<Because> {
-        let Some(groups) = self.members.get(user) else {
+        let Some(direct) = self.members.get(user) else {
             return Vec::new();
         };
+        let mut buffer = nesting::Reach::new();
+        let groups = self.reach(direct, &mut buffer);
         let mut because = Vec::new();
         for (pattern, grants) in self.grants_matching(resource) {
             let matching = grants
@@ -170,12 +188,28 @@ impl TenantPolicy {
                 .iter()
                 .filter(|(held, _)| matches_action(held, action));
             for (held, holders) in matching {
-                let members = holders.0.iter().filter(|id| groups.contains(**id));
-                for group in members.filter_map(|id| self.names.get(id)) {
+                let members = holders
+                    .0
+                    .iter()
+                    .filter(|id| groups.binary_search(id).is_ok());
+                for &id in members {
+                    let Some(group) = self.name_of(id) else {
+                        continue;
+                    };
+                    let through = if direct.contains(id) {
+                        Vec::new()
+                    } else {
+                        let path = self.path(direct, id);
+                        path.iter()
+                            .filter_map(|&id| self.name_of(id))
+                            .cloned()
+                            .collect()
+                    };
                     because.push(Because {
                         group: group.clone(),
                         resource: pattern.to_string(),
                         action: held.to_string(),
+                        through,
                     });
                 }
             }
@@ -232,6 +266,9 @@ impl TenantPolicy {
             + self.exact.table_bytes()
             + self.prefixes.table_bytes()
             + self.prefix_lengths.capacity() * size_of::<(usize, usize)>()
+            + self.parents.table_bytes()
+            + self.children.table_bytes()
+            + self.ancestors.table_bytes()
             + self.heap_bytes
     }
 }
@@ -426,8 +463,54 @@ mod properties {
             2 => (group.clone(), permission)
                 .prop_map(|(group, permission)| Change::RemovePermission { group, permission }),
             3 => (group.clone(), user.clone()).prop_map(|(group, user)| Change::AssignUser { group, user }),
-            2 => (group, user).prop_map(|(group, user)| Change::UnassignUser { group, user }),
+            2 => (group.clone(), user).prop_map(|(group, user)| Change::UnassignUser { group, user }),
+            2 => (group.clone(), group.clone()).prop_map(|(group, parent)| Change::NestGroup { group, parent }),
+            1 => (group.clone(), group).prop_map(|(group, parent)| Change::UnnestGroup { group, parent }),
         ]
+    }
+
+    /// Every group `user` is in, directly (0) or through nesting (how many nestings up), by a
+    /// walk over the listed parents.
+    fn reach_by_brute_force(
+        groups: &[GroupView],
+        user: &str,
+    ) -> std::collections::HashMap<String, usize> {
+        let mut reach = std::collections::HashMap::new();
+        for view in groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == user))
+        {
+            for (name, steps) in reach_of_group(groups, &view.name) {
+                let known = reach.entry(name).or_insert(steps);
+                *known = (*known).min(steps);
+            }
+        }
+        reach
+    }
+
+    /// `group` (0) and every group above it, with how many nestings up each is at least.
+    fn reach_of_group(
+        groups: &[GroupView],
+        group: &str,
+    ) -> std::collections::HashMap<String, usize> {
+        let mut reach = std::collections::HashMap::from([(group.to_owned(), 0)]);
+        let mut frontier = vec![group.to_owned()];
+        let mut steps = 0;
+        while !frontier.is_empty() {
+            steps += 1;
+            let mut next = Vec::new();
+            for name in &frontier {
+                let view = groups.iter().find(|g| &g.name == name).unwrap();
+                for parent in &view.parents {
+                    if !reach.contains_key(parent) {
+                        reach.insert(parent.clone(), steps);
+                        next.push(parent.clone());
+                    }
+                }
+            }
+            frontier = next;
+        }
+        reach
     }
 
     /// What a store does: applies every write, numbering and logging those that changed.
@@ -467,6 +550,15 @@ mod properties {
                 });
             }
         }
+        // Nestings once every group exists, as the stores load them.
+        for group in truth.groups() {
+            for parent in &group.parents {
+                assert!(policy.apply(&Change::NestGroup {
+                    group: GroupName::parse("group", &group.name).unwrap(),
+                    parent: GroupName::parse("group", parent).unwrap(),
+                }));
+            }
+        }
         policy
     }
 
@@ -483,6 +575,7 @@ mod properties {
                     name: summary.name.clone(),
                     permissions: Vec::new(),
                     members: Vec::new(),
+                    parents: Vec::new(),
                 };
                 let mut after = None;
                 loop {
@@ -507,6 +600,20 @@ mod properties {
                         .resume_after()
                         .map(|u| UserName::parse("user", u).unwrap());
                     view.members.extend(page.items);
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                let mut after = None;
+                loop {
+                    let page = policy
+                        .nesting_page(&name, nesting::Nestings::Parents, after.as_ref(), limit)
+                        .unwrap();
+                    assert!(page.items.len() <= limit);
+                    after = page
+                        .resume_after()
+                        .map(|g| GroupName::parse("group", g).unwrap());
+                    view.parents.extend(page.items);
                     if after.is_none() {
                         break;
                     }
@@ -562,6 +669,22 @@ mod properties {
                 let mut users: Vec<&str> = record.members.iter().collect();
                 users.sort();
                 format!("group {group} {users:?}")
+            }))
+            .chain(
+                [("parents", &policy.parents), ("children", &policy.children)]
+                    .into_iter()
+                    .flat_map(|(kind, edges)| {
+                        edges.iter().map(move |(id, set)| {
+                            let mut names: Vec<String> = set.0.iter().map(name).collect();
+                            names.sort();
+                            format!("{kind} {} {names:?}", name(id))
+                        })
+                    }),
+            )
+            .chain(policy.ancestors.iter().map(|(id, set)| {
+                let mut names: Vec<String> = set.0.iter().map(name).collect();
+                names.sort();
+                format!("ancestors {} {names:?}", name(id))
             }))
             .collect();
         lines.sort();
@@ -693,7 +816,7 @@ mod properties {
         }
 
         #[test]
-        fn explain_lists_exactly_the_matching_permissions_of_the_users_groups(
+        fn explain_lists_exactly_the_matching_permissions_of_the_users_groups_through_nesting(
             changes in prop::collection::vec(change(), 0..60),
         ) {
             let (policy, _) = record(&changes);
@@ -702,30 +825,80 @@ mod properties {
                 pattern == value || pattern.strip_suffix('*').is_some_and(|p| value.starts_with(p))
             };
             for user in USERS {
+                // The user's groups by brute force: its own, then their parents, and so on,
+                // each with how many nestings up it is.
+                let reach = reach_by_brute_force(&groups, user);
                 for resource in ["r0", "r1", "docs/a", "docs/b", "d", "x", "*", "docs/*"] {
                     for action in ["read", "write", "delete", "*"] {
-                        let mut expected: Vec<Because> = groups
+                        let mut expected: Vec<(String, String, String)> = groups
                             .iter()
-                            .filter(|g| g.members.iter().any(|m| m == user))
+                            .filter(|g| reach.contains_key(&g.name))
                             .flat_map(|g| {
                                 g.permissions
                                     .iter()
                                     .filter(|(r, a)| matches(r, resource) && (a == action || a == "*"))
-                                    .map(|(r, a)| Because {
-                                        group: GroupName::parse("group", &g.name).unwrap(),
-                                        resource: r.clone(),
-                                        action: a.clone(),
-                                    })
+                                    .map(|(r, a)| (g.name.clone(), r.clone(), a.clone()))
                             })
                             .collect();
                         expected.sort();
                         let explained = policy.explain(user, resource, action);
-                        prop_assert_eq!(&explained, &expected, "{} {} {}", user, resource, action);
+                        let listed: Vec<(String, String, String)> = explained
+                            .iter()
+                            .map(|b| (b.group.to_string(), b.resource.clone(), b.action.clone()))
+                            .collect();
+                        prop_assert_eq!(&listed, &expected, "{} {} {}", user, resource, action);
                         prop_assert_eq!(
                             !explained.is_empty(),
                             policy.allows(user, resource, action),
                             "{} {} {}", user, resource, action
                         );
+                        for because in &explained {
+                            let through: Vec<String> =
+                                because.through.iter().map(ToString::to_string).collect();
+                            let steps = reach[because.group.as_str()];
+                            if steps == 0 {
+                                prop_assert!(through.is_empty(), "{:?}", because);
+                                continue;
+                            }
+                            // A shortest chain from one of the user's own groups up to it.
+                            prop_assert_eq!(through.len(), steps + 1, "{:?}", because);
+                            prop_assert_eq!(reach[through[0].as_str()], 0, "{:?}", because);
+                            prop_assert_eq!(through.last(), Some(&because.group.to_string()));
+                            for pair in through.windows(2) {
+                                let view = groups.iter().find(|g| g.name == pair[0]).unwrap();
+                                prop_assert!(view.parents.contains(&pair[1]), "{:?}", because);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_nesting_that_would_make_a_cycle_is_always_refused(
+            changes in prop::collection::vec(change(), 0..60),
+        ) {
+            let (policy, _) = record(&changes);
+            let groups = policy.groups();
+            for view in &groups {
+                for parent in &groups {
+                    let (g, p) = (
+                        GroupName::parse("group", &view.name).unwrap(),
+                        GroupName::parse("group", &parent.name).unwrap(),
+                    );
+                    // A cycle exactly when the parent is the group or reaches it going up.
+                    let above = reach_of_group(&groups, &parent.name);
+                    let cycle = above.contains_key(&view.name);
+                    prop_assert_eq!(
+                        policy.nesting_problem(&g, &p) == Some(NestingProblem::Cycle),
+                        cycle,
+                        "{} in {}", view.name, parent.name
+                    );
+                    if cycle {
+                        let mut tried = policy.clone();
+                        let nested = tried.apply(&Change::NestGroup { group: g, parent: p });
+                        prop_assert!(!nested);
+                        prop_assert_eq!(tried.groups(), groups.clone());
                     }
                 }
             }

@@ -21,7 +21,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{Change, GroupName, TenantName, TenantPolicy};
+use crate::policy::{
+    Change, GroupName, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,9 +39,19 @@ pub struct WriteOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The change adds to a group that does not exist (404 not_found).
+    /// The change adds to a group that does not exist, or nests in one (404 not_found).
     #[error("group '{0}' does not exist")]
     GroupNotFound(GroupName),
+    /// The nesting would put a group inside itself (409 cycle).
+    #[error("nesting '{group}' in '{parent}' would put '{group}' inside itself")]
+    NestingCycle { group: GroupName, parent: GroupName },
+    /// The nesting would make a chain of more than [`MAX_NESTING_DEPTH`] groups (409
+    /// nesting_too_deep).
+    #[error(
+        "nesting '{group}' in '{parent}' would make a chain of more than {MAX_NESTING_DEPTH} \
+         groups, each nested in the next"
+    )]
+    NestingTooDeep { group: GroupName, parent: GroupName },
     /// The store cannot be reached or did not answer in time (503 unavailable). Nothing was
     /// committed, or the caller cannot know: a retry is safe because every write is idempotent.
     #[error("the store is unavailable")]
@@ -252,6 +264,19 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Runs one store operation, failing it as unavailable after `timeout`.
+/// The error of a nesting of `group` in `parent` that the store refused for `problem`.
+pub(crate) fn nesting_refused(
+    problem: NestingProblem,
+    group: &GroupName,
+    parent: &GroupName,
+) -> StoreError {
+    let (group, parent) = (group.clone(), parent.clone());
+    match problem {
+        NestingProblem::Cycle => StoreError::NestingCycle { group, parent },
+        NestingProblem::TooDeep => StoreError::NestingTooDeep { group, parent },
+    }
+}
+
 pub(crate) async fn within<T>(
     timeout: Duration,
     work: impl Future<Output = Result<T, StoreError>>,

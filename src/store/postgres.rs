@@ -17,10 +17,12 @@ use super::sql::Sql;
 use super::write_health::WriteHealth;
 use super::{
     ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
-    answer_of_write, within,
+    answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{Change, TenantName, TenantPolicy};
+use crate::policy::{
+    Change, GroupName, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy,
+};
 use crate::redact::{redact_url, scrub_passwords};
 
 /// A tenant with fewer rows than this of each kind (groups, permissions, memberships) loads
@@ -143,6 +145,9 @@ impl PgStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
+        if let Some(parent) = change.parent() {
+            return Self::nest_once(connection, tenant, change, parent, server_id, actor).await;
+        }
         // One statement, so one transaction and one round trip: see rbac_write in
         // migrations/postgres/. The tenant row's lock, taken in the database, serializes the
         // writes of one tenant across instances; SQLite has no stored functions and one
@@ -171,6 +176,51 @@ impl PgStore {
         }
     }
 
+    /// A nesting or unnesting, in one statement like every write: see rbac_nest in
+    /// migrations/postgres/, which checks for cycles and depth under the tenant row's lock.
+    async fn nest_once(
+        connection: &mut PgConnection,
+        tenant: &TenantName,
+        change: &Change,
+        parent: &GroupName,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let group = change.group();
+        let (outcome, revision): (String, i64) = sqlx::query_as(
+            "SELECT o_outcome, o_revision FROM rbac_nest($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant.as_str())
+        .bind(change.operation().as_str())
+        .bind(group.as_str())
+        .bind(parent.as_str())
+        .bind(server_id)
+        .bind(actor)
+        .bind(MAX_NESTING_DEPTH as i32)
+        .fetch_one(connection)
+        .await
+        .map_err(Postgres::classify)?;
+        let revision = revision_of(tenant, revision)?;
+        let refused = |problem| nesting_refused(problem, group, parent);
+        match outcome.as_str() {
+            "changed" => Ok(WriteOutcome {
+                changed: true,
+                revision,
+            }),
+            "unchanged" => Ok(WriteOutcome {
+                changed: false,
+                revision,
+            }),
+            "group_not_found" => Err(StoreError::GroupNotFound(group.clone())),
+            "parent_not_found" => Err(StoreError::GroupNotFound(parent.clone())),
+            "cycle" => Err(refused(NestingProblem::Cycle)),
+            "too_deep" => Err(refused(NestingProblem::TooDeep)),
+            other => Err(StoreError::Internal(
+                format!("rbac_nest answered {other:?}").into(),
+            )),
+        }
+    }
+
     /// A small tenant in one statement (so one snapshot) and one round trip: its rows as JSON
     /// arrays beside its revision. None if the tenant has [`AT_ONCE_ROWS`] rows of a kind or
     /// more: a large tenant is streamed by [`Sql::load_whole`] instead, rather than held whole
@@ -178,7 +228,7 @@ impl PgStore {
     /// bounded how fast an instance could load many. SQLite, in process, has no round trips to
     /// save, and always streams.
     async fn load_at_once(&self, tenant: &TenantName) -> Result<Option<TenantPolicy>, StoreError> {
-        /// The revision, then groups, permissions and memberships as JSON arrays (null if
+        /// The revision, then groups, permissions, memberships and nestings as JSON arrays (null if
         /// none).
         #[derive(sqlx::FromRow)]
         struct Rows {
@@ -186,6 +236,7 @@ impl PgStore {
             groups: Option<String>,
             permissions: Option<String>,
             assignments: Option<String>,
+            nestings: Option<String>,
         }
         let row: Option<Rows> = sqlx::query_as(
             "SELECT t.revision,
@@ -196,7 +247,10 @@ impl PgStore {
                            WHERE tenant = t.name LIMIT $2) p) AS permissions,
                     (SELECT json_agg(json_build_array(a.group_name, a.user_name))::text
                      FROM (SELECT group_name, user_name FROM assignments
-                           WHERE tenant = t.name LIMIT $2) a) AS assignments
+                           WHERE tenant = t.name LIMIT $2) a) AS assignments,
+                    (SELECT json_agg(json_build_array(n.group_name, n.parent_name))::text
+                     FROM (SELECT group_name, parent_name FROM nestings
+                           WHERE tenant = t.name LIMIT $2) n) AS nestings
              FROM tenants t WHERE t.name = $1",
         )
         .bind(tenant.as_str())
@@ -209,6 +263,7 @@ impl PgStore {
             groups,
             permissions,
             assignments,
+            nestings,
         }) = row
         else {
             return Ok(Some(TenantPolicy::default()));
@@ -224,13 +279,20 @@ impl PgStore {
         let groups: Vec<String> = rows(groups)?;
         let permissions: Vec<(String, String, String)> = rows(permissions)?;
         let assignments: Vec<(String, String)> = rows(assignments)?;
-        if [groups.len(), permissions.len(), assignments.len()]
-            .iter()
-            .any(|&count| count >= AT_ONCE_ROWS)
+        let nestings: Vec<(String, String)> = rows(nestings)?;
+        if [
+            groups.len(),
+            permissions.len(),
+            assignments.len(),
+            nestings.len(),
+        ]
+        .iter()
+        .any(|&count| count >= AT_ONCE_ROWS)
         {
             return Ok(None);
         }
-        let mut policy = build_policy(revision_of(tenant, revision)?, groups, permissions)?;
+        let revision = revision_of(tenant, revision)?;
+        let mut policy = build_policy(revision, groups, permissions, nestings)?;
         for (group, user) in assignments {
             assign_row(&mut policy, &group, &user)?;
         }
@@ -348,6 +410,7 @@ impl Store for PgStore {
             user_name: Option<String>,
             resource: Option<String>,
             action: Option<String>,
+            parent: Option<String>,
             server_id: Option<String>,
             actor: Option<String>,
             created_at: Option<time::OffsetDateTime>,
@@ -387,6 +450,7 @@ impl Store for PgStore {
                     user_name: row.user_name,
                     resource: row.resource,
                     action: row.action,
+                    parent: row.parent,
                     server_id: row.server_id?,
                     actor: row.actor,
                     created_at: row.created_at?,

@@ -24,6 +24,7 @@ pub(crate) fn build_policy(
     revision: u64,
     groups: Vec<String>,
     permissions: Vec<(String, String, String)>,
+    nestings: Vec<(String, String)>,
 ) -> Result<TenantPolicy, StoreError> {
     let mut policy = TenantPolicy::at_revision(revision);
     for group in groups {
@@ -39,6 +40,19 @@ pub(crate) fn build_policy(
                 action: stored(Action::parse("action", &action))?,
             },
         });
+    }
+    for (group, parent) in nestings {
+        let nested = policy.apply(&Change::NestGroup {
+            group: stored(GroupName::parse("group", &group))?,
+            parent: stored(GroupName::parse("parent", &parent))?,
+        });
+        if !nested {
+            // The store refuses what the policy would: a nesting it holds and the policy
+            // refuses is a cycle or a chain too deep that got past it.
+            return Err(broken(format_args!(
+                "the nesting of '{group}' in '{parent}', which makes a cycle or a chain too deep"
+            )));
+        }
     }
     Ok(policy)
 }
@@ -220,6 +234,7 @@ pub(crate) struct ChangelogRow {
     pub user_name: Option<String>,
     pub resource: Option<String>,
     pub action: Option<String>,
+    pub parent: Option<String>,
     pub server_id: String,
     pub actor: Option<String>,
     pub created_at: time::OffsetDateTime,
@@ -242,6 +257,8 @@ macro_rules! changelog_columns {
             "resource, ",
             $prefix,
             "action, ",
+            $prefix,
+            "parent, ",
             $prefix,
             "server_id, ",
             $prefix,
@@ -268,6 +285,7 @@ impl ChangelogRow {
             user: self.user_name.as_deref(),
             resource: self.resource.as_deref(),
             action: self.action.as_deref(),
+            parent: self.parent.as_deref(),
         }
         .to_change()?;
         Ok(Recorded {
@@ -299,6 +317,7 @@ pub struct ChangeRow<'a> {
     pub user: Option<&'a str>,
     pub resource: Option<&'a str>,
     pub action: Option<&'a str>,
+    pub parent: Option<&'a str>,
 }
 
 impl<'a> ChangeRow<'a> {
@@ -314,6 +333,7 @@ impl<'a> ChangeRow<'a> {
             Change::AssignUser { user, .. } | Change::UnassignUser { user, .. } => {
                 (Some(user.as_str()), None, None)
             }
+            Change::NestGroup { .. } | Change::UnnestGroup { .. } => (None, None, None),
         };
         Self {
             operation: change.operation(),
@@ -321,6 +341,7 @@ impl<'a> ChangeRow<'a> {
             user,
             resource,
             action,
+            parent: change.parent().map(GroupName::as_str),
         }
     }
 
@@ -328,6 +349,7 @@ impl<'a> ChangeRow<'a> {
     pub fn to_change(&self) -> Result<Change, StoreError> {
         let group = stored(GroupName::parse("group", self.group))?;
         let user = || stored(UserName::parse("user", self.user.unwrap_or_default()));
+        let parent = || stored(GroupName::parse("parent", self.parent.unwrap_or_default()));
         let permission = || {
             Ok::<_, StoreError>(Permission {
                 resource: stored(Resource::parse(
@@ -355,6 +377,14 @@ impl<'a> ChangeRow<'a> {
             Operation::UnassignUser => Change::UnassignUser {
                 group,
                 user: user()?,
+            },
+            Operation::NestGroup => Change::NestGroup {
+                group,
+                parent: parent()?,
+            },
+            Operation::UnnestGroup => Change::UnnestGroup {
+                group,
+                parent: parent()?,
             },
             other @ (Operation::RefreshTenant
             | Operation::CreateApiKey
@@ -398,7 +428,18 @@ mod tests {
                 group: group.clone(),
                 user: user.clone(),
             },
-            Change::UnassignUser { group, user },
+            Change::UnassignUser {
+                group: group.clone(),
+                user,
+            },
+            Change::NestGroup {
+                group: group.clone(),
+                parent: GroupName::parse("group", "p").unwrap(),
+            },
+            Change::UnnestGroup {
+                group,
+                parent: GroupName::parse("group", "p").unwrap(),
+            },
         ] {
             assert_eq!(ChangeRow::of(&change).to_change().unwrap(), change);
         }
@@ -413,6 +454,7 @@ mod tests {
             user_name: None,
             resource: None,
             action: None,
+            parent: None,
             server_id: "s".to_owned(),
             actor: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
@@ -420,6 +462,10 @@ mod tests {
         assert!(row("grant-everything").into_recorded().is_err());
         assert!(row("refresh-tenant").into_recorded().is_err());
         assert!(row("create-group").into_recorded().is_ok());
+        assert!(
+            row("nest-group").into_recorded().is_err(),
+            "a nesting without its parent"
+        );
         let negative = ChangelogRow {
             revision: -1,
             ..row("create-group")
@@ -431,6 +477,7 @@ mod tests {
             user: None,
             resource: None,
             action: None,
+            parent: None,
         };
         assert!(row.to_change().is_err());
     }

@@ -153,7 +153,13 @@ where
         .fetch_all(&mut *tx)
         .await
         .map_err(Self::classify)?;
-        let mut policy = build_policy(revision, groups, permissions)?;
+        let nestings: Vec<(String, String)> =
+            sqlx::query_as("SELECT group_name, parent_name FROM nestings WHERE tenant = $1")
+                .bind(tenant.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::classify)?;
+        let mut policy = build_policy(revision, groups, permissions, nestings)?;
         let mut assignments = sqlx::query_as::<_, (String, String)>(
             "SELECT group_name, user_name FROM assignments WHERE tenant = $1",
         )

@@ -27,10 +27,12 @@ use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
     ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
-    answer_of_write, within,
+    answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{Change, TenantName, TenantPolicy};
+use crate::policy::{
+    Change, GroupName, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy,
+};
 
 /// Connections per instance unless DATABASE_POOL_SIZE says otherwise: reads run side by side
 /// in WAL mode; writes queue for the one write lock whatever this is.
@@ -261,14 +263,16 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(Sqlite::classify)?;
+        let row = ChangeRow::of(change);
         sqlx::query_with(
             "INSERT INTO changelog
                  (tenant, operation, group_name, user_name, resource, action, server_id, actor,
-                  revision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            Sqlite::write_arguments(tenant, &ChangeRow::of(change), server_id, actor)?,
+                  revision, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            Sqlite::write_arguments(tenant, &row, server_id, actor)?,
         )
         .bind(revision)
+        .bind(row.parent)
         .execute(&mut *tx)
         .await
         .map_err(Sqlite::classify)?;
@@ -491,6 +495,9 @@ async fn apply(
     tenant: &TenantName,
     change: &Change,
 ) -> Result<bool, StoreError> {
+    if let Change::NestGroup { group, parent } = change {
+        check_nesting(tx, tenant, group, parent).await?;
+    }
     // One statement per operation; its parameters are the tenant, then the change's names.
     let (statement, names): (&str, Vec<&str>) = match change {
         Change::CreateGroup { group } => (
@@ -528,6 +535,15 @@ async fn apply(
             "DELETE FROM assignments WHERE tenant = ?1 AND group_name = ?2 AND user_name = ?3",
             vec![group.as_str(), user.as_str()],
         ),
+        Change::NestGroup { group, parent } => (
+            "INSERT INTO nestings (tenant, group_name, parent_name)
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            vec![group.as_str(), parent.as_str()],
+        ),
+        Change::UnnestGroup { group, parent } => (
+            "DELETE FROM nestings WHERE tenant = ?1 AND group_name = ?2 AND parent_name = ?3",
+            vec![group.as_str(), parent.as_str()],
+        ),
     };
     let query = names.into_iter().fold(
         sqlx::query(statement).bind(tenant.as_str()),
@@ -546,6 +562,63 @@ async fn apply(
         }
         Err(e) => Err(Sqlite::classify(e)),
     }
+}
+
+/// Refuses to nest `group` in `parent` if either is missing, or if the nesting would make a
+/// cycle or a chain too deep: the checks PostgreSQL's rbac_nest makes, under the write lock
+/// this transaction holds. The walks use UNION, so that a graph with many paths between two
+/// groups is walked once per group and depth.
+async fn check_nesting(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant: &TenantName,
+    group: &GroupName,
+    parent: &GroupName,
+) -> Result<(), StoreError> {
+    let (group_exists, parent_exists, cycle, depth): (bool, bool, bool, Option<i64>) =
+        sqlx::query_as(
+            "WITH RECURSIVE
+                 up (name) AS (
+                     SELECT parent_name FROM nestings WHERE tenant = ?1 AND group_name = ?3
+                     UNION
+                     SELECT n.parent_name FROM nestings n JOIN up ON n.group_name = up.name
+                     WHERE n.tenant = ?1),
+                 above (name, depth) AS (
+                     SELECT ?3, 1
+                     UNION
+                     SELECT n.parent_name, above.depth + 1
+                     FROM nestings n JOIN above ON n.group_name = above.name
+                     WHERE n.tenant = ?1 AND above.depth <= ?4),
+                 below (name, depth) AS (
+                     SELECT ?2, 1
+                     UNION
+                     SELECT n.group_name, below.depth + 1
+                     FROM nestings n JOIN below ON n.parent_name = below.name
+                     WHERE n.tenant = ?1 AND below.depth <= ?4)
+             SELECT EXISTS (SELECT 1 FROM groups WHERE tenant = ?1 AND name = ?2),
+                    EXISTS (SELECT 1 FROM groups WHERE tenant = ?1 AND name = ?3),
+                    ?2 = ?3 OR EXISTS (SELECT 1 FROM up WHERE name = ?2),
+                    (SELECT max(depth) FROM above) + (SELECT max(depth) FROM below)",
+        )
+        .bind(tenant.as_str())
+        .bind(group.as_str())
+        .bind(parent.as_str())
+        .bind(MAX_NESTING_DEPTH as i64)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(Sqlite::classify)?;
+    if !group_exists {
+        return Err(StoreError::GroupNotFound(group.clone()));
+    }
+    if !parent_exists {
+        return Err(StoreError::GroupNotFound(parent.clone()));
+    }
+    if cycle {
+        return Err(nesting_refused(NestingProblem::Cycle, group, parent));
+    }
+    if depth.is_some_and(|depth| depth > MAX_NESTING_DEPTH as i64) {
+        return Err(nesting_refused(NestingProblem::TooDeep, group, parent));
+    }
+    Ok(())
 }
 
 impl Sql for Sqlite {

@@ -88,8 +88,11 @@ async fn missing_unknown_and_ill_typed_fields_are_refused_and_change_nothing() {
     }
 
     // min_revision, where it is accepted, must be a non-negative integer.
-    let check_post = &endpoints()[7];
-    assert_eq!(check_post.name(), "POST /check-access");
+    let endpoints = endpoints();
+    let check_post = endpoints
+        .iter()
+        .find(|e| e.name() == "POST /check-access")
+        .unwrap();
     for value in [
         json!(-1),
         json!(1.5),
@@ -115,7 +118,7 @@ async fn missing_unknown_and_ill_typed_fields_are_refused_and_change_nothing() {
         raw_overflow,
         Some("application/json"),
     )));
-    for endpoint in endpoints().iter().filter(|e| e.method == Method::GET) {
+    for endpoint in endpoints.iter().filter(|e| e.method == Method::GET) {
         for value in ["-1", "1.5", "abc", "0x10", "18446744073709551616"] {
             cases.push(bad_request(
                 endpoint.with(&format!("with min_revision={value}"), |f| {
@@ -411,25 +414,49 @@ async fn unknown_routes_wrong_methods_missing_groups_and_future_revisions_are_re
             404,
             "not_found",
         ));
+        // Nesting the group, or nesting a group that exists in it.
+        for (child, parent) in [(group, "spare"), ("spare", group)] {
+            let nesting = json!({"tenant": tenant, "group": child, "parent": parent});
+            cases.push(case(
+                raw(&what, Method::POST, "/nest-group", Body::Json(nesting)),
+                404,
+                "not_found",
+            ));
+        }
+    }
+
+    // Nestings that would put a group inside itself.
+    for (child, parent) in [("g", "g"), ("outer", "g")] {
+        let nesting = json!({"tenant": "acme", "group": child, "parent": parent});
+        cases.push(case(
+            raw(
+                &format!("{child} in {parent}"),
+                Method::POST,
+                "/nest-group",
+                Body::Json(nesting),
+            ),
+            409,
+            "cycle",
+        ));
     }
 
     // A revision the store has not reached.
     cases.push(case(
         raw(
-            "min_revision 5",
+            "min_revision 7",
             Method::POST,
             "/check-access",
             Body::Json(
                 json!({"tenant": "acme", "user": "alice", "resource": "docs/a",
-                              "action": "read", "min_revision": 5}),
+                              "action": "read", "min_revision": 7}),
             ),
         ),
         409,
         "revision_not_reached",
     ));
     for path in [
-        "/check-access?tenant=acme&user=alice&resource=docs%2Fa&action=read&min_revision=5",
-        "/groups?tenant=acme&min_revision=5",
+        "/check-access?tenant=acme&user=alice&resource=docs%2Fa&action=read&min_revision=7",
+        "/groups?tenant=acme&min_revision=7",
         "/user-permissions?tenant=acme&user=alice&min_revision=18446744073709551615",
         "/groups?tenant=ghost&min_revision=1",
     ] {

@@ -180,15 +180,23 @@ fn assert_unchanged(before: &Observed, after: &Observed, what: &str) {
     assert_eq!(before.stored, after.stored, "{what} changed the store");
 }
 
-/// A single instance holding tenant `acme`: group `g` with `docs/a:read`, `alice` in `g`, and an
-/// empty group `spare`. Revision 4.
+/// A single instance holding tenant `acme`: group `g` with `docs/a:read`, `alice` in `g`, an
+/// empty group `spare`, and `g` nested in an empty group `outer`. Revision 6.
 async fn seeded(cluster: Cluster) -> Cluster {
     let node = &cluster[0];
     node.create_group("acme", "g").await;
     node.add_permission("acme", "g", "docs/a", "read").await;
     node.assign_user("acme", "alice", "g").await;
     node.create_group("acme", "spare").await;
-    assert_eq!(node.revision("acme").await, 4);
+    node.create_group("acme", "outer").await;
+    let (status, body) = node
+        .post(
+            "/nest-group",
+            json!({"tenant": "acme", "group": "g", "parent": "outer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(node.revision("acme").await, 6);
     cluster
 }
 
@@ -258,6 +266,16 @@ fn endpoints() -> Vec<Endpoint> {
             "/unassign-user",
             &[("tenant", "acme"), ("user", "alice"), ("group", "g")],
         ),
+        e(
+            Method::POST,
+            "/nest-group",
+            &[("tenant", "acme"), ("group", "spare"), ("parent", "g")],
+        ),
+        e(
+            Method::POST,
+            "/unnest-group",
+            &[("tenant", "acme"), ("group", "g"), ("parent", "outer")],
+        ),
         e(Method::POST, "/refresh-tenant", &[("tenant", "acme")]),
         e(Method::POST, "/check-access", &check),
         e(Method::GET, "/check-access", &check),
@@ -271,6 +289,16 @@ fn endpoints() -> Vec<Endpoint> {
             Method::GET,
             "/group-members",
             &[("tenant", "acme"), ("group", "g")],
+        ),
+        e(
+            Method::GET,
+            "/group-parents",
+            &[("tenant", "acme"), ("group", "g")],
+        ),
+        e(
+            Method::GET,
+            "/group-children",
+            &[("tenant", "acme"), ("group", "outer")],
         ),
         e(
             Method::GET,

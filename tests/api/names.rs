@@ -88,6 +88,7 @@ async fn a_name_of_256_bytes_is_accepted_everywhere_and_257_is_rejected_everywhe
     let valid = [
         ("tenant", tenant.as_str()),
         ("group", group.as_str()),
+        ("parent", group.as_str()),
         ("user", user.as_str()),
         ("resource", resource.as_str()),
         ("action", action.as_str()),
@@ -232,6 +233,7 @@ async fn strange_but_valid_names_round_trip_verbatim_through_every_endpoint() {
             assert_eq!(
                 body,
                 json!({"tenant": name, "user": name, "revision": 3, "groups": [name],
+                       "inherited_groups": [],
                        "permissions": [{"resource": name, "action": name, "group": name}],
                        "next_cursor": null}),
                 "{name:?} {phase}"

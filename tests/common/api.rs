@@ -135,6 +135,22 @@ impl Api {
         .await
     }
 
+    pub async fn nest_group(&self, tenant: &str, group: &str, parent: &str) -> Value {
+        self.write_ok(
+            "/nest-group",
+            json!({"tenant": tenant, "group": group, "parent": parent}),
+        )
+        .await
+    }
+
+    pub async fn unnest_group(&self, tenant: &str, group: &str, parent: &str) -> Value {
+        self.write_ok(
+            "/unnest-group",
+            json!({"tenant": tenant, "group": group, "parent": parent}),
+        )
+        .await
+    }
+
     /// POST /check-access; the whole response body.
     pub async fn check_body(
         &self,

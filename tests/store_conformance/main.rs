@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use rbac_server::keys::{KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use rbac_server::policy::{
-    Action, Change, GroupName, Permission, Resource, TenantName, TenantPolicy, UserName,
+    Action, Change, GroupName, MAX_NESTING_DEPTH, Permission, Resource, TenantName, TenantPolicy,
+    UserName,
 };
 use rbac_server::store::postgres::PgStore;
 use rbac_server::store::sqlite::SqliteStore;
@@ -163,4 +164,5 @@ conformance!(
     after_retention_changed_since_never_leaves_out_what_it_deleted,
     a_tenant_of_thousands_of_rows_loads_whole,
     changes_committed_while_changed_since_reads_are_never_missed,
+    nestings_are_written_logged_loaded_and_refused_as_the_model_refuses_them,
 );

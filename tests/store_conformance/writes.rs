@@ -388,3 +388,107 @@ pub async fn concurrent_writers_get_a_gapless_sequence_of_revisions(store: Arc<d
     }
     assert_eq!(replayed, store.load(&t).await.unwrap());
 }
+
+fn nest(child: &str, parent: &str) -> Change {
+    Change::NestGroup {
+        group: group(child),
+        parent: group(parent),
+    }
+}
+
+pub async fn nestings_are_written_logged_loaded_and_refused_as_the_model_refuses_them(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let t = tenant("t");
+    // A tenant never written has no groups to nest.
+    let err = s
+        .write(&t, &nest("a", "b"), SERVER, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::GroupNotFound(g) if g.as_str() == "a"),
+        "{err:?}"
+    );
+
+    let names: Vec<String> = (0..=MAX_NESTING_DEPTH).map(|i| format!("g{i}")).collect();
+    let mut changes: Vec<Change> = names.iter().map(|n| create(n)).collect();
+    changes.extend(
+        names
+            .windows(2)
+            .take(MAX_NESTING_DEPTH - 1)
+            .map(|w| nest(&w[0], &w[1])),
+    );
+    changes.push(assign("g0", "alice"));
+    changes.push(add(&names[MAX_NESTING_DEPTH - 1], "wiki/*", "read"));
+    for change in &changes {
+        assert!(write(s, "t", change.clone()).await.changed, "{change:?}");
+    }
+    let expected = model(&changes);
+    let loaded = s.load(&t).await.unwrap();
+    assert_eq!(loaded, expected);
+    assert!(
+        loaded.allows("alice", "wiki/home", "read"),
+        "through {MAX_NESTING_DEPTH} groups"
+    );
+    assert_eq!(loaded.nesting_count(), MAX_NESTING_DEPTH - 1);
+
+    // Refused, each for its own reason, and nothing written.
+    let last = &names[MAX_NESTING_DEPTH];
+    let refusals = [
+        (nest("g0", "missing"), "missing"),
+        (nest("missing", "g0"), "missing"),
+        (nest("g3", "g3"), "cycle"),
+        (nest(&names[MAX_NESTING_DEPTH - 1], "g0"), "cycle"),
+        (nest(&names[MAX_NESTING_DEPTH - 1], last), "too deep"),
+        (nest(last, "g0"), "too deep"),
+    ];
+    for (change, reason) in refusals {
+        let err = s.write(&t, &change, SERVER, None).await.unwrap_err();
+        let right = match reason {
+            "missing" => matches!(&err, StoreError::GroupNotFound(g) if g.as_str() == "missing"),
+            "cycle" => matches!(&err, StoreError::NestingCycle { .. }),
+            _ => matches!(&err, StoreError::NestingTooDeep { .. }),
+        };
+        assert!(right, "{change:?}: {err:?}, not {reason}");
+        let policy = expected
+            .clone()
+            .nesting_problem(change.group(), change.parent().unwrap());
+        if reason != "missing" {
+            assert!(policy.is_some(), "the model refuses {change:?} too");
+        }
+    }
+    assert_eq!(s.load(&t).await.unwrap(), expected);
+
+    // The same nesting again changes nothing; unnesting changes once.
+    assert!(!write(s, "t", nest("g0", "g1")).await.changed);
+    let unnest = Change::UnnestGroup {
+        group: group("g0"),
+        parent: group("g1"),
+    };
+    assert!(write(s, "t", unnest.clone()).await.changed);
+    assert!(!write(s, "t", unnest.clone()).await.changed);
+    let logged = s
+        .changes_since(&t, expected.revision(), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].change, unnest);
+    changes.push(unnest);
+
+    // Deleting a group takes its nestings, both ways, with it.
+    let delete = Change::DeleteGroup { group: group("g3") };
+    assert!(write(s, "t", delete.clone()).await.changed);
+    changes.push(delete);
+    let expected = model(&changes);
+    let loaded = s.load(&t).await.unwrap();
+    assert_eq!(loaded, expected);
+    assert_eq!(loaded.nesting_count(), MAX_NESTING_DEPTH - 4);
+    let replayed = s.changes_since(&t, 0, 100).await.unwrap().unwrap();
+    let mut policy = TenantPolicy::default();
+    for recorded in replayed {
+        policy.advance(recorded.revision, &recorded.change).unwrap();
+    }
+    assert_eq!(policy, loaded);
+}

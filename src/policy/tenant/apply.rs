@@ -61,6 +61,9 @@ impl TenantPolicy {
                 true
             }
             Change::DeleteGroup { group } => {
+                if let Some(id) = self.id_of(group) {
+                    self.forget_nestings(id);
+                }
                 let Some(record) = self.groups.remove(group) else {
                     return false;
                 };
@@ -150,6 +153,8 @@ impl TenantPolicy {
                 }
                 true
             }
+            Change::NestGroup { group, parent } => self.nest(group, parent),
+            Change::UnnestGroup { group, parent } => self.unnest(group, parent),
         }
     }
 

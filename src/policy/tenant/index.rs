@@ -103,13 +103,13 @@ impl GroupSet {
         self.0.binary_search(&id).is_ok()
     }
 
-    pub(super) fn intersects(&self, other: &GroupSet) -> bool {
-        let (small, large) = if self.0.len() <= other.0.len() {
-            (self, other)
+    pub(super) fn intersects(&self, other: &[GroupId]) -> bool {
+        let (small, large) = if self.0.len() <= other.len() {
+            (&self.0[..], other)
         } else {
-            (other, self)
+            (other, &self.0[..])
         };
-        small.0.iter().any(|id| large.contains(*id))
+        small.iter().any(|id| large.binary_search(id).is_ok())
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -207,7 +207,7 @@ impl MemberSet {
 pub(super) struct Grants(pub(super) Vec<(Box<str>, GroupSet)>);
 
 impl Grants {
-    pub(super) fn allows(&self, action: &str, groups: &GroupSet) -> bool {
+    pub(super) fn allows(&self, action: &str, groups: &[GroupId]) -> bool {
         self.0
             .iter()
             .any(|(pattern, holders)| matches_action(pattern, action) && holders.intersects(groups))

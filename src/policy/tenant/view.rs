@@ -5,6 +5,7 @@
 //! copies names out, where the check only looks up.
 
 use super::index::{PermissionSet, matches_action};
+use super::nesting::Reach;
 
 /// How a listing of what a user may reach names "every one": the wildcard.
 const WILDCARD: &str = "*";
@@ -19,6 +20,8 @@ pub struct GroupView {
     /// (resource, action) pairs, sorted.
     pub permissions: Vec<(String, String)>,
     pub members: Vec<String>,
+    /// The groups it is nested in directly, sorted.
+    pub parents: Vec<String>,
 }
 
 /// A group as a page of groups lists it: its size, not its contents.
@@ -38,10 +41,17 @@ impl TenantPolicy {
             .map(|(name, record)| {
                 let mut members: Vec<String> = record.members.iter().map(str::to_owned).collect();
                 members.sort_unstable();
+                let mut parents: Vec<String> = (self.parents.get(&record.id))
+                    .map_or(&[][..], |parents| &parents.0)
+                    .iter()
+                    .filter_map(|&id| self.name_of(id).map(|name| name.as_str().to_owned()))
+                    .collect();
+                parents.sort_unstable();
                 GroupView {
                     name: name.as_str().to_owned(),
                     permissions: listed(&record.permissions),
                     members,
+                    parents,
                 }
             })
             .collect();
@@ -121,6 +131,8 @@ impl TenantPolicy {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        // The members of the groups nested in those count too.
+        self.with_nested(&mut ids);
         let groups: Vec<(GroupId, &GroupRecord)> = ids
             .iter()
             .filter_map(|id| Some((*id, self.groups.get(self.names.get(id)?)?)))
@@ -159,9 +171,11 @@ impl TenantPolicy {
         after: Option<&str>,
         limit: usize,
     ) -> Page<String> {
-        let Some(groups) = self.members.get(user) else {
+        let Some(direct) = self.members.get(user) else {
             return Page::default();
         };
+        let mut buffer = Reach::new();
+        let groups = self.reach(direct, &mut buffer);
         let covered = self
             .prefix_lengths
             .iter()
@@ -177,7 +191,6 @@ impl TenantPolicy {
         let start = format!("{within}{}", after.unwrap_or_default());
         let everything = covered.then_some(WILDCARD);
         let granted = groups
-            .0
             .iter()
             .filter_map(|id| self.groups.get(self.names.get(id)?))
             .map(|record| {
@@ -212,9 +225,11 @@ impl TenantPolicy {
         after: Option<&str>,
         limit: usize,
     ) -> Page<String> {
-        let Some(groups) = self.members.get(user) else {
+        let Some(direct) = self.members.get(user) else {
             return Page::default();
         };
+        let mut buffer = Reach::new();
+        let groups = self.reach(direct, &mut buffer);
         let held = self
             .grants_matching(resource)
             .flat_map(|(_, grants)| grants.0.iter())
@@ -224,8 +239,19 @@ impl TenantPolicy {
         page::smallest_of_runs(held.map(std::iter::once), limit).map(str::to_owned)
     }
 
-    /// What `user` gets, as one sorted list (the user's groups by name, then every permission
-    /// those groups give, by resource, action and group): the items after `after`, `limit` of
+    /// Whether `user` is a member of `group` itself, rather than through nesting only.
+    pub fn is_direct_member(&self, user: &str, group: &str) -> bool {
+        let Some(id) = self.groups.get(group).map(|record| record.id) else {
+            return false;
+        };
+        self.members
+            .get(user)
+            .is_some_and(|groups| groups.contains(id))
+    }
+
+    /// What `user` gets, as one sorted list (the user's groups by name, those it is in through
+    /// nesting included, then every permission those groups give, by resource, action and
+    /// group): the items after `after`, `limit` of
     /// them. Reads the user's groups and their permissions, not the tenant.
     pub fn user_page(
         &self,
@@ -233,11 +259,12 @@ impl TenantPolicy {
         after: Option<&UserItem<&str>>,
         limit: usize,
     ) -> Page<UserItem<String>> {
-        let Some(ids) = self.members.get(user) else {
+        let Some(direct) = self.members.get(user) else {
             return Page::default();
         };
-        let groups: Vec<(&str, &PermissionSet)> = ids
-            .0
+        let mut buffer = Reach::new();
+        let groups: Vec<(&str, &PermissionSet)> = self
+            .reach(direct, &mut buffer)
             .iter()
             .filter_map(|id| {
                 let name = self.names.get(id)?;
@@ -313,6 +340,7 @@ mod tests {
                     name: "b".into(),
                     permissions: vec![],
                     members: vec![],
+                    parents: vec![],
                 },
                 GroupView {
                     name: "g".into(),
@@ -322,6 +350,7 @@ mod tests {
                         ("docs/*".into(), "read".into()),
                     ],
                     members: vec!["aaron".into(), "alice".into()],
+                    parents: vec![],
                 },
             ]
         );
