@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rbac_server::policy::{
-    Action, Change, GroupName, Permission, Resource, TenantPolicy, UserName,
+    Action, Change, GroupName, Permission, Resource, TenantPolicy, UnixMillis, UserName,
 };
 
 use dataset::{LARGE, STANDARD, Shape, TenantRows};
@@ -39,6 +39,7 @@ fn build(rows: &TenantRows) -> TenantPolicy {
         policy.apply(&Change::AssignUser {
             group: GroupName::parse("group", group).unwrap(),
             user: UserName::parse("user", user).unwrap(),
+            expires_at: None,
         });
     }
     policy
@@ -74,6 +75,7 @@ fn build_nested(rows: &TenantRows, depth: usize) -> TenantPolicy {
         policy.apply(&Change::AssignUser {
             group: name(group, depth - 1),
             user: UserName::parse("user", user).unwrap(),
+            expires_at: None,
         });
     }
     policy
@@ -87,7 +89,7 @@ fn checks(shape: &Shape, policy: &TenantPolicy) -> Vec<(String, String, String)>
             let (user, resource, action, expected) = dataset::check(shape, n);
             // The benchmark measures the right thing only if the answers are right.
             assert_eq!(
-                policy.allows(&user, &resource, &action),
+                policy.allows(&user, &resource, &action, UnixMillis(0)),
                 expected,
                 "{user} {resource} {action}"
             );
@@ -104,7 +106,8 @@ fn bench_checks(c: &mut Criterion, name: &str, shape: &Shape, policy: &TenantPol
         b.iter(|| {
             let mut allowed = 0usize;
             for (user, resource, action) in &requests {
-                allowed += usize::from(policy.allows(black_box(user), resource, action));
+                allowed +=
+                    usize::from(policy.allows(black_box(user), resource, action, UnixMillis(0)));
             }
             allowed
         })
@@ -138,6 +141,7 @@ fn policy_benches(c: &mut Criterion) {
     let change = Change::AssignUser {
         group: GroupName::parse("group", &dataset::group(42)).unwrap(),
         user: UserName::parse("user", "newcomer").unwrap(),
+        expires_at: None,
     };
     // A nesting, and its undoing, between two groups of a hundred members each.
     let (inner, outer) = (

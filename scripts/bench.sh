@@ -316,8 +316,11 @@ ns() { awk -v n="$1" '$2 == n {gsub(/,/, "", $5); print $5}' "$work/criterion.tx
 checks_per_s() { awk -v ns="$(ns "$1")" 'BEGIN { printf "%.0f", 4096 * 1e9 / ns }'; }
 check_standard=$(checks_per_s check/standard)
 check_large=$(checks_per_s check/large)
+check_nested=$(checks_per_s check/standard_nested_4_deep)
 load_large_ms=$(calc "$(ns load/large) / 1000000")
 apply_large_us=$(calc "$(ns apply_one_change/large) / 1000")
+nest_large_us=$(calc "$(ns apply_one_change/large_nest) / 1000")
+unnest_large_us=$(calc "$(ns apply_one_change/large_unnest) / 1000")
 page_us() { calc "$(ns "page_of_100/$1") / 1000"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -338,8 +341,10 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | ratio batch / single checks per second | $(ratio "$batch_checks" "$single_checks") (of each round: ${batch_ratios% }) | >= 10 |
 | in-process check, standard tenant (1 core) | $check_standard checks/s | >= 5000000 |
 | in-process check, large tenant (1 core) | $check_large checks/s | >= 5000000 |
+| in-process check, standard tenant with every user 4 nestings below the permissions (1 core) | $check_nested checks/s | >= 5000000 |
 | build the large tenant from its rows (in process) | $(printf '%.0f' "$load_large_ms") ms | |
 | apply one change to the large tenant (in process) | $(printf '%.1f' "$apply_large_us") us | |
+| nest, and unnest, one group of the large tenant in another (in process) | $(printf '%.1f' "$nest_large_us") us, $(printf '%.1f' "$unnest_large_us") us | |
 | first page of 100, large tenant (in process): groups, a group's permissions, a group's members | $(printf '%.1f' "$(page_us groups)") us, $(printf '%.1f' "$(page_us group_permissions)") us, $(printf '%.0f' "$(page_us group_members)") us | |
 | large tenant first load from PostgreSQL (over HTTP) | $(printf '%.2f' "$load_seconds") s | <= 2 s |
 | RSS per assignment, large tenant | $(printf '%.0f' "$bytes_per_assignment") bytes ($(( (rss_after - rss_before) / 1024 )) MiB for 1,000,000) | <= 150 bytes |

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use crate::admission::Admission;
 use crate::bus::BusState;
+use crate::clock;
 
 use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
@@ -456,16 +457,25 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The answer now.
     pub fn from(snapshot: &Snapshot, question: Question<'_>) -> Self {
+        let policy = &snapshot.policy;
+        let now = clock::for_questions_of(policy);
         Self {
-            allowed: (snapshot.policy).allows(question.user, question.resource, question.action),
+            allowed: policy.allows(question.user, question.resource, question.action, now),
             revision: snapshot.revision(),
         }
     }
 
-    /// The answer with the permissions it comes from ([`TenantPolicy::explain`]).
+    /// The answer now, with the permissions it comes from ([`TenantPolicy::explain`]).
     pub fn explained(snapshot: &Snapshot, question: Question<'_>) -> (Self, Vec<Because>) {
-        let because = (snapshot.policy).explain(question.user, question.resource, question.action);
-        (Self::from(snapshot, question), because)
+        let policy = &snapshot.policy;
+        let now = clock::for_questions_of(policy);
+        let because = policy.explain(question.user, question.resource, question.action, now);
+        let answer = Self {
+            allowed: !because.is_empty(),
+            revision: snapshot.revision(),
+        };
+        (answer, because)
     }
 }

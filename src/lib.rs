@@ -24,6 +24,7 @@
 //! - [`server`]: [`server::Server`] binds, then serves until shutdown; [`config`], [`host`]
 //!   and [`telemetry`] feed it.
 //! - [`redact`]: keeping the passwords in the store and Redis URLs out of anything shown.
+//! - [`clock`]: the wall clock, for the memberships that end.
 //!
 //! docs/ARCHITECTURE.md follows the three paths file by file. In short:
 //!
@@ -38,6 +39,7 @@ pub mod admission;
 pub mod app;
 pub mod bus;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod feed;
 pub mod host;

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Cluster, PROPAGATION, assert_converged, assert_everywhere, eventually, store_truth};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -154,6 +156,97 @@ async fn access_through_nested_groups_comes_and_goes_on_every_instance() {
         )
         .await;
     assert_eq!((status.as_u16(), &body["children"]), (200, &json!([])));
+}
+
+#[tokio::test]
+async fn a_membership_that_ends_is_denied_everywhere_from_its_instant_with_no_write() {
+    let cluster = Cluster::start(3).await;
+    let access = ("acme", "alice", "wiki/home", "read");
+    let node = &cluster[0];
+    node.create_group("acme", "oncall").await;
+    node.add_permission("acme", "oncall", "wiki/*", "read")
+        .await;
+    // Far enough ahead for every instance to hear of the assignment first.
+    let ends = time::OffsetDateTime::now_utc() + Duration::from_millis(1500);
+    let ends = ends.replace_millisecond(ends.millisecond()).unwrap();
+    let stamp = shown(ends);
+    let (status, body) = node
+        .post(
+            "/assign-user",
+            json!({"tenant": "acme", "user": "alice", "group": "oncall", "expires_at": stamp}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let revision = body["revision"].as_u64().unwrap();
+    assert_everywhere(&cluster, access, true).await;
+    assert!(
+        time::OffsetDateTime::now_utc() < ends,
+        "the setup took too long"
+    );
+
+    // Every instance denies within 200 ms of the end, by its own clock.
+    let deadline = ends + Duration::from_millis(200);
+    let mut denied = vec![false; cluster.instances.len()];
+    while time::OffsetDateTime::now_utc() < deadline + Duration::from_millis(300) {
+        for (i, instance) in cluster.instances.iter().enumerate() {
+            let asked = time::OffsetDateTime::now_utc();
+            let allowed = instance.check(access.0, access.1, access.2, access.3).await;
+            if allowed {
+                assert!(
+                    asked < deadline,
+                    "{} still allows at {asked}, past {deadline}",
+                    instance.server_id
+                );
+            } else {
+                assert!(
+                    asked >= ends - Duration::from_millis(50),
+                    "denied before the end"
+                );
+                denied[i] = true;
+            }
+        }
+        if denied.iter().all(|d| *d) && time::OffsetDateTime::now_utc() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(denied.iter().all(|d| *d), "{denied:?}");
+
+    // No write was made for it; the membership is listed as ended until it is removed.
+    for instance in &cluster.instances {
+        assert_eq!(instance.revision("acme").await, revision);
+        let (_, body) = instance
+            .get("/group-members", &[("tenant", "acme"), ("group", "oncall")])
+            .await;
+        assert_eq!(body["members"], json!(["alice"]));
+        assert_eq!(
+            body["expiring"],
+            json!([{"user": "alice", "expires_at": stamp, "expired": true}])
+        );
+    }
+    let (_, changes) = node
+        .get("/changes", &[("tenant", "acme"), ("after", "2")])
+        .await;
+    assert_eq!(changes["changes"][0]["expires_at"], json!(stamp));
+
+    // Assigning again without an end gives the access back, everywhere.
+    node.assign_user("acme", "alice", "oncall").await;
+    assert_everywhere(&cluster, access, true).await;
+}
+
+/// A time as the API shows it: RFC 3339 in UTC, to the millisecond.
+fn shown(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
 }
 
 #[tokio::test]
@@ -398,6 +491,7 @@ async fn listings_show_groups_permissions_and_members_sorted() {
             "tenant": "t", "user": "adam", "revision": 8,
             "groups": ["readers", "writers"],
             "inherited_groups": [],
+            "expiring": [],
             "permissions": [
                 {"resource": "docs/*", "action": "read", "group": "readers"},
                 {"resource": "docs/*", "action": "read", "group": "writers"},

@@ -22,6 +22,7 @@ const FIELDS: &[&str] = &[
     "tenant",
     "group",
     "parent",
+    "expires_at",
     "user",
     "resource",
     "action",

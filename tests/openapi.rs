@@ -242,6 +242,7 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
         "resource" => "docs/readme",
         "action" => "read",
         "role" => "check",
+        "expires_at" => "2031-01-01T00:00:00Z",
         "name" => "a key",
         "id" => "0123456789abcdef",
         // The hex of the listing's scope and of the names of the item a page resumes after.

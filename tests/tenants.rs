@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Cluster, Instance, eventually};
 use futures_util::{StreamExt, stream};
 use rbac_server::policy::{
-    Action, Change, GroupName, Permission, Resource, TenantPolicy, UserName,
+    Action, Change, GroupName, Permission, Resource, TenantPolicy, UnixMillis, UserName,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -230,7 +230,7 @@ async fn send(node: &Instance, tenant: &str, change: &Change) -> Option<u64> {
             json!({"group": group.as_str(), "resource": permission.resource.as_str(),
                    "action": permission.action.as_str()}),
         ),
-        Change::AssignUser { group, user } | Change::UnassignUser { group, user } => (
+        Change::AssignUser { group, user, .. } | Change::UnassignUser { group, user } => (
             if matches!(change, Change::AssignUser { .. }) {
                 "/assign-user"
             } else {
@@ -315,6 +315,7 @@ async fn tenants_read_in_random_order_under_a_small_budget_are_always_exact() {
                         changes.push(Change::AssignUser {
                             group: group("filler"),
                             user: user(&format!("{n:02}-{}", "u".repeat(200))),
+                            expires_at: None,
                         });
                     }
                     for change in changes {
@@ -365,6 +366,7 @@ async fn tenants_read_in_random_order_under_a_small_budget_are_always_exact() {
                         2 => Change::AssignUser {
                             group: g,
                             user: user(dice.pick(USERS)),
+                            expires_at: None,
                         },
                         3 => Change::UnassignUser {
                             group: g,
@@ -443,7 +445,7 @@ async fn tenants_read_in_random_order_under_a_small_budget_are_always_exact() {
             .or_insert_with(|| state_at(&histories[tenant], *revision));
         assert_eq!(truth.revision(), *revision, "{tenant}: no such revision");
         assert_eq!(
-            truth.allows(u, resource, action),
+            truth.allows(u, resource, action, UnixMillis(0)),
             *allowed,
             "{tenant} at {revision}: {u} {resource} {action}"
         );

@@ -11,7 +11,7 @@ use super::extract::QueryParams;
 use super::page;
 use super::responses::ChangesExpired;
 use super::state::AppState;
-use super::timestamp::timestamp;
+use super::timestamp::{instant, timestamp};
 use crate::policy::{Change, Operation, TenantName};
 use crate::store::Recorded;
 
@@ -62,6 +62,10 @@ pub struct ChangeBody {
     /// With `nest-group` and `unnest-group`: the group `group` was nested in or taken out of.
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<String>,
+    /// With `assign-user`, when the membership it made ends, if it does: RFC 3339 in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
     /// The credential behind the change: `key:<id>` or `token:<fingerprint>`; null when
     /// writes were open.
     #[schema(required = true)]
@@ -97,6 +101,10 @@ impl ChangeBody {
             resource,
             action,
             parent: recorded.change.parent().map(ToString::to_string),
+            expires_at: match recorded.change {
+                Change::AssignUser { expires_at, .. } => expires_at.map(instant),
+                _ => None,
+            },
             actor: recorded.actor,
             server_id: recorded.server_id,
             at: timestamp(recorded.at),

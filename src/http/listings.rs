@@ -14,7 +14,9 @@ use super::extract::QueryParams;
 use super::page::Paging;
 use super::responses::NotFound;
 use super::state::AppState;
+use super::timestamp::instant;
 use crate::cache::Snapshot;
+use crate::clock;
 use crate::policy::{
     Action, GroupName, NameError, Nestings, Page, Permission, Resource, TenantName, UserItem,
     UserName,
@@ -93,11 +95,34 @@ pub struct GroupMembersResponse {
     tenant: String,
     group: String,
     revision: u64,
-    /// User names, sorted.
+    /// User names, sorted: every member, those whose membership has ended included.
     members: Vec<String>,
+    /// Those of `members` whose membership ends, with when, and whether it has ended (checks
+    /// deny what it granted from that instant on, until it is assigned again or removed).
+    expiring: Vec<MemberEnd>,
     /// Pass as `cursor` for the next page; null on the last page.
     #[schema(required = true)]
     next_cursor: Option<String>,
+}
+
+/// A membership that ends.
+#[derive(Serialize, ToSchema)]
+pub struct MemberEnd {
+    user: String,
+    /// When it ends: RFC 3339 in UTC, to the millisecond.
+    #[schema(format = DateTime)]
+    expires_at: String,
+    /// Whether that is past, by this instance's clock.
+    expired: bool,
+}
+
+/// One of a user's memberships that ends.
+#[derive(Serialize, ToSchema)]
+pub struct GroupEnd {
+    group: String,
+    /// When it ends: RFC 3339 in UTC, to the millisecond.
+    #[schema(format = DateTime)]
+    expires_at: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -127,6 +152,8 @@ pub struct UserResponse {
     /// Those of `groups` that the user is in through nesting only: a member of a group
     /// nested in them, directly or not, and not of them.
     inherited_groups: Vec<String>,
+    /// Those of `groups` the user is a member of until a given instant.
+    expiring: Vec<GroupEnd>,
     /// The permissions on this page, sorted by resource, action, then group.
     permissions: Vec<GrantBody>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -263,22 +290,45 @@ pub async fn group_members(
     let page = async |snapshot: Arc<Snapshot>, after: Option<UserName>, limit| {
         let group_name = group.clone();
         off_the_checks(move || {
-            snapshot
-                .policy
-                .member_page(&group_name, after.as_ref(), limit)
+            let policy = &snapshot.policy;
+            let page = policy.member_page(&group_name, after.as_ref(), limit)?;
+            // Each member with the end of its membership, if it ends.
+            Some(page.map(|user| {
+                let end = policy.membership_end(&user, &group_name);
+                (user, end)
+            }))
         })
         .await?
         .ok_or_else(|| ApiError::no_group(&group))
     };
-    let listed = listing(&state, &tenant, query.min_revision, paging, page, |last| {
-        [last.as_str()]
-    })
+    let listed = listing(
+        &state,
+        &tenant,
+        query.min_revision,
+        paging,
+        page,
+        |(last, _)| [last.as_str()],
+    )
     .await?;
+    let now = clock::now();
+    let expiring = listed
+        .items
+        .iter()
+        .filter_map(|(user, end)| {
+            let end = (*end)?;
+            Some(MemberEnd {
+                user: user.clone(),
+                expires_at: instant(end),
+                expired: end <= now,
+            })
+        })
+        .collect();
     Ok(Json(GroupMembersResponse {
         tenant: tenant.to_string(),
         group: group.to_string(),
         revision: listed.revision,
-        members: listed.items,
+        members: listed.items.into_iter().map(|(user, _)| user).collect(),
+        expiring,
         next_cursor: listed.next_cursor,
     }))
 }
@@ -465,7 +515,8 @@ pub async fn who_can(
     let page = async |snapshot: Arc<Snapshot>, after: Option<String>, limit| {
         off_the_checks(move || {
             let (resource, action) = (asked_resource.as_str(), asked_action.as_str());
-            (snapshot.policy).who_can(resource, action, "", after.as_deref(), limit)
+            let now = clock::now();
+            (snapshot.policy).who_can(resource, action, "", after.as_deref(), limit, now)
         })
         .await
     };
@@ -528,14 +579,22 @@ pub async fn user_permissions(
             },
         });
         let policy = &snapshot.policy;
-        let page = policy.user_page(user.as_str(), after.as_ref(), limit);
-        // Whether each group on the page comes through nesting only.
+        let now = clock::now();
+        let page = policy.user_page(user.as_str(), after.as_ref(), limit, now);
+        // Whether each group on the page comes through nesting only, and when the user's
+        // own membership in it ends, if it does.
         Ok(page.map(|item| {
-            let inherited = match &item {
-                UserItem::Group(group) => !policy.is_direct_member(user.as_str(), group),
-                UserItem::Permission { .. } => false,
+            let (inherited, end) = match &item {
+                UserItem::Group(group) => {
+                    let inherited = !policy.is_direct_member(user.as_str(), group, now);
+                    let end = GroupName::parse("group", group)
+                        .ok()
+                        .and_then(|group| policy.membership_end(user.as_str(), &group));
+                    (inherited, end.filter(|_| !inherited))
+                }
+                UserItem::Permission { .. } => (false, None),
             };
-            (item, inherited)
+            (item, inherited, end)
         }))
     };
     let listed = listing(
@@ -544,7 +603,7 @@ pub async fn user_permissions(
         query.min_revision,
         paging,
         page,
-        |(last, _)| match last {
+        |(last, _, _)| match last {
             UserItem::Group(group) => ["group", group.as_str(), "", ""],
             UserItem::Permission {
                 resource,
@@ -561,12 +620,19 @@ pub async fn user_permissions(
     .await?;
     let mut groups = Vec::new();
     let mut inherited_groups = Vec::new();
+    let mut expiring = Vec::new();
     let mut permissions = Vec::new();
-    for (item, inherited) in listed.items {
+    for (item, inherited, end) in listed.items {
         match item {
             UserItem::Group(group) => {
                 if inherited {
                     inherited_groups.push(group.clone());
+                }
+                if let Some(end) = end {
+                    expiring.push(GroupEnd {
+                        group: group.clone(),
+                        expires_at: instant(end),
+                    });
                 }
                 groups.push(group);
             }
@@ -587,6 +653,7 @@ pub async fn user_permissions(
         revision: listed.revision,
         groups,
         inherited_groups,
+        expiring,
         permissions,
         next_cursor: listed.next_cursor,
     }))

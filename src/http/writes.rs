@@ -12,7 +12,10 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use super::responses::{NestingRefused, NotFound};
 use super::state::AppState;
-use crate::policy::{Action, Change, GroupName, Permission, Resource, TenantName, UserName};
+use super::timestamp::parse_instant;
+use crate::policy::{
+    Action, Change, GroupName, Permission, Resource, TenantName, UnixMillis, UserName,
+};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,19 @@ pub struct MembershipRequest {
     tenant: String,
     user: String,
     group: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    tenant: String,
+    user: String,
+    group: String,
+    /// When the membership ends (RFC 3339); absent or null: it does not. Assigning a member
+    /// again with another end, or none, changes it.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -169,9 +185,10 @@ change_route! {
 }
 
 change_route! {
-    assign_user: POST "/assign-user", MembershipRequest => |(group, user)| Change::AssignUser { group, user },
+    assign_user: POST "/assign-user", AssignRequest =>
+        |(group, user, expires_at)| Change::AssignUser { group, user, expires_at },
     "make a user a member of a group",
-    "The user is a member; `changed` says whether it is new", 404 => NotFound
+    "The user is a member, until `expires_at` if given; `changed` says whether the membership or its end is new", 404 => NotFound
 }
 
 change_route! {
@@ -266,6 +283,24 @@ impl ChangeRequest for PermissionRequest {
                     resource: Resource::parse("resource", &self.resource)?,
                     action: Action::parse("action", &self.action)?,
                 },
+            ),
+        ))
+    }
+}
+
+impl ChangeRequest for AssignRequest {
+    type Parts = (GroupName, UserName, Option<UnixMillis>);
+
+    fn parse(&self, caller: &Caller) -> Result<(TenantName, Self::Parts), ApiError> {
+        Ok((
+            caller.tenant("tenant", &self.tenant)?,
+            (
+                GroupName::parse("group", &self.group)?,
+                UserName::parse("user", &self.user)?,
+                self.expires_at
+                    .as_deref()
+                    .map(|at| parse_instant("expires_at", at))
+                    .transpose()?,
             ),
         ))
     }

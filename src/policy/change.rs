@@ -1,6 +1,7 @@
 //! The eight ways a tenant's policy can change. The store records them, the cache applies them,
 //! and the bus only ever says that one happened.
 
+use super::instant::UnixMillis;
 use super::name::{Action, GroupName, Resource, UserName};
 use super::operation::Operation;
 
@@ -29,9 +30,12 @@ pub enum Change {
         group: GroupName,
         permission: Permission,
     },
+    /// Makes `user` a member of `group`, until `expires_at` if given; assigning a member
+    /// again with another end, or none, changes the end.
     AssignUser {
         group: GroupName,
         user: UserName,
+        expires_at: Option<UnixMillis>,
     },
     UnassignUser {
         group: GroupName,

@@ -67,6 +67,16 @@ pub fn assignment(user: &str) -> usize {
     size_of::<u32>() + KEY * 8 / 7 + key(user)
 }
 
+/// The ends of `count` of one user's memberships: the user's key, if not inline, and a
+/// vector of (group id, end) pairs. Nothing for a user whose memberships do not end.
+pub fn endings(user: &str, count: usize) -> usize {
+    if count == 0 {
+        0
+    } else {
+        key(user) + block(count * size_of::<(u32, i64)>())
+    }
+}
+
 /// One nesting: a group id among the group's parents and one among the parent's children.
 pub fn nesting() -> usize {
     2 * size_of::<u32>()

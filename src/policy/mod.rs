@@ -5,12 +5,14 @@
 mod change;
 mod cow_map;
 mod footprint;
+mod instant;
 mod name;
 mod operation;
 pub mod page;
 mod tenant;
 
 pub use change::{Change, Permission};
+pub use instant::UnixMillis;
 pub use name::{
     Action, GroupName, KeyName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName,
     UserName,

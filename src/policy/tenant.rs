@@ -27,8 +27,9 @@ use std::sync::Arc;
 use compact_str::CompactString;
 
 use super::cow_map::CowMap;
+use super::instant::UnixMillis;
 use super::name::GroupName;
-use index::{Grants, GroupSet, MemberSet, PermissionSet, matches_action};
+use index::{Endings, Grants, GroupSet, MemberSet, PermissionSet, matches_action};
 
 pub use apply::AdvanceError;
 pub use nesting::{MAX_NESTING_DEPTH, NestingProblem, Nestings};
@@ -72,12 +73,30 @@ pub struct TenantPolicy {
     /// and its checks skip the step (`nesting.rs`).
     ancestors: CowMap<GroupId, Arc<GroupSet>>,
     nesting_count: usize,
+    /// user -> the ends of the user's memberships that end. Only such users have an entry,
+    /// so that a tenant whose memberships never end has none and its checks skip the step.
+    endings: CowMap<Key, Endings>,
+    ending_count: usize,
     permission_count: usize,
     assignment_count: usize,
     /// What the entries own on the heap beyond the maps' tables, by
     /// [`footprint`](super::footprint)'s estimates; kept as entries come and go, so that
     /// sizing a tenant does not walk it.
     heap_bytes: usize,
+}
+
+/// Where a check keeps the groups it looks at: on the stack for the usual few.
+#[derive(Default)]
+struct Scratch {
+    live: nesting::Reach,
+    reach: nesting::Reach,
+}
+
+/// The groups of a user at one instant: those it is a member of (in force), and all whose
+/// permissions it has, nested ones included; each sorted.
+struct Reached<'a> {
+    direct: &'a [GroupId],
+    all: &'a [GroupId],
 }
 
 /// A resource pattern as granted: a resource taken literally, or a prefix (written with its
@@ -142,14 +161,14 @@ impl TenantPolicy {
         self.revision
     }
 
-    /// May `user` do `action` on `resource`? Allowed iff some group has the user as a member
-    /// and holds a permission whose resource and action patterns both match.
-    pub fn allows(&self, user: &str, resource: &str, action: &str) -> bool {
-        let Some(direct) = self.members.get(user) else {
+    /// May `user` do `action` on `resource`, at `now`? Allowed iff some group has the user as
+    /// a member, with a membership in force at `now`, directly or through nesting, and holds a
+    /// permission whose resource and action patterns both match.
+    pub fn allows(&self, user: &str, resource: &str, action: &str, now: UnixMillis) -> bool {
+        let mut scratch = Scratch::default();
+        let Some(Reached { all: groups, .. }) = self.user_groups(user, now, &mut scratch) else {
             return false;
         };
-        let mut buffer = nesting::Reach::new();
-        let groups = self.reach(direct, &mut buffer);
         if self
             .exact
             .get(resource)
@@ -175,12 +194,21 @@ impl TenantPolicy {
     /// Why [`TenantPolicy::allows`] answers as it does: every permission of a group that has
     /// `user` as a member and whose patterns match, sorted; none when it denies. Found through
     /// the check's own indexes, so its cost follows what matches, not the user's permissions.
-    pub fn explain(&self, user: &str, resource: &str, action: &str) -> Vec<Because> {
-        let Some(direct) = self.members.get(user) else {
+    pub fn explain(
+        &self,
+        user: &str,
+        resource: &str,
+        action: &str,
+        now: UnixMillis,
+    ) -> Vec<Because> {
+        let mut scratch = Scratch::default();
+        let Some(Reached {
+            direct,
+            all: groups,
+        }) = self.user_groups(user, now, &mut scratch)
+        else {
             return Vec::new();
         };
-        let mut buffer = nesting::Reach::new();
-        let groups = self.reach(direct, &mut buffer);
         let mut because = Vec::new();
         for (pattern, grants) in self.grants_matching(resource) {
             let matching = grants
@@ -196,7 +224,7 @@ impl TenantPolicy {
                     let Some(group) = self.name_of(id) else {
                         continue;
                     };
-                    let through = if direct.contains(id) {
+                    let through = if direct.binary_search(&id).is_ok() {
                         Vec::new()
                     } else {
                         let path = self.path(direct, id);
@@ -216,6 +244,68 @@ impl TenantPolicy {
         }
         because.sort_unstable();
         because
+    }
+
+    /// The groups whose permissions `user` has at `now`: those it is a member of with a
+    /// membership in force, and every group they are nested in. None for a user in no group.
+    fn user_groups<'a>(
+        &'a self,
+        user: &str,
+        now: UnixMillis,
+        scratch: &'a mut Scratch,
+    ) -> Option<Reached<'a>> {
+        let direct = self.members.get(user)?;
+        let Scratch { live, reach } = scratch;
+        let direct = self.in_force(user, direct, now, live);
+        let all = self.reach(direct, reach);
+        Some(Reached { direct, all })
+    }
+
+    /// Those of `direct`, the groups `user` is a member of, whose memberships are in force at
+    /// `now`: `direct` itself unless one of them has ended.
+    fn in_force<'a>(
+        &self,
+        user: &str,
+        direct: &'a GroupSet,
+        now: UnixMillis,
+        buffer: &'a mut nesting::Reach,
+    ) -> &'a [GroupId] {
+        if self.endings.is_empty() {
+            return &direct.0;
+        }
+        let Some(endings) = self.endings.get(user) else {
+            return &direct.0;
+        };
+        if endings.0.iter().all(|&(_, end)| end > now) {
+            return &direct.0;
+        }
+        buffer.extend(
+            direct
+                .0
+                .iter()
+                .copied()
+                .filter(|&id| endings.in_force(id, now)),
+        );
+        buffer
+    }
+
+    /// Whether `user`'s membership in `id` (which must exist) is in force at `now`.
+    fn membership_in_force(&self, user: &str, id: GroupId, now: UnixMillis) -> bool {
+        self.endings
+            .get(user)
+            .is_none_or(|endings| endings.in_force(id, now))
+    }
+
+    /// When `user`'s membership in `group` ends; None if it does not, or if there is none.
+    pub fn membership_end(&self, user: &str, group: &GroupName) -> Option<UnixMillis> {
+        let id = self.id_of(group)?;
+        self.endings.get(user)?.of(id)
+    }
+
+    /// Whether some membership of the tenant ends: only then do its answers depend on the
+    /// instant they are given at.
+    pub fn has_endings(&self) -> bool {
+        !self.endings.is_empty()
     }
 
     /// The grants of every resource pattern that matches `resource`, as [`TenantPolicy::allows`]
@@ -269,6 +359,7 @@ impl TenantPolicy {
             + self.parents.table_bytes()
             + self.children.table_bytes()
             + self.ancestors.table_bytes()
+            + self.endings.table_bytes()
             + self.heap_bytes
     }
 }
@@ -279,6 +370,9 @@ mod tests {
     use crate::policy::{Action, Change, Permission, Resource, UserName};
 
     // Shared with the tests of `apply` and `view`, which build their policies the same way.
+
+    /// The instant the tests ask at: no membership of theirs ends unless one says so.
+    pub(super) const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
 
     pub(super) fn group(name: &str) -> GroupName {
         GroupName::parse("group", name).unwrap()
@@ -302,6 +396,7 @@ mod tests {
         policy.apply(&Change::AssignUser {
             group: group("g"),
             user: user("alice"),
+            expires_at: None,
         });
         for (resource, action) in permissions {
             assert!(policy.apply(&Change::AddPermission {
@@ -315,77 +410,77 @@ mod tests {
     #[test]
     fn an_exact_permission_allows_only_that_resource_and_action() {
         let policy = alice_with(&[("doc1", "read")]);
-        assert!(policy.allows("alice", "doc1", "read"));
-        assert!(!policy.allows("alice", "doc1", "write"));
-        assert!(!policy.allows("alice", "doc2", "read"));
-        assert!(!policy.allows("alice", "doc", "read"));
-        assert!(!policy.allows("alice", "doc10", "read"));
+        assert!(policy.allows("alice", "doc1", "read", NOW));
+        assert!(!policy.allows("alice", "doc1", "write", NOW));
+        assert!(!policy.allows("alice", "doc2", "read", NOW));
+        assert!(!policy.allows("alice", "doc", "read", NOW));
+        assert!(!policy.allows("alice", "doc10", "read", NOW));
     }
 
     #[test]
     fn a_user_outside_every_group_is_denied() {
         let policy = alice_with(&[("*", "*")]);
-        assert!(!policy.allows("bob", "doc1", "read"));
-        assert!(!TenantPolicy::default().allows("alice", "doc1", "read"));
+        assert!(!policy.allows("bob", "doc1", "read", NOW));
+        assert!(!TenantPolicy::default().allows("alice", "doc1", "read", NOW));
     }
 
     #[test]
     fn a_trailing_star_matches_every_resource_with_that_prefix() {
         let policy = alice_with(&[("docs/*", "read")]);
-        assert!(policy.allows("alice", "docs/a", "read"));
-        assert!(policy.allows("alice", "docs/", "read"));
-        assert!(policy.allows("alice", "docs/a/b/c", "read"));
-        assert!(!policy.allows("alice", "docs", "read"));
-        assert!(!policy.allows("alice", "doc/a", "read"));
-        assert!(!policy.allows("alice", "docs/a", "write"));
+        assert!(policy.allows("alice", "docs/a", "read", NOW));
+        assert!(policy.allows("alice", "docs/", "read", NOW));
+        assert!(policy.allows("alice", "docs/a/b/c", "read", NOW));
+        assert!(!policy.allows("alice", "docs", "read", NOW));
+        assert!(!policy.allows("alice", "doc/a", "read", NOW));
+        assert!(!policy.allows("alice", "docs/a", "write", NOW));
     }
 
     #[test]
     fn a_lone_star_matches_every_resource() {
         let policy = alice_with(&[("*", "read")]);
-        assert!(policy.allows("alice", "anything", "read"));
-        assert!(policy.allows("alice", "*", "read"));
-        assert!(!policy.allows("alice", "anything", "write"));
+        assert!(policy.allows("alice", "anything", "read", NOW));
+        assert!(policy.allows("alice", "*", "read", NOW));
+        assert!(!policy.allows("alice", "anything", "write", NOW));
     }
 
     #[test]
     fn action_star_matches_every_action() {
         let policy = alice_with(&[("doc1", "*")]);
-        assert!(policy.allows("alice", "doc1", "read"));
-        assert!(policy.allows("alice", "doc1", "delete"));
-        assert!(!policy.allows("alice", "doc2", "read"));
+        assert!(policy.allows("alice", "doc1", "read", NOW));
+        assert!(policy.allows("alice", "doc1", "delete", NOW));
+        assert!(!policy.allows("alice", "doc2", "read", NOW));
     }
 
     #[test]
     fn a_star_anywhere_but_the_end_of_a_resource_is_literal() {
         let policy = alice_with(&[("a*b", "read"), ("x", "re*")]);
-        assert!(policy.allows("alice", "a*b", "read"));
-        assert!(!policy.allows("alice", "aXb", "read"));
-        assert!(policy.allows("alice", "x", "re*"));
-        assert!(!policy.allows("alice", "x", "read"));
+        assert!(policy.allows("alice", "a*b", "read", NOW));
+        assert!(!policy.allows("alice", "aXb", "read", NOW));
+        assert!(policy.allows("alice", "x", "re*", NOW));
+        assert!(!policy.allows("alice", "x", "read", NOW));
     }
 
     #[test]
     fn a_star_in_a_checked_resource_is_literal() {
         let policy = alice_with(&[("docs/a", "read")]);
-        assert!(!policy.allows("alice", "docs/*", "read"));
-        assert!(!policy.allows("alice", "*", "read"));
+        assert!(!policy.allows("alice", "docs/*", "read", NOW));
+        assert!(!policy.allows("alice", "*", "read", NOW));
     }
 
     #[test]
     fn prefixes_of_several_lengths_are_all_considered() {
         let policy = alice_with(&[("a/b/c/*", "read"), ("x*", "write")]);
-        assert!(policy.allows("alice", "a/b/c/d", "read"));
-        assert!(policy.allows("alice", "xyz", "write"));
-        assert!(!policy.allows("alice", "a/b/d", "read"));
+        assert!(policy.allows("alice", "a/b/c/d", "read", NOW));
+        assert!(policy.allows("alice", "xyz", "write", NOW));
+        assert!(!policy.allows("alice", "a/b/d", "read", NOW));
     }
 
     #[test]
     fn a_prefix_that_ends_inside_a_multibyte_character_never_matches() {
         // "é" is two bytes; the prefix "e" has length 1 and must not panic on slicing "é".
         let policy = alice_with(&[("e*", "read")]);
-        assert!(!policy.allows("alice", "é", "read"));
-        assert!(policy.allows("alice", "eé", "read"));
+        assert!(!policy.allows("alice", "é", "read", NOW));
+        assert!(policy.allows("alice", "eé", "read", NOW));
     }
 
     #[test]
@@ -395,12 +490,13 @@ mod tests {
         policy.apply(&Change::AssignUser {
             group: group("h"),
             user: user("alice"),
+            expires_at: None,
         });
         policy.apply(&Change::AddPermission {
             group: group("h"),
             permission: permission("doc", "read"),
         });
-        assert!(policy.allows("alice", "doc", "read"));
+        assert!(policy.allows("alice", "doc", "read", NOW));
     }
 
     #[test]
@@ -411,7 +507,7 @@ mod tests {
             group: group("h"),
             permission: permission("doc", "read"),
         });
-        assert!(!policy.allows("alice", "doc", "read"));
+        assert!(!policy.allows("alice", "doc", "read", NOW));
     }
 
     #[test]
@@ -419,8 +515,8 @@ mod tests {
         let a = alice_with(&[("doc1", "read")]);
         let mut b = a.clone();
         b.apply(&Change::DeleteGroup { group: group("g") });
-        assert!(a.allows("alice", "doc1", "read"));
-        assert!(!b.allows("alice", "doc1", "read"));
+        assert!(a.allows("alice", "doc1", "read", NOW));
+        assert!(!b.allows("alice", "doc1", "read", NOW));
     }
 }
 
@@ -435,6 +531,7 @@ mod properties {
 
     use crate::policy::Page;
 
+    use super::tests::NOW;
     use super::*;
     use crate::policy::{Action, Change, Permission, Resource, UserName};
 
@@ -442,6 +539,8 @@ mod properties {
     const USERS: &[&str] = &["u0", "u1", "u2"];
     const RESOURCES: &[&str] = &["r0", "r1", "docs/a", "docs/b*", "docs/*", "d*", "*"];
     const ACTIONS: &[&str] = &["read", "write", "*"];
+    /// Ends of memberships: one before [`NOW`], one at it, one after.
+    const ENDS: &[i64] = &[NOW.0 - 1, NOW.0, NOW.0 + 1];
 
     fn change() -> impl Strategy<Value = Change> {
         let group =
@@ -462,24 +561,27 @@ mod properties {
                 .prop_map(|(group, permission)| Change::AddPermission { group, permission }),
             2 => (group.clone(), permission)
                 .prop_map(|(group, permission)| Change::RemovePermission { group, permission }),
-            3 => (group.clone(), user.clone()).prop_map(|(group, user)| Change::AssignUser { group, user }),
+            3 => (group.clone(), user.clone(), prop::option::of(prop::sample::select(ENDS)))
+                .prop_map(|(group, user, end)| Change::AssignUser { group, user, expires_at: end.map(UnixMillis) }),
             2 => (group.clone(), user).prop_map(|(group, user)| Change::UnassignUser { group, user }),
             2 => (group.clone(), group.clone()).prop_map(|(group, parent)| Change::NestGroup { group, parent }),
             1 => (group.clone(), group).prop_map(|(group, parent)| Change::UnnestGroup { group, parent }),
         ]
     }
 
-    /// Every group `user` is in, directly (0) or through nesting (how many nestings up), by a
-    /// walk over the listed parents.
+    /// Every group `user` is in at [`NOW`], directly (0) or through nesting (how many
+    /// nestings up), by a walk over the listed parents; a membership that has ended counts
+    /// for nothing.
     fn reach_by_brute_force(
         groups: &[GroupView],
         user: &str,
     ) -> std::collections::HashMap<String, usize> {
+        let in_force = |view: &GroupView| {
+            view.members.iter().any(|m| m == user)
+                && !view.endings.iter().any(|(m, end)| m == user && *end <= NOW)
+        };
         let mut reach = std::collections::HashMap::new();
-        for view in groups
-            .iter()
-            .filter(|g| g.members.iter().any(|m| m == user))
-        {
+        for view in groups.iter().filter(|view| in_force(view)) {
             for (name, steps) in reach_of_group(groups, &view.name) {
                 let known = reach.entry(name).or_insert(steps);
                 *known = (*known).min(steps);
@@ -544,9 +646,11 @@ mod properties {
                 });
             }
             for member in &group.members {
+                let end = group.endings.iter().find(|(user, _)| user == member);
                 policy.apply(&Change::AssignUser {
                     group: name.clone(),
                     user: UserName::parse("user", member).unwrap(),
+                    expires_at: end.map(|(_, end)| *end),
                 });
             }
         }
@@ -576,6 +680,7 @@ mod properties {
                     permissions: Vec::new(),
                     members: Vec::new(),
                     parents: Vec::new(),
+                    endings: Vec::new(),
                 };
                 let mut after = None;
                 loop {
@@ -599,6 +704,11 @@ mod properties {
                     after = page
                         .resume_after()
                         .map(|u| UserName::parse("user", u).unwrap());
+                    for user in &page.items {
+                        if let Some(end) = policy.membership_end(user, &name) {
+                            view.endings.push((user.clone(), end));
+                        }
+                    }
                     view.members.extend(page.items);
                     if after.is_none() {
                         break;
@@ -681,6 +791,15 @@ mod properties {
                         })
                     }),
             )
+            .chain(policy.endings.iter().map(|(user, endings)| {
+                let mut ends: Vec<(String, i64)> = endings
+                    .0
+                    .iter()
+                    .map(|(id, end)| (name(id), end.0))
+                    .collect();
+                ends.sort();
+                format!("endings {user} {ends:?}")
+            }))
             .chain(policy.ancestors.iter().map(|(id, set)| {
                 let mut names: Vec<String> = set.0.iter().map(name).collect();
                 names.sort();
@@ -733,6 +852,7 @@ mod properties {
             changes.extend((0..members).map(|u| Change::AssignUser {
                 group: group("g0"),
                 user: UserName::parse("user", &format!("member-{u}")).unwrap(),
+                expires_at: None,
             }));
             let permission = |resource: String| Permission {
                 resource: Resource::parse("resource", &resource).unwrap(),
@@ -776,8 +896,8 @@ mod properties {
                 for resource in ["r0", "r1", "docs/a", "docs/b", "d", "x", "*"] {
                     for action in ["read", "write", "delete"] {
                         prop_assert_eq!(
-                            replayed.allows(user, resource, action),
-                            truth.allows(user, resource, action)
+                            replayed.allows(user, resource, action, NOW),
+                            truth.allows(user, resource, action, NOW)
                         );
                     }
                 }
@@ -809,8 +929,8 @@ mod properties {
                 ("member-299", "prefix/1/"),
             ] {
                 prop_assert_eq!(
-                    replayed.allows(user, resource, "read"),
-                    truth.allows(user, resource, "read")
+                    replayed.allows(user, resource, "read", NOW),
+                    truth.allows(user, resource, "read", NOW)
                 );
             }
         }
@@ -841,7 +961,7 @@ mod properties {
                             })
                             .collect();
                         expected.sort();
-                        let explained = policy.explain(user, resource, action);
+                        let explained = policy.explain(user, resource, action, NOW);
                         let listed: Vec<(String, String, String)> = explained
                             .iter()
                             .map(|b| (b.group.to_string(), b.resource.clone(), b.action.clone()))
@@ -849,7 +969,7 @@ mod properties {
                         prop_assert_eq!(&listed, &expected, "{} {} {}", user, resource, action);
                         prop_assert_eq!(
                             !explained.is_empty(),
-                            policy.allows(user, resource, action),
+                            policy.allows(user, resource, action, NOW),
                             "{} {} {}", user, resource, action
                         );
                         for because in &explained {
@@ -920,13 +1040,13 @@ mod properties {
                     for action in ["read", "write", "delete", "*"] {
                         let expected: Vec<String> = USERS
                             .iter()
-                            .filter(|user| policy.allows(user, resource, action))
+                            .filter(|user| policy.allows(user, resource, action, NOW))
                             .map(|user| user.to_string())
                             .collect();
                         let mut listed = Vec::new();
                         let mut after: Option<String> = None;
                         loop {
-                            let page = policy.who_can(resource, action, "", after.as_deref(), limit);
+                            let page = policy.who_can(resource, action, "", after.as_deref(), limit, NOW);
                             prop_assert!(page.items.len() <= limit);
                             after = page.resume_after().cloned();
                             listed.extend(page.items);
@@ -966,26 +1086,26 @@ mod properties {
             };
             for user in USERS.iter().chain(&["nobody"]) {
                 for resource in ["r0", "docs/a", "docs/bq", "d", "x", "*"] {
-                    let actions = every_page(&|after| policy.actions_on(user, resource, after, limit));
+                    let actions = every_page(&|after| policy.actions_on(user, resource, after, limit, NOW));
                     for action in ["read", "write", "delete", "*"] {
                         let listed = actions.iter().any(|held| matches_action(held, action));
                         prop_assert_eq!(
-                            policy.allows(user, resource, action), listed,
+                            policy.allows(user, resource, action, NOW), listed,
                             "{} {} {} {:?}", user, resource, action, actions
                         );
                     }
                 }
                 for action in ["read", "write", "delete"] {
                     let ids = every_page(&|after| {
-                        policy.resources_within(user, action, "docs/", after, limit)
+                        policy.resources_within(user, action, "docs/", after, limit, NOW)
                     });
                     for id in &ids {
-                        prop_assert!(policy.allows(user, &format!("docs/{id}"), action), "{}", id);
+                        prop_assert!(policy.allows(user, &format!("docs/{id}"), action, NOW), "{}", id);
                     }
                     for resource in ["docs/a", "docs/b", "docs/bq", "docs/c", "docs/*"] {
                         let listed = ids.iter().any(|id| matches(&format!("docs/{id}"), resource));
                         prop_assert_eq!(
-                            policy.allows(user, resource, action), listed,
+                            policy.allows(user, resource, action, NOW), listed,
                             "{} {} {} {:?}", user, resource, action, ids
                         );
                     }

@@ -153,7 +153,7 @@ impl PgStore {
         // writes of one tenant across instances; SQLite has no stored functions and one
         // write lock for the whole file, so it runs the same steps as statements instead.
         let (outcome, revision): (String, i64) = sqlx::query_as_with(
-            "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7, $8)",
+            "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             Postgres::write_arguments(tenant, &ChangeRow::of(change), server_id, actor)?,
         )
         .fetch_one(connection)
@@ -245,8 +245,8 @@ impl PgStore {
                     (SELECT json_agg(json_build_array(p.group_name, p.resource, p.action))::text
                      FROM (SELECT group_name, resource, action FROM permissions
                            WHERE tenant = t.name LIMIT $2) p) AS permissions,
-                    (SELECT json_agg(json_build_array(a.group_name, a.user_name))::text
-                     FROM (SELECT group_name, user_name FROM assignments
+                    (SELECT json_agg(json_build_array(a.group_name, a.user_name, a.expires_at_ms))::text
+                     FROM (SELECT group_name, user_name, expires_at_ms FROM assignments
                            WHERE tenant = t.name LIMIT $2) a) AS assignments,
                     (SELECT json_agg(json_build_array(n.group_name, n.parent_name))::text
                      FROM (SELECT group_name, parent_name FROM nestings
@@ -278,7 +278,7 @@ impl PgStore {
         }
         let groups: Vec<String> = rows(groups)?;
         let permissions: Vec<(String, String, String)> = rows(permissions)?;
-        let assignments: Vec<(String, String)> = rows(assignments)?;
+        let assignments: Vec<(String, String, Option<i64>)> = rows(assignments)?;
         let nestings: Vec<(String, String)> = rows(nestings)?;
         if [
             groups.len(),
@@ -293,8 +293,8 @@ impl PgStore {
         }
         let revision = revision_of(tenant, revision)?;
         let mut policy = build_policy(revision, groups, permissions, nestings)?;
-        for (group, user) in assignments {
-            assign_row(&mut policy, &group, &user)?;
+        for (group, user, ends) in assignments {
+            assign_row(&mut policy, &group, &user, ends)?;
         }
         Ok(Some(policy))
     }
@@ -411,6 +411,7 @@ impl Store for PgStore {
             resource: Option<String>,
             action: Option<String>,
             parent: Option<String>,
+            expires_at_ms: Option<i64>,
             server_id: Option<String>,
             actor: Option<String>,
             created_at: Option<time::OffsetDateTime>,
@@ -451,6 +452,7 @@ impl Store for PgStore {
                     resource: row.resource,
                     action: row.action,
                     parent: row.parent,
+                    expires_at_ms: row.expires_at_ms,
                     server_id: row.server_id?,
                     actor: row.actor,
                     created_at: row.created_at?,

@@ -15,7 +15,7 @@ use super::{ChangeLog, Changed, Position, Recorded, StoreError, TenantRevision, 
 use crate::keys::{KeyId, KeyRecord, Role, Scope};
 use crate::policy::{
     Action, Change, GroupName, NameError, Operation, Permission, Resource, TenantName,
-    TenantPolicy, UserName,
+    TenantPolicy, UnixMillis, UserName,
 };
 
 /// Builds a tenant's groups and permissions from the rows of one consistent read; the
@@ -64,10 +64,12 @@ pub(crate) fn assign_row(
     policy: &mut TenantPolicy,
     group: &str,
     user: &str,
+    expires_at_ms: Option<i64>,
 ) -> Result<(), StoreError> {
     policy.apply(&Change::AssignUser {
         group: stored(GroupName::parse("group", group))?,
         user: stored(UserName::parse("user", user))?,
+        expires_at: expires_at_ms.map(UnixMillis),
     });
     Ok(())
 }
@@ -235,6 +237,7 @@ pub(crate) struct ChangelogRow {
     pub resource: Option<String>,
     pub action: Option<String>,
     pub parent: Option<String>,
+    pub expires_at_ms: Option<i64>,
     pub server_id: String,
     pub actor: Option<String>,
     pub created_at: time::OffsetDateTime,
@@ -259,6 +262,8 @@ macro_rules! changelog_columns {
             "action, ",
             $prefix,
             "parent, ",
+            $prefix,
+            "expires_at_ms, ",
             $prefix,
             "server_id, ",
             $prefix,
@@ -286,6 +291,7 @@ impl ChangelogRow {
             resource: self.resource.as_deref(),
             action: self.action.as_deref(),
             parent: self.parent.as_deref(),
+            expires_at_ms: self.expires_at_ms,
         }
         .to_change()?;
         Ok(Recorded {
@@ -318,6 +324,8 @@ pub struct ChangeRow<'a> {
     pub resource: Option<&'a str>,
     pub action: Option<&'a str>,
     pub parent: Option<&'a str>,
+    /// With assign-user: when the membership ends, if it does.
+    pub expires_at_ms: Option<i64>,
 }
 
 impl<'a> ChangeRow<'a> {
@@ -342,6 +350,10 @@ impl<'a> ChangeRow<'a> {
             resource,
             action,
             parent: change.parent().map(GroupName::as_str),
+            expires_at_ms: match change {
+                Change::AssignUser { expires_at, .. } => expires_at.map(|end| end.0),
+                _ => None,
+            },
         }
     }
 
@@ -373,6 +385,7 @@ impl<'a> ChangeRow<'a> {
             Operation::AssignUser => Change::AssignUser {
                 group,
                 user: user()?,
+                expires_at: self.expires_at_ms.map(UnixMillis),
             },
             Operation::UnassignUser => Change::UnassignUser {
                 group,
@@ -427,6 +440,12 @@ mod tests {
             Change::AssignUser {
                 group: group.clone(),
                 user: user.clone(),
+                expires_at: None,
+            },
+            Change::AssignUser {
+                group: group.clone(),
+                user: user.clone(),
+                expires_at: Some(UnixMillis(1_798_761_600_123)),
             },
             Change::UnassignUser {
                 group: group.clone(),
@@ -455,6 +474,7 @@ mod tests {
             resource: None,
             action: None,
             parent: None,
+            expires_at_ms: None,
             server_id: "s".to_owned(),
             actor: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
@@ -478,6 +498,7 @@ mod tests {
             resource: None,
             action: None,
             parent: None,
+            expires_at_ms: None,
         };
         assert!(row.to_change().is_err());
     }

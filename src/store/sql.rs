@@ -50,6 +50,8 @@ where
     for<'r> (String,): FromRow<'r, Self::Row>,
     for<'r> (String, String): FromRow<'r, Self::Row>,
     for<'r> (String, String, String): FromRow<'r, Self::Row>,
+    for<'r> (String, String, Option<i64>): FromRow<'r, Self::Row>,
+    for<'a> Option<i64>: Encode<'a, Self> + Type<Self>,
     for<'r> ChangedRow: FromRow<'r, Self::Row>,
     for<'r> KeyRow: FromRow<'r, Self::Row>,
 {
@@ -94,9 +96,10 @@ where
             .is_some_and(Self::refuses_writes)
     }
 
-    /// A changing write as the changelog records it, as the arguments `$1` to `$8` of the
+    /// A changing write as the changelog records it, as the arguments `$1` to `$9` of the
     /// statement each backend records it with: the tenant; the change's operation, group,
-    /// user, resource and action; the server and the actor.
+    /// user, resource and action; the server and the actor; the end of the membership an
+    /// assign-user makes.
     fn write_arguments(
         tenant: &TenantName,
         change: &ChangeRow<'_>,
@@ -112,7 +115,8 @@ where
             arguments.add(change.resource)?;
             arguments.add(change.action)?;
             arguments.add(server_id)?;
-            arguments.add(actor)
+            arguments.add(actor)?;
+            arguments.add(change.expires_at_ms)
         })();
         // Text and nothing else: one that does not encode is a bug, not an outage.
         added.map_err(StoreError::Internal)?;
@@ -160,13 +164,15 @@ where
                 .await
                 .map_err(Self::classify)?;
         let mut policy = build_policy(revision, groups, permissions, nestings)?;
-        let mut assignments = sqlx::query_as::<_, (String, String)>(
-            "SELECT group_name, user_name FROM assignments WHERE tenant = $1",
+        let mut assignments = sqlx::query_as::<_, (String, String, Option<i64>)>(
+            "SELECT group_name, user_name, expires_at_ms FROM assignments WHERE tenant = $1",
         )
         .bind(tenant.as_str())
         .fetch(&mut *tx);
-        while let Some((group, user)) = assignments.try_next().await.map_err(Self::classify)? {
-            assign_row(&mut policy, &group, &user)?;
+        while let Some((group, user, ends)) =
+            assignments.try_next().await.map_err(Self::classify)?
+        {
+            assign_row(&mut policy, &group, &user, ends)?;
         }
         drop(assignments);
         tx.rollback().await.map_err(Self::classify)?;

@@ -31,7 +31,8 @@ use super::{
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{
-    Change, GroupName, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy,
+    Change, GroupName, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy, UnixMillis,
+    UserName,
 };
 
 /// Connections per instance unless DATABASE_POOL_SIZE says otherwise: reads run side by side
@@ -267,8 +268,8 @@ impl SqliteStore {
         sqlx::query_with(
             "INSERT INTO changelog
                  (tenant, operation, group_name, user_name, resource, action, server_id, actor,
-                  revision, parent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  expires_at_ms, revision, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             Sqlite::write_arguments(tenant, &row, server_id, actor)?,
         )
         .bind(revision)
@@ -526,11 +527,11 @@ async fn apply(
                 permission.action.as_str(),
             ],
         ),
-        Change::AssignUser { group, user } => (
-            "INSERT INTO assignments (tenant, group_name, user_name)
-             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            vec![group.as_str(), user.as_str()],
-        ),
+        Change::AssignUser {
+            group,
+            user,
+            expires_at,
+        } => return assign(tx, tenant, group, user, *expires_at).await,
         Change::UnassignUser { group, user } => (
             "DELETE FROM assignments WHERE tenant = ?1 AND group_name = ?2 AND user_name = ?3",
             vec![group.as_str(), user.as_str()],
@@ -559,6 +560,40 @@ async fn apply(
                 && e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
         {
             Err(StoreError::GroupNotFound(change.group().clone()))
+        }
+        Err(e) => Err(Sqlite::classify(e)),
+    }
+}
+
+/// Makes `user` a member of `group` until `end`, or changes when the membership ends;
+/// returns whether anything changed.
+async fn assign(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant: &TenantName,
+    group: &GroupName,
+    user: &UserName,
+    end: Option<UnixMillis>,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "INSERT INTO assignments (tenant, group_name, user_name, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, group_name, user_name) DO UPDATE
+             SET expires_at_ms = excluded.expires_at_ms
+             WHERE assignments.expires_at_ms IS NOT excluded.expires_at_ms",
+    )
+    .bind(tenant.as_str())
+    .bind(group.as_str())
+    .bind(user.as_str())
+    .bind(end.map(|end| end.0))
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(done) => Ok(done.rows_affected() > 0),
+        // Checked by the foreign key inside the write-locked transaction, as for the others.
+        Err(sqlx::Error::Database(e))
+            if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+        {
+            Err(StoreError::GroupNotFound(group.clone()))
         }
         Err(e) => Err(Sqlite::classify(e)),
     }

@@ -171,7 +171,7 @@ async fn tenants_with_the_same_group_and_user_names_do_not_leak_into_each_other(
     assert_eq!(
         body,
         json!({"tenant": "globex", "user": "alice", "revision": 3, "groups": [],
-               "inherited_groups": [], "permissions": [], "next_cursor": null})
+               "inherited_groups": [], "expiring": [], "permissions": [], "next_cursor": null})
     );
 
     // A group of one tenant is missing in another.

@@ -109,6 +109,28 @@ async fn missing_unknown_and_ill_typed_fields_are_refused_and_change_nothing() {
             }),
         ));
     }
+    // expires_at, where it is accepted, must be an RFC 3339 date and time (or null).
+    let assign = endpoints
+        .iter()
+        .find(|e| e.name() == "POST /assign-user")
+        .unwrap();
+    for value in [
+        json!("tomorrow"),
+        json!("2031-01-01"),
+        json!("2031-01-01T00:00:00"),
+        json!("2031-13-01T00:00:00Z"),
+        json!(""),
+        json!(1_924_992_000),
+        json!(true),
+        json!(["2031-01-01T00:00:00Z"]),
+        json!({"at": "2031-01-01T00:00:00Z"}),
+    ] {
+        cases.push(bad_request(
+            assign.with(&format!("with expires_at: {value}"), |f| {
+                set(f, "expires_at", value.clone())
+            }),
+        ));
+    }
     let raw_overflow = format!(
         "{},\"min_revision\":18446744073709551616}}",
         check_post.base_json().trim_end_matches('}')

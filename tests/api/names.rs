@@ -233,7 +233,7 @@ async fn strange_but_valid_names_round_trip_verbatim_through_every_endpoint() {
             assert_eq!(
                 body,
                 json!({"tenant": name, "user": name, "revision": 3, "groups": [name],
-                       "inherited_groups": [],
+                       "inherited_groups": [], "expiring": [],
                        "permissions": [{"resource": name, "action": name, "group": name}],
                        "next_cursor": null}),
                 "{name:?} {phase}"

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rbac_server::keys::{KeyId, KeyRecord, NewKey, Revocation, Role, Scope};
 use rbac_server::policy::{
     Action, Change, GroupName, MAX_NESTING_DEPTH, Permission, Resource, TenantName, TenantPolicy,
-    UserName,
+    UnixMillis, UserName,
 };
 use rbac_server::store::postgres::PgStore;
 use rbac_server::store::sqlite::SqliteStore;
@@ -79,6 +79,7 @@ fn assign(g: &str, user: &str) -> Change {
     Change::AssignUser {
         group: group(g),
         user: UserName::parse("user", user).unwrap(),
+        expires_at: None,
     }
 }
 
@@ -165,4 +166,5 @@ conformance!(
     a_tenant_of_thousands_of_rows_loads_whole,
     changes_committed_while_changed_since_reads_are_never_missed,
     nestings_are_written_logged_loaded_and_refused_as_the_model_refuses_them,
+    a_membership_end_is_written_changed_logged_and_loaded,
 );

@@ -64,8 +64,8 @@ pub async fn a_tenant_of_thousands_of_rows_loads_whole(store: Arc<dyn Store>) {
                 .unwrap();
         }
         assert_eq!(loaded, replayed, "{t}");
-        assert!(loaded.allows("u1", "docs/x", "read"), "{t}");
-        assert!(!loaded.allows("u0", "docs/x", "read"), "{t}");
+        assert!(loaded.allows("u1", "docs/x", "read", UnixMillis(0)), "{t}");
+        assert!(!loaded.allows("u0", "docs/x", "read", UnixMillis(0)), "{t}");
     }
 }
 

@@ -97,7 +97,7 @@ pub async fn deleting_a_group_takes_its_permissions_and_memberships(store: Arc<d
         ),
         (1, 0, 0)
     );
-    assert!(!policy.allows("alice", "docs/a", "read"));
+    assert!(!policy.allows("alice", "docs/a", "read", UnixMillis(0)));
 }
 
 pub async fn a_load_is_the_state_at_the_revision_it_carries(store: Arc<dyn Store>) {
@@ -152,7 +152,7 @@ pub async fn names_round_trip_verbatim_and_are_compared_byte_for_byte(store: Arc
             vec![(format!("{name}/*"), name.to_string())]
         );
         assert_eq!(groups[0].members, vec![name.to_string()]);
-        assert!(policy.allows(name, &format!("{name}/x"), name));
+        assert!(policy.allows(name, &format!("{name}/x"), name, UnixMillis(0)));
     }
 }
 
@@ -164,7 +164,7 @@ pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
     write(s, "b", create("g")).await;
     let b = store.load(&tenant("b")).await.unwrap();
     assert_eq!(b.revision(), 1);
-    assert!(!b.allows("alice", "doc", "read"));
+    assert!(!b.allows("alice", "doc", "read", UnixMillis(0)));
     // Deleting b's group leaves a's alone.
     write(s, "b", Change::DeleteGroup { group: group("g") }).await;
     assert!(
@@ -172,7 +172,7 @@ pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
             .load(&tenant("a"))
             .await
             .unwrap()
-            .allows("alice", "doc", "read")
+            .allows("alice", "doc", "read", UnixMillis(0))
     );
 }
 
@@ -428,7 +428,7 @@ pub async fn nestings_are_written_logged_loaded_and_refused_as_the_model_refuses
     let loaded = s.load(&t).await.unwrap();
     assert_eq!(loaded, expected);
     assert!(
-        loaded.allows("alice", "wiki/home", "read"),
+        loaded.allows("alice", "wiki/home", "read", UnixMillis(0)),
         "through {MAX_NESTING_DEPTH} groups"
     );
     assert_eq!(loaded.nesting_count(), MAX_NESTING_DEPTH - 1);
@@ -491,4 +491,45 @@ pub async fn nestings_are_written_logged_loaded_and_refused_as_the_model_refuses
         policy.advance(recorded.revision, &recorded.change).unwrap();
     }
     assert_eq!(policy, loaded);
+}
+
+pub async fn a_membership_end_is_written_changed_logged_and_loaded(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let t = tenant("t");
+    let until = |end: Option<i64>| Change::AssignUser {
+        group: group("g"),
+        user: UserName::parse("user", "alice").unwrap(),
+        expires_at: end.map(UnixMillis),
+    };
+    let end = 1_798_761_600_123;
+    let mut changes = vec![create("g"), until(Some(end))];
+    for change in &changes {
+        assert!(write(s, "t", change.clone()).await.changed);
+    }
+    // The same end again changes nothing; another end, or none, changes it.
+    assert!(!write(s, "t", until(Some(end))).await.changed);
+    for next in [Some(end + 1), None, Some(end)] {
+        assert!(write(s, "t", until(next)).await.changed, "{next:?}");
+        changes.push(until(next));
+    }
+    assert!(!write(s, "t", until(Some(end))).await.changed);
+    let loaded = s.load(&t).await.unwrap();
+    assert_eq!(loaded, model(&changes));
+    assert_eq!(
+        loaded.membership_end("alice", &group("g")),
+        Some(UnixMillis(end))
+    );
+    let logged = s.changes_since(&t, 0, 10).await.unwrap().unwrap();
+    let logged: Vec<Change> = logged.into_iter().map(|r| r.change).collect();
+    assert_eq!(logged, changes);
+    // Leaving the group forgets the end.
+    assert!(write(s, "t", unassign("g", "alice")).await.changed);
+    assert!(write(s, "t", until(None)).await.changed);
+    assert_eq!(
+        s.load(&t)
+            .await
+            .unwrap()
+            .membership_end("alice", &group("g")),
+        None
+    );
 }

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::model::{self, ActionSearchRequest, PageRequest, SearchRequest, USER_TYPE, required};
 use super::{AtRoot, Body, InTenant, TAG};
 use crate::cache::Snapshot;
+use crate::clock;
 use crate::http::error::ApiError;
 use crate::http::extract::MAX_BODY_BYTES;
 use crate::http::listings::off_the_checks;
@@ -125,7 +126,15 @@ async fn subjects(
     let list = {
         let (resource, action, within) = (resource.clone(), action.clone(), within.clone());
         move |snapshot: Arc<Snapshot>, after: Option<String>, limit| {
-            (snapshot.policy).who_can(&resource, &action, &within, after.as_deref(), limit)
+            let policy = &snapshot.policy;
+            policy.who_can(
+                &resource,
+                &action,
+                &within,
+                after.as_deref(),
+                limit,
+                clock::now(),
+            )
         }
     };
     search(state, tenant, &scope, request.page, true, list, found).await
@@ -155,7 +164,8 @@ async fn resources(
     let list = {
         let (user, action) = (user.clone(), action.clone());
         move |snapshot: Arc<Snapshot>, after: Option<String>, limit| {
-            (snapshot.policy).resources_within(&user, &action, &within, after.as_deref(), limit)
+            let (policy, now) = (&snapshot.policy, clock::now());
+            policy.resources_within(&user, &action, &within, after.as_deref(), limit, now)
         }
     };
     search(state, tenant, &scope, request.page, false, list, found).await
@@ -175,7 +185,7 @@ async fn actions(
     let list = {
         let (user, resource) = (user.clone(), resource.clone());
         move |snapshot: Arc<Snapshot>, after: Option<String>, limit| {
-            (snapshot.policy).actions_on(&user, &resource, after.as_deref(), limit)
+            (snapshot.policy).actions_on(&user, &resource, after.as_deref(), limit, clock::now())
         }
     };
     let found = |name| Found::Action { name };

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use super::index::MemberSet;
-use super::index::{Grants, GroupSet, prefix_of};
+use super::index::{Endings, Grants, GroupSet, prefix_of};
 use super::{GroupId, GroupRecord, TenantPolicy};
-use crate::policy::{Change, Permission, footprint};
+use crate::policy::{Change, Permission, UnixMillis, footprint};
 
 /// Why a change could not be applied on top of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,7 +108,11 @@ impl TenantPolicy {
             }
             // Both look the group up twice, to change its record only once the change is
             // known to change something: a mutable look-up copies the record's shard.
-            Change::AssignUser { group, user } => {
+            Change::AssignUser {
+                group,
+                user,
+                expires_at,
+            } => {
                 let Some(id) = self.groups.get(group).map(|record| record.id) else {
                     return false;
                 };
@@ -117,7 +121,13 @@ impl TenantPolicy {
                     .get(user.as_str())
                     .is_some_and(|groups| groups.contains(id))
                 {
-                    return false;
+                    // A member already: the change is to when the membership ends, if at all.
+                    let current = self.endings.get(user.as_str()).and_then(|e| e.of(id));
+                    if current == *expires_at {
+                        return false;
+                    }
+                    self.set_ending(user.as_str(), id, *expires_at);
+                    return true;
                 }
                 let mut joined = false;
                 self.members
@@ -134,6 +144,7 @@ impl TenantPolicy {
                 if let Some(record) = self.groups.get_mut(group) {
                     record.members.insert(user.as_str());
                 }
+                self.set_ending(user.as_str(), id, *expires_at);
                 true
             }
             Change::UnassignUser { group, user } => {
@@ -158,7 +169,27 @@ impl TenantPolicy {
         }
     }
 
+    /// Sets when `user`'s membership in `id` ends, or that it does not.
+    fn set_ending(&mut self, user: &str, id: GroupId, end: Option<UnixMillis>) {
+        let before = self.endings.get(user).map_or(0, |endings| endings.0.len());
+        if before == 0 && end.is_none() {
+            return;
+        }
+        let endings = self
+            .endings
+            .get_or_insert_with(user.into(), Endings::default);
+        endings.set(id, end);
+        let after = endings.0.len();
+        if after == 0 {
+            self.endings.remove(user);
+        }
+        self.ending_count = self.ending_count + after - before;
+        self.heap_bytes =
+            self.heap_bytes + footprint::endings(user, after) - footprint::endings(user, before);
+    }
+
     fn leave(&mut self, user: &str, id: GroupId) {
+        self.set_ending(user, id, None);
         let Some(groups) = self.members.get_mut(user) else {
             return;
         };
@@ -230,7 +261,7 @@ impl TenantPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::tenant::tests::{alice_with, group, permission, user};
+    use crate::policy::tenant::tests::{NOW, alice_with, group, permission, user};
 
     #[test]
     fn removing_a_permission_revokes_it() {
@@ -239,13 +270,13 @@ mod tests {
             group: group("g"),
             permission: permission("docs/*", "read"),
         }));
-        assert!(!policy.allows("alice", "docs/a", "read"));
-        assert!(policy.allows("alice", "doc1", "read"));
+        assert!(!policy.allows("alice", "docs/a", "read", NOW));
+        assert!(policy.allows("alice", "doc1", "read", NOW));
         assert!(policy.apply(&Change::RemovePermission {
             group: group("g"),
             permission: permission("doc1", "read"),
         }));
-        assert!(!policy.allows("alice", "doc1", "read"));
+        assert!(!policy.allows("alice", "doc1", "read", NOW));
         assert_eq!(policy.permission_count(), 0);
         assert!(policy.prefix_lengths.is_empty() && policy.prefixes.is_empty());
         assert!(policy.exact.is_empty());
@@ -258,7 +289,7 @@ mod tests {
             group: group("g"),
             user: user("alice"),
         }));
-        assert!(!policy.allows("alice", "doc1", "read"));
+        assert!(!policy.allows("alice", "doc1", "read", NOW));
         assert!(policy.members.is_empty());
     }
 
@@ -266,12 +297,12 @@ mod tests {
     fn deleting_a_group_takes_its_permissions_and_members_with_it() {
         let mut policy = alice_with(&[("doc1", "read")]);
         assert!(policy.apply(&Change::DeleteGroup { group: group("g") }));
-        assert!(!policy.allows("alice", "doc1", "read"));
+        assert!(!policy.allows("alice", "doc1", "read", NOW));
         assert_eq!(policy.group_count(), 0);
         assert!(policy.members.is_empty());
         // Re-creating the group does not bring anything back.
         policy.apply(&Change::CreateGroup { group: group("g") });
-        assert!(!policy.allows("alice", "doc1", "read"));
+        assert!(!policy.allows("alice", "doc1", "read", NOW));
         assert_eq!(policy.assignment_count(), 0);
     }
 
@@ -282,6 +313,7 @@ mod tests {
         assert!(!policy.apply(&Change::AssignUser {
             group: group("g"),
             user: user("alice"),
+            expires_at: None,
         }));
         assert!(!policy.apply(&Change::AddPermission {
             group: group("g"),
@@ -302,6 +334,7 @@ mod tests {
         assert!(!policy.apply(&Change::AssignUser {
             group: group("g"),
             user: user("alice"),
+            expires_at: None,
         }));
         assert!(!policy.apply(&Change::AddPermission {
             group: group("g"),
@@ -335,5 +368,113 @@ mod tests {
             Err(AdvanceError::NoEffect { revision: 2 })
         );
         assert_eq!(policy.revision(), 1);
+    }
+}
+
+#[cfg(test)]
+mod endings {
+    use super::*;
+    use crate::policy::tenant::tests::{NOW, group, permission, user};
+
+    /// `alice` in `g`, which holds `doc` `read`, until `end`.
+    fn until(end: Option<UnixMillis>) -> TenantPolicy {
+        let mut policy = TenantPolicy::default();
+        policy.apply(&Change::CreateGroup { group: group("g") });
+        policy.apply(&Change::AddPermission {
+            group: group("g"),
+            permission: permission("doc", "read"),
+        });
+        assert!(policy.apply(&assign("g", end)));
+        policy
+    }
+
+    fn assign(to: &str, end: Option<UnixMillis>) -> Change {
+        Change::AssignUser {
+            group: group(to),
+            user: user("alice"),
+            expires_at: end,
+        }
+    }
+
+    fn at(offset: i64) -> UnixMillis {
+        UnixMillis(NOW.0 + offset)
+    }
+
+    #[test]
+    fn a_membership_grants_until_the_instant_it_ends_and_not_from_then() {
+        let policy = until(Some(NOW));
+        assert!(policy.allows("alice", "doc", "read", at(-1)));
+        assert!(!policy.allows("alice", "doc", "read", NOW));
+        assert!(!policy.allows("alice", "doc", "read", at(1)));
+        assert!(policy.explain("alice", "doc", "read", NOW).is_empty());
+        assert_eq!(
+            policy.who_can("doc", "read", "", None, 10, at(-1)).items,
+            ["alice"]
+        );
+        assert!(
+            policy
+                .who_can("doc", "read", "", None, 10, NOW)
+                .items
+                .is_empty()
+        );
+        assert!(policy.user_page("alice", None, 10, NOW).items.is_empty());
+        // Still a member, listed as one, until unassigned.
+        assert_eq!(
+            policy.member_page(&group("g"), None, 10).unwrap().items,
+            ["alice"]
+        );
+        assert_eq!(policy.membership_end("alice", &group("g")), Some(NOW));
+        assert!(until(None).allows("alice", "doc", "read", at(i64::MAX / 2)));
+    }
+
+    #[test]
+    fn assigning_again_changes_the_end_and_the_same_end_changes_nothing() {
+        let mut policy = until(Some(NOW));
+        assert!(!policy.apply(&assign("g", Some(NOW))));
+        assert!(policy.apply(&assign("g", Some(at(10)))));
+        assert!(policy.allows("alice", "doc", "read", at(9)));
+        assert!(policy.apply(&assign("g", None)));
+        assert!(policy.allows("alice", "doc", "read", at(1_000_000)));
+        assert!(!policy.has_endings());
+        assert!(!policy.apply(&assign("g", None)));
+        assert_eq!(policy.assignment_count(), 1);
+    }
+
+    #[test]
+    fn leaving_a_group_forgets_when_the_membership_would_have_ended() {
+        let mut policy = until(Some(NOW));
+        policy.apply(&Change::UnassignUser {
+            group: group("g"),
+            user: user("alice"),
+        });
+        assert!(!policy.has_endings());
+        assert!(policy.apply(&assign("g", None)));
+        assert!(policy.allows("alice", "doc", "read", at(1)));
+        let mut deleted = until(Some(NOW));
+        deleted.apply(&Change::DeleteGroup { group: group("g") });
+        assert!(!deleted.has_endings());
+        assert_eq!(deleted, TenantPolicy::default());
+    }
+
+    #[test]
+    fn what_comes_through_a_nesting_ends_with_the_membership_it_comes_through() {
+        let mut policy = until(None);
+        policy.apply(&Change::UnassignUser {
+            group: group("g"),
+            user: user("alice"),
+        });
+        policy.apply(&Change::CreateGroup {
+            group: group("team"),
+        });
+        policy.apply(&Change::NestGroup {
+            group: group("team"),
+            parent: group("g"),
+        });
+        policy.apply(&assign("team", Some(NOW)));
+        assert!(policy.allows("alice", "doc", "read", at(-1)));
+        assert!(!policy.allows("alice", "doc", "read", NOW));
+        // Another way in that does not end keeps the access.
+        policy.apply(&assign("g", None));
+        assert!(policy.allows("alice", "doc", "read", NOW));
     }
 }

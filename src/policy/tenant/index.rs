@@ -8,6 +8,7 @@
 
 use super::{GroupId, Key};
 use crate::policy::Permission;
+use crate::policy::UnixMillis;
 use crate::policy::cow_map::CowMap;
 
 /// The action pattern that matches every action.
@@ -114,6 +115,36 @@ impl GroupSet {
 
     pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// The ends of one user's memberships that end: (group, the instant it ends), by group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Endings(pub(super) Vec<(GroupId, UnixMillis)>);
+
+impl Endings {
+    pub(super) fn of(&self, id: GroupId) -> Option<UnixMillis> {
+        self.0
+            .binary_search_by_key(&id, |(group, _)| *group)
+            .ok()
+            .map(|at| self.0[at].1)
+    }
+
+    /// Sets or clears the end of the membership in `id`.
+    pub(super) fn set(&mut self, id: GroupId, end: Option<UnixMillis>) {
+        match (self.0.binary_search_by_key(&id, |(group, _)| *group), end) {
+            (Ok(at), Some(end)) => self.0[at].1 = end,
+            (Ok(at), None) => {
+                self.0.remove(at);
+            }
+            (Err(at), Some(end)) => self.0.insert(at, (id, end)),
+            (Err(_), None) => {}
+        }
+    }
+
+    /// Whether the membership in `id` is in force at `now`: it has no end, or ends later.
+    pub(super) fn in_force(&self, id: GroupId, now: UnixMillis) -> bool {
+        self.of(id).is_none_or(|end| end > now)
     }
 }
 

@@ -242,12 +242,12 @@ impl TenantPolicy {
     /// The groups whose permissions the members of `direct` have: those groups, and every
     /// group they are nested in. `direct` itself while nothing is nested, which costs the
     /// check one look at an empty map.
-    pub(super) fn reach<'a>(&self, direct: &'a GroupSet, buffer: &'a mut Reach) -> &'a [GroupId] {
+    pub(super) fn reach<'a>(&self, direct: &'a [GroupId], buffer: &'a mut Reach) -> &'a [GroupId] {
         if self.ancestors.is_empty() {
-            return &direct.0;
+            return direct;
         }
         let mut nested = false;
-        for &id in &direct.0 {
+        for &id in direct {
             buffer.push(id);
             if let Some(ancestors) = self.ancestors.get(&id) {
                 buffer.extend_from_slice(&ancestors.0);
@@ -256,7 +256,7 @@ impl TenantPolicy {
         }
         if !nested {
             buffer.clear();
-            return &direct.0;
+            return direct;
         }
         buffer.sort_unstable();
         buffer.dedup();
@@ -285,10 +285,10 @@ impl TenantPolicy {
 
     /// The shortest chain of nestings from one of `direct` up to `holder`, both ends
     /// included; `holder` alone when it is one of `direct`.
-    pub(super) fn path(&self, direct: &GroupSet, holder: GroupId) -> Vec<GroupId> {
+    pub(super) fn path(&self, direct: &[GroupId], holder: GroupId) -> Vec<GroupId> {
         let mut came_from: HashMap<GroupId, Option<GroupId>> =
-            direct.0.iter().map(|&id| (id, None)).collect();
-        let mut queue: std::collections::VecDeque<GroupId> = direct.0.iter().copied().collect();
+            direct.iter().map(|&id| (id, None)).collect();
+        let mut queue: std::collections::VecDeque<GroupId> = direct.iter().copied().collect();
         while let Some(id) = queue.pop_front() {
             if id == holder {
                 let mut path = vec![id];
@@ -352,7 +352,7 @@ impl TenantPolicy {
 mod tests {
     use super::*;
     use crate::policy::Change;
-    use crate::policy::tenant::tests::{group, permission, user};
+    use crate::policy::tenant::tests::{NOW, group, permission, user};
 
     /// A policy with the groups `names`, each nested in the next, `alice` in the first and
     /// the last holding `wiki/*` `read`.
@@ -367,6 +367,7 @@ mod tests {
         policy.apply(&Change::AssignUser {
             group: group(names[0]),
             user: user("alice"),
+            expires_at: None,
         });
         policy.apply(&Change::AddPermission {
             group: group(names[names.len() - 1]),
@@ -392,8 +393,8 @@ mod tests {
     #[test]
     fn a_member_of_a_nested_group_has_the_permissions_of_every_group_above_it() {
         let mut policy = chain(&["db", "backend", "engineering"]);
-        assert!(policy.allows("alice", "wiki/home", "read"));
-        let because = policy.explain("alice", "wiki/home", "read");
+        assert!(policy.allows("alice", "wiki/home", "read", NOW));
+        let because = policy.explain("alice", "wiki/home", "read", NOW);
         assert_eq!(because.len(), 1);
         assert_eq!(because[0].group, group("engineering"));
         assert_eq!(
@@ -401,16 +402,16 @@ mod tests {
             [group("db"), group("backend"), group("engineering")]
         );
         assert_eq!(
-            policy.who_can("wiki/home", "read", "", None, 10).items,
+            policy.who_can("wiki/home", "read", "", None, 10, NOW).items,
             ["alice"]
         );
         assert!(!policy.apply(&nest("db", "backend")), "nested already");
 
         assert!(policy.apply(&unnest("backend", "engineering")));
-        assert!(!policy.allows("alice", "wiki/home", "read"));
+        assert!(!policy.allows("alice", "wiki/home", "read", NOW));
         assert!(
             policy
-                .who_can("wiki/home", "read", "", None, 10)
+                .who_can("wiki/home", "read", "", None, 10, NOW)
                 .items
                 .is_empty()
         );
@@ -463,12 +464,12 @@ mod tests {
     fn deleting_a_group_takes_it_out_of_every_nesting_both_ways() {
         let mut policy = chain(&["a", "b", "c"]);
         policy.apply(&Change::DeleteGroup { group: group("b") });
-        assert!(!policy.allows("alice", "wiki/home", "read"));
+        assert!(!policy.allows("alice", "wiki/home", "read", NOW));
         assert_eq!(policy.nesting_count(), 0);
         assert!(policy.ancestors.is_empty() && policy.children.is_empty());
         policy.apply(&Change::CreateGroup { group: group("b") });
         assert!(
-            !policy.allows("alice", "wiki/home", "read"),
+            !policy.allows("alice", "wiki/home", "read", NOW),
             "a new b is not nested"
         );
         assert_eq!(
@@ -496,10 +497,13 @@ mod tests {
             ["b", "c"]
         );
         assert!(policy.apply(&unnest("a", "b")));
-        assert!(policy.allows("alice", "wiki/home", "read"), "through c");
-        let through = &policy.explain("alice", "wiki/home", "read")[0].through;
+        assert!(
+            policy.allows("alice", "wiki/home", "read", NOW),
+            "through c"
+        );
+        let through = &policy.explain("alice", "wiki/home", "read", NOW)[0].through;
         assert_eq!(through, &[group("a"), group("c"), group("d")]);
         assert!(policy.apply(&unnest("c", "d")));
-        assert!(!policy.allows("alice", "wiki/home", "read"));
+        assert!(!policy.allows("alice", "wiki/home", "read", NOW));
     }
 }

@@ -5,13 +5,13 @@
 //! copies names out, where the check only looks up.
 
 use super::index::{PermissionSet, matches_action};
-use super::nesting::Reach;
+use super::{Reached, Scratch};
 
 /// How a listing of what a user may reach names "every one": the wildcard.
 const WILDCARD: &str = "*";
 use super::{GroupId, GroupRecord, TenantPolicy};
 use crate::policy::page::{self, Page};
-use crate::policy::{GroupName, Permission, UserName};
+use crate::policy::{GroupName, Permission, UnixMillis, UserName};
 
 /// A group as listed by the API, sorted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct GroupView {
     pub members: Vec<String>,
     /// The groups it is nested in directly, sorted.
     pub parents: Vec<String>,
+    /// The members whose membership ends, with when, sorted.
+    pub endings: Vec<(String, UnixMillis)>,
 }
 
 /// A group as a page of groups lists it: its size, not its contents.
@@ -47,11 +49,19 @@ impl TenantPolicy {
                     .filter_map(|&id| self.name_of(id).map(|name| name.as_str().to_owned()))
                     .collect();
                 parents.sort_unstable();
+                let endings = members
+                    .iter()
+                    .filter_map(|user| {
+                        let end = self.endings.get(user.as_str())?.of(record.id)?;
+                        Some((user.clone(), end))
+                    })
+                    .collect();
                 GroupView {
                     name: name.as_str().to_owned(),
                     permissions: listed(&record.permissions),
                     members,
                     parents,
+                    endings,
                 }
             })
             .collect();
@@ -122,6 +132,7 @@ impl TenantPolicy {
         within: &str,
         after: Option<&str>,
         limit: usize,
+        now: UnixMillis,
     ) -> Page<String> {
         let mut ids: Vec<GroupId> = self
             .grants_matching(resource)
@@ -145,16 +156,19 @@ impl TenantPolicy {
                 .iter()
                 .filter(move |user| user.starts_with(within))
                 .filter(move |user| after.is_none_or(|after| *user > after))
+                .filter(move |user| self.membership_in_force(user, id, now))
                 // A member of several of the groups is listed with the first of them only.
-                .filter(move |user| !several || self.first_matching(user, ids) == Some(id))
+                .filter(move |user| !several || self.first_matching(user, ids, now) == Some(id))
         });
         page::smallest(users, limit).map(str::to_owned)
     }
 
-    /// The first of `ids` (sorted) that has `user` as a member.
-    fn first_matching(&self, user: &str, ids: &[GroupId]) -> Option<GroupId> {
+    /// The first of `ids` (sorted) that has `user` as a member, in force at `now`.
+    fn first_matching(&self, user: &str, ids: &[GroupId], now: UnixMillis) -> Option<GroupId> {
         let groups = self.members.get(user)?;
-        ids.iter().copied().find(|id| groups.contains(*id))
+        ids.iter()
+            .copied()
+            .find(|&id| groups.contains(id) && self.membership_in_force(user, id, now))
     }
 
     /// The resources under `within` on which `user` may do `action`, named by what follows
@@ -170,12 +184,12 @@ impl TenantPolicy {
         within: &str,
         after: Option<&str>,
         limit: usize,
+        now: UnixMillis,
     ) -> Page<String> {
-        let Some(direct) = self.members.get(user) else {
+        let mut scratch = Scratch::default();
+        let Some(Reached { all: groups, .. }) = self.user_groups(user, now, &mut scratch) else {
             return Page::default();
         };
-        let mut buffer = Reach::new();
-        let groups = self.reach(direct, &mut buffer);
         let covered = self
             .prefix_lengths
             .iter()
@@ -224,12 +238,12 @@ impl TenantPolicy {
         resource: &str,
         after: Option<&str>,
         limit: usize,
+        now: UnixMillis,
     ) -> Page<String> {
-        let Some(direct) = self.members.get(user) else {
+        let mut scratch = Scratch::default();
+        let Some(Reached { all: groups, .. }) = self.user_groups(user, now, &mut scratch) else {
             return Page::default();
         };
-        let mut buffer = Reach::new();
-        let groups = self.reach(direct, &mut buffer);
         let held = self
             .grants_matching(resource)
             .flat_map(|(_, grants)| grants.0.iter())
@@ -239,14 +253,16 @@ impl TenantPolicy {
         page::smallest_of_runs(held.map(std::iter::once), limit).map(str::to_owned)
     }
 
-    /// Whether `user` is a member of `group` itself, rather than through nesting only.
-    pub fn is_direct_member(&self, user: &str, group: &str) -> bool {
+    /// Whether `user` is a member of `group` itself at `now`, rather than through nesting
+    /// only.
+    pub fn is_direct_member(&self, user: &str, group: &str, now: UnixMillis) -> bool {
         let Some(id) = self.groups.get(group).map(|record| record.id) else {
             return false;
         };
         self.members
             .get(user)
             .is_some_and(|groups| groups.contains(id))
+            && self.membership_in_force(user, id, now)
     }
 
     /// What `user` gets, as one sorted list (the user's groups by name, those it is in through
@@ -258,13 +274,13 @@ impl TenantPolicy {
         user: &str,
         after: Option<&UserItem<&str>>,
         limit: usize,
+        now: UnixMillis,
     ) -> Page<UserItem<String>> {
-        let Some(direct) = self.members.get(user) else {
+        let mut scratch = Scratch::default();
+        let Some(Reached { all, .. }) = self.user_groups(user, now, &mut scratch) else {
             return Page::default();
         };
-        let mut buffer = Reach::new();
-        let groups: Vec<(&str, &PermissionSet)> = self
-            .reach(direct, &mut buffer)
+        let groups: Vec<(&str, &PermissionSet)> = all
             .iter()
             .filter_map(|id| {
                 let name = self.names.get(id)?;
@@ -322,7 +338,7 @@ fn listed(permissions: &PermissionSet) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::policy::Change;
-    use crate::policy::tenant::tests::{alice_with, group, user};
+    use crate::policy::tenant::tests::{NOW, alice_with, group, user};
 
     #[test]
     fn listings_are_sorted_and_reconstruct_the_patterns() {
@@ -331,6 +347,7 @@ mod tests {
         policy.apply(&Change::AssignUser {
             group: group("g"),
             user: user("aaron"),
+            expires_at: None,
         });
         let groups = policy.groups();
         assert_eq!(
@@ -341,6 +358,7 @@ mod tests {
                     permissions: vec![],
                     members: vec![],
                     parents: vec![],
+                    endings: vec![],
                 },
                 GroupView {
                     name: "g".into(),
@@ -351,10 +369,11 @@ mod tests {
                     ],
                     members: vec!["aaron".into(), "alice".into()],
                     parents: vec![],
+                    endings: vec![],
                 },
             ]
         );
-        let page = policy.user_page("alice", None, 10);
+        let page = policy.user_page("alice", None, 10, NOW);
         assert_eq!(
             page.items,
             [
@@ -377,10 +396,10 @@ mod tests {
             ]
         );
         assert!(!page.more);
-        let rest = policy.user_page("alice", Some(&UserItem::Group("g")), 2);
+        let rest = policy.user_page("alice", Some(&UserItem::Group("g")), 2, NOW);
         assert_eq!((rest.items.len(), rest.more), (2, true));
         assert_eq!(rest.items[0], page.items[1]);
-        assert!(policy.user_page("nobody", None, 10).items.is_empty());
+        assert!(policy.user_page("nobody", None, 10, NOW).items.is_empty());
         assert_eq!(
             (
                 policy.group_count(),
@@ -399,6 +418,7 @@ mod tests {
             policy.apply(&Change::AssignUser {
                 group: group("a"),
                 user: user(name),
+                expires_at: None,
             });
         }
         let first = policy.group_page(None, 2);
