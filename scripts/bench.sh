@@ -215,6 +215,7 @@ done)
 
 log "writes: rbac-server (16 clients) and pgbench single-row inserts (8 clients), ${seconds}s each"
 writes=$("$driver" writes --target "$a" --concurrency 16 --seconds "$seconds")
+bulk_writes=$("$driver" bulk-writes --target "$a" --concurrency 4 --changes 1000 --seconds "$seconds")
 psql_cmd=(psql -q -X "$TEST_DATABASE_URL")
 "${psql_cmd[@]}" -c "CREATE TABLE IF NOT EXISTS bench_insert (id BIGSERIAL PRIMARY KEY, v INT)"
 echo "INSERT INTO bench_insert (v) VALUES (1);" >"$work/insert.sql"
@@ -355,6 +356,7 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | watch: anonymous memory of 1,000 idle watch streams on B | $(( (rss_watched - rss_unwatched) / 1024 )) MiB | <= 20 MB |
 | watch: check-access on B with the 1,000 idle watchers open, and without (median of $watch_rounds each, by turns) | $watched_rps req/s, $unwatched_rps req/s (ratio $(ratio "$watched_rps" "$unwatched_rps"); of each round: ${watch_ratios% }) | |
 | changing writes over 100 tenants (16 clients) | $(field "$writes" per_second) writes/s | |
+| changes through /write, 1,000 a request (4 clients) | $(field "$bulk_writes" per_second) changes/s ($(ratio "$(field "$bulk_writes" per_second)" "$pgbench_tps") of the pgbench inserts) | >= 50000 |
 | pgbench single-row insert (8 clients) | $pgbench_tps tps | |
 | ratio writes / pgbench | $(ratio "$(field "$writes" per_second)" "$pgbench_tps") | >= 0.50 |
 | rbac_write called straight from pgbench (8 clients) | $pgbench_write_tps tps ($(ratio "$pgbench_write_tps" "$pgbench_tps") of the inserts) | |

@@ -18,7 +18,7 @@ use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Because, Change, Operation, TenantName};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
-use crate::store::{ChangeLog, Store, StoreError, WriteOutcome};
+use crate::store::{ChangeLog, Store, StoreError, WriteOutcome, WrittenMany};
 
 /// How long an instance waits on the store, and how often it sweeps.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +164,11 @@ impl App {
         if outcome.changed {
             tracing::info!(%tenant, revision = outcome.revision, operation = %change.operation(),
                 actor, "write committed");
-            if let Err(e) = self.cache.record_write(tenant, &change, outcome).await {
+            if let Err(e) = self
+                .cache
+                .record_write(tenant, std::slice::from_ref(&change), outcome)
+                .await
+            {
                 tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
                     "cache not updated after write; the next sweep will");
             }
@@ -180,6 +184,66 @@ impl App {
             tracing::warn!(%tenant, error = %crate::error_chain(&e), "cache catch-up failed");
         }
         Ok(outcome)
+    }
+
+    /// Commits `changes` as one write ([`Store::write_many`]), then, as for one change,
+    /// brings the cache up to date and tells the other instances, once.
+    pub async fn write_many(
+        self: &Arc<Self>,
+        tenant: &TenantName,
+        changes: Vec<Change>,
+        if_revision: Option<u64>,
+        actor: Option<&str>,
+    ) -> Result<WrittenMany, AppError> {
+        let app = self.clone();
+        let tenant = tenant.clone();
+        let actor = actor.map(str::to_owned);
+        detached(async move {
+            let _admitted = app
+                .admission
+                .admit(&tenant, app.store_timeout)
+                .await
+                .map_err(|crowded| StoreError::Unavailable(Box::new(crowded)))?;
+            let written = app
+                .store
+                .write_many(
+                    &tenant,
+                    &changes,
+                    if_revision,
+                    &app.server_id,
+                    actor.as_deref(),
+                )
+                .await?;
+            app.cache.directory.learn(&tenant, written.revision);
+            let outcome = WriteOutcome {
+                changed: written.changed,
+                revision: written.revision,
+            };
+            if written.changed {
+                tracing::info!(%tenant, revision = written.revision, changes = changes.len(),
+                    actor, "write of many committed");
+                let made: Vec<Change> = changes
+                    .into_iter()
+                    .zip(&written.results)
+                    .filter_map(|(change, &changed)| changed.then_some(change))
+                    .collect();
+                if let Err(e) = app.cache.record_write(&tenant, &made, outcome).await {
+                    tracing::warn!(%tenant, revision = written.revision,
+                        error = %crate::error_chain(&e),
+                        "cache not updated after write; the next sweep will");
+                }
+                app.bus.publish(Message::new(
+                    &tenant,
+                    Operation::Write,
+                    app.bus.identity(),
+                    written.revision,
+                ));
+            } else if let Err(e) = app.cache.catch_up(&tenant, written.revision).await {
+                tracing::warn!(%tenant, error = %crate::error_chain(&e), "cache catch-up failed");
+            }
+            Ok(written)
+        })
+        .await
     }
 
     /// The tenant's snapshot, at `min_revision` or newer when given: a cache behind it catches

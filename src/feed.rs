@@ -56,6 +56,9 @@ pub struct Watch {
 pub struct Sent {
     pub tenant: TenantName,
     pub change: Recorded,
+    /// Whether it is the last change of its revision (a write of many makes several under
+    /// one): only then has the watcher had the whole revision, and may resume after it.
+    pub ends_revision: bool,
 }
 
 /// Why a watch ended.
@@ -309,8 +312,11 @@ impl Courier {
             .hold(tenant, last)
             .await
             .map_err(|e| Short::Behind(tenant.clone(), e))?;
-        for change in changes {
+        let mut changes = changes.into_iter().peekable();
+        while let Some(change) = changes.next() {
             let revision = change.revision;
+            // A page holds whole revisions, so the last change of the page ends one too.
+            let ends_revision = changes.peek().is_none_or(|next| next.revision != revision);
             // A full buffer is a client reading slower than changes come, or one taking a long
             // replay: it has SLOW_CLIENT to make room before it is cut off.
             match tokio::time::timeout(SLOW_CLIENT, self.out.reserve()).await {
@@ -318,8 +324,11 @@ impl Courier {
                     room.send(Box::new(Sent {
                         tenant: tenant.clone(),
                         change,
+                        ends_revision,
                     }));
-                    *sent = revision;
+                    if ends_revision {
+                        *sent = revision;
+                    }
                 }
                 Ok(Err(_)) => return Err(Short::Gone),
                 Err(_) => return Err(Short::Slow),

@@ -250,6 +250,83 @@ fn shown(at: time::OffsetDateTime) -> String {
 }
 
 #[tokio::test]
+async fn a_write_of_a_thousand_changes_is_one_revision_on_every_instance() {
+    let mut cluster = Cluster::start(3).await;
+    let node = &cluster[0];
+    node.create_group("acme", "before").await;
+    // Loaded everywhere first, so that the others must apply the write as a change.
+    let mut replays = Vec::new();
+    for instance in &cluster.instances {
+        assert_eq!(instance.revision("acme").await, 1);
+        replays.push(
+            instance.cache_stats().await["incremental_refreshes"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    let mut changes = vec![json!({"op": "create-group", "group": "bulk"})];
+    changes.extend((0..500).map(|i| {
+        json!({"op": "add-permission", "group": "bulk", "resource": format!("docs/{i}"), "action": "read"})
+    }));
+    changes
+        .extend((0..499).map(
+            |i| json!({"op": "assign-user", "group": "bulk", "user": format!("user-{i:03}")}),
+        ));
+    assert_eq!(changes.len(), 1000);
+    let (status, body) = node
+        .post(
+            "/write",
+            json!({"tenant": "acme", "changes": changes, "if_revision": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["changed"].as_bool(), body["revision"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(body["results"].as_array().unwrap().len(), 1000);
+
+    assert_everywhere(&cluster, ("acme", "user-042", "docs/7", "read"), true).await;
+    // The others replayed the thousand changes from the changelog as one step.
+    for (instance, before) in cluster.instances.iter().zip(&replays).skip(1) {
+        let after = instance.cache_stats().await["incremental_refreshes"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(after, before + 1, "{}", instance.server_id);
+    }
+    let truth = store_truth(&mut cluster, "acme").await;
+    assert_converged(&cluster, "acme", &truth, PROPAGATION).await;
+    for instance in &cluster.instances {
+        assert_eq!(instance.revision("acme").await, 2, "{}", instance.server_id);
+        // Every change under the one revision, in the order written.
+        let (_, log) = instance
+            .get("/changes", &[("tenant", "acme"), ("after", "1")])
+            .await;
+        let logged = log["changes"].as_array().unwrap();
+        assert_eq!(logged.len(), 1000);
+        assert!(logged.iter().all(|c| c["revision"] == 2));
+        assert_eq!(logged[1]["resource"], "docs/0");
+        assert_eq!(logged[999]["user"], "user-498");
+        assert_eq!(log["next_after"], Value::Null);
+    }
+
+    // One whose 30th change names a missing group changes nothing, anywhere.
+    let mut refused: Vec<Value> = (0..29)
+        .map(|i| json!({"op": "assign-user", "group": "bulk", "user": format!("late-{i}")}))
+        .collect();
+    refused.push(json!({"op": "assign-user", "group": "missing", "user": "late-29"}));
+    let (status, body) = cluster[1]
+        .post("/write", json!({"tenant": "acme", "changes": refused}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(store_truth(&mut cluster, "acme").await, truth);
+    for instance in &cluster.instances {
+        assert_eq!(instance.revision("acme").await, 2);
+        assert!(!instance.check("acme", "late-0", "docs/7", "read").await);
+    }
+}
+
+#[tokio::test]
 async fn own_messages_are_ignored_and_counted() {
     let cluster = Cluster::start(2).await;
     cluster[0].create_group("acme", "g").await;

@@ -23,6 +23,9 @@ const FIELDS: &[&str] = &[
     "group",
     "parent",
     "expires_at",
+    "changes",
+    "op",
+    "if_revision",
     "user",
     "resource",
     "action",
@@ -58,7 +61,10 @@ fn documented(status: StatusCode, code: &str) -> bool {
             | (403, "forbidden")
             | (404, "not_found")
             | (405, "method_not_allowed")
-            | (409, "revision_not_reached" | "cycle" | "nesting_too_deep")
+            | (
+                409,
+                "revision_not_reached" | "cycle" | "nesting_too_deep" | "revision_mismatch"
+            )
             | (410, "changes_expired")
             | (413, "payload_too_large")
             | (415, "unsupported_media_type")

@@ -229,6 +229,14 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
     if types.contains(&"boolean") {
         return json!(true);
     }
+    if name == "changes" {
+        return json!([{"op": "create-group", "group": "g"}, {"op": "add-permission", "group": "g",
+                       "resource": "docs/readme", "action": "read"}]);
+    }
+    if name == "if_revision" {
+        // Not the tenant's revision: refused with the 409 the route documents.
+        return json!(1_000_000);
+    }
     if name == "checks" {
         return json!([{"tenant": "t", "user": "u", "resource": "docs/readme", "action": "read"}]);
     }

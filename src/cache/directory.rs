@@ -533,7 +533,8 @@ mod tests {
 
         // The last watcher of a tenant takes its entry with it; a new one starts afresh.
         drop((first, second));
-        assert_eq!(lock(directory.0.followed("a")).len(), 0);
+        // (Its shard may hold b's entry too: which shard a name falls in is random.)
+        assert!(!lock(directory.0.followed("a")).contains_key("a"));
         let mut again = directory.follow(&tenant("a"));
         directory.learn(&tenant("a"), 5);
         assert_eq!(again.changed().await, 5);

@@ -354,9 +354,12 @@ impl TenantCache {
             .await?
         {
             let mut policy = held.policy.clone();
+            // A write of many changes records them all under one revision: applied together.
             let applied = changes
-                .iter()
-                .try_for_each(|recorded| policy.advance(recorded.revision, &recorded.change));
+                .chunk_by(|a, b| a.revision == b.revision)
+                .try_for_each(|revision| {
+                    policy.advance_all(revision[0].revision, revision.iter().map(|r| &r.change))
+                });
             match applied {
                 Ok(()) if policy.revision() > held.revision() => {
                     bump(&self.stats.incremental_refreshes);
@@ -409,7 +412,7 @@ impl TenantCache {
     pub async fn record_write(
         &self,
         tenant: &TenantName,
-        change: &Change,
+        changes: &[Change],
         outcome: WriteOutcome,
     ) -> Result<(), StoreError> {
         let Some(slot) = self.existing_slot(tenant.as_str()) else {
@@ -428,7 +431,7 @@ impl TenantCache {
             return Ok(());
         }
         let mut policy = held.policy.clone();
-        match policy.advance(outcome.revision, change) {
+        match policy.advance_all(outcome.revision, changes) {
             Ok(()) => {
                 bump(&self.stats.writes_applied);
                 self.replace(tenant, &slot, current, held.next(policy, Origin::Write));

@@ -23,7 +23,7 @@ pub struct ChangesQuery {
     /// The changes after this revision; 0 (every change kept) if absent.
     #[serde(default)]
     after: u64,
-    /// Changes per page, 1 to 1000; 100 if absent.
+    /// Revisions per page (a `/write`'s changes are one), 1 to 1000; 100 if absent.
     #[serde(default)]
     limit: Option<u32>,
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct ChangesResponse {
     tenant: String,
     /// The tenant's current revision.
     revision: u64,
-    /// Oldest first, one per revision after `after`.
+    /// Oldest first, the changes of each revision after `after`: one, or those of a `/write`.
     changes: Vec<ChangeBody>,
     /// Pass as `after` for the next page; null when this page reaches `revision`.
     #[schema(required = true)]
@@ -128,7 +128,7 @@ impl ChangeBody {
     params(ChangesQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Up to `limit` changes after `after`, oldest first", body = ChangesResponse),
+        (status = 200, description = "The changes of up to `limit` revisions after `after`, oldest first", body = ChangesResponse),
         (status = 410, response = ChangesExpired),
     )
 )]

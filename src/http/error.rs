@@ -31,6 +31,8 @@ pub enum ApiError {
     Cycle(String),
     /// 409 nesting_too_deep: a nesting that would make a chain of groups too long.
     NestingTooDeep(String),
+    /// 409 revision_mismatch: a conditional write (`if_revision`) to a tenant that has moved.
+    RevisionMismatch(String),
     /// 410 changes_expired: retention deleted changes after the revision asked from.
     ChangesExpired { message: String, oldest: u64 },
     /// 413 payload_too_large: the body is over the route's limit (64 KiB, or what it says).
@@ -91,6 +93,7 @@ impl ApiError {
             }
             ApiError::Cycle(m) => (StatusCode::CONFLICT, "cycle", m.clone()),
             ApiError::NestingTooDeep(m) => (StatusCode::CONFLICT, "nesting_too_deep", m.clone()),
+            ApiError::RevisionMismatch(m) => (StatusCode::CONFLICT, "revision_mismatch", m.clone()),
             ApiError::ChangesExpired { message, .. } => {
                 (StatusCode::GONE, "changes_expired", message.clone())
             }
@@ -188,6 +191,19 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
+    /// The same error, saying which change of a write of many it is about; the write as a
+    /// whole is refused with it.
+    pub fn of_change(self, index: usize) -> Self {
+        let about = |message: String| format!("`changes[{index}]`: {message}");
+        match self {
+            ApiError::InvalidRequest(m) => ApiError::InvalidRequest(about(m)),
+            ApiError::NotFound(m) => ApiError::NotFound(about(m)),
+            ApiError::Cycle(m) => ApiError::Cycle(about(m)),
+            ApiError::NestingTooDeep(m) => ApiError::NestingTooDeep(about(m)),
+            other => other,
+        }
+    }
+
     /// 404 for a request about a group the tenant does not have.
     pub fn no_group(group: &GroupName) -> Self {
         ApiError::NotFound(format!("group '{group}' does not exist"))
@@ -207,6 +223,12 @@ impl From<AppError> for ApiError {
             AppError::Store(e @ StoreError::NestingCycle { .. }) => ApiError::Cycle(e.to_string()),
             AppError::Store(e @ StoreError::NestingTooDeep { .. }) => {
                 ApiError::NestingTooDeep(e.to_string())
+            }
+            AppError::Store(e @ StoreError::RevisionMismatch { .. }) => {
+                ApiError::RevisionMismatch(e.to_string())
+            }
+            AppError::Store(StoreError::InChange { index, error }) => {
+                ApiError::from(AppError::Store(*error)).of_change(index)
             }
             AppError::Store(e @ StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %crate::error_chain(&e), "store unavailable");

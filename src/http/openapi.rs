@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorBody;
 use super::responses::{
     ChangesExpired, Forbidden, Internal, InvalidRequest, NestingRefused, NotFound, PayloadTooLarge,
-    RevisionNotReached, Unauthorized, Unavailable, UnsupportedMediaType, shared,
+    RevisionNotReached, Unauthorized, Unavailable, UnsupportedMediaType, WriteRefused, shared,
 };
 
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use super::responses::{
             NotFound,
             RevisionNotReached,
             NestingRefused,
+            WriteRefused,
             ChangesExpired,
             PayloadTooLarge,
             UnsupportedMediaType,

@@ -55,6 +55,9 @@ error_responses! {
     NestingRefused: "`cycle`: the parent is the group itself or nested in it, so the group \
         would be inside itself; `nesting_too_deep`: a chain of groups, each nested in the \
         next, would hold more than 8",
+    WriteRefused: "`revision_mismatch`: the tenant is not at `if_revision`; `cycle` or \
+        `nesting_too_deep`: a nesting among the changes is refused (see /nest-group). \
+        Nothing was written",
     ChangesExpired: "`changes_expired`: retention deleted changes the tenant made after \
         `after`; `oldest_revision` in the error is the oldest whose change can still be read. \
         List the tenant and follow its changes from the revision the listing gives",

@@ -28,6 +28,10 @@ use super::{auth, batch, changes, keys, listings, metrics, openapi, ops, reads, 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
 /// the configured tokens require; without, it is the list as the document describes it.
 fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    // A write of many changes takes bodies as large as a batch of checks.
+    let write_many = OpenApiRouter::new()
+        .routes(routes!(writes::write))
+        .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES));
     let mut writes = OpenApiRouter::new()
         .routes(routes!(writes::create_group))
         .routes(routes!(writes::delete_group))
@@ -37,6 +41,7 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(writes::unassign_user))
         .routes(routes!(writes::nest_group))
         .routes(routes!(writes::unnest_group))
+        .merge(write_many)
         .routes(routes!(writes::refresh_tenant));
     // Larger bodies than any other route: a batch of checks.
     let batch = OpenApiRouter::new()

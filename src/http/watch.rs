@@ -234,7 +234,9 @@ fn events(
         move |(mut received, ending)| async move {
             if let Some(sent) = received.recv().await {
                 let mut event = Event::default().event("change");
-                if !every {
+                // Only the last change of a revision carries it, so that a client cut off
+                // inside a write of many resumes before that write, not after it.
+                if !every && sent.ends_revision {
                     event = event.id(sent.change.revision.to_string());
                 }
                 let event = event.data(change_json(*sent, every));

@@ -9,8 +9,11 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::JsonBody;
-use super::responses::{NestingRefused, NotFound};
+use serde_json::value::RawValue;
+
+use super::batch::MAX_BATCH_BYTES;
+use super::extract::{JsonBody, JsonObject};
+use super::responses::{NestingRefused, NotFound, WriteRefused};
 use super::state::AppState;
 use super::timestamp::parse_instant;
 use crate::policy::{
@@ -210,6 +213,192 @@ change_route! {
         |(group, parent)| Change::UnnestGroup { group, parent },
     "take a group out of another",
     "The group is not nested in the parent; `changed` says whether it was"
+}
+
+/// The most changes in one `/write`.
+pub const MAX_CHANGES: usize = 1000;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRequest<'a> {
+    tenant: String,
+    /// 1 to 1,000 changes, applied in order, all or none.
+    #[serde(borrow)]
+    #[schema(value_type = Vec<WriteChange>)]
+    changes: Vec<&'a RawValue>,
+    /// Make the write only if the tenant is at this revision (`409 revision_mismatch`
+    /// otherwise, and nothing is written).
+    #[serde(default)]
+    if_revision: Option<u64>,
+}
+
+/// One change of a `/write`: `op` names the write, the other fields are its body's, without
+/// `tenant`.
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WriteChange {
+    CreateGroup {
+        group: String,
+    },
+    DeleteGroup {
+        group: String,
+    },
+    AddPermission {
+        group: String,
+        resource: String,
+        action: String,
+    },
+    RemovePermission {
+        group: String,
+        resource: String,
+        action: String,
+    },
+    AssignUser {
+        group: String,
+        user: String,
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        expires_at: Option<String>,
+    },
+    UnassignUser {
+        group: String,
+        user: String,
+    },
+    NestGroup {
+        group: String,
+        parent: String,
+    },
+    UnnestGroup {
+        group: String,
+        parent: String,
+    },
+}
+
+impl WriteChange {
+    fn change(&self) -> Result<Change, ApiError> {
+        let group = |name: &str| GroupName::parse("group", name);
+        let permission = |resource: &str, action: &str| {
+            Ok::<_, ApiError>(Permission {
+                resource: Resource::parse("resource", resource)?,
+                action: Action::parse("action", action)?,
+            })
+        };
+        Ok(match self {
+            WriteChange::CreateGroup { group: g } => Change::CreateGroup { group: group(g)? },
+            WriteChange::DeleteGroup { group: g } => Change::DeleteGroup { group: group(g)? },
+            WriteChange::AddPermission {
+                group: g,
+                resource,
+                action,
+            } => Change::AddPermission {
+                group: group(g)?,
+                permission: permission(resource, action)?,
+            },
+            WriteChange::RemovePermission {
+                group: g,
+                resource,
+                action,
+            } => Change::RemovePermission {
+                group: group(g)?,
+                permission: permission(resource, action)?,
+            },
+            WriteChange::AssignUser {
+                group: g,
+                user,
+                expires_at,
+            } => Change::AssignUser {
+                group: group(g)?,
+                user: UserName::parse("user", user)?,
+                expires_at: expires_at
+                    .as_deref()
+                    .map(|at| parse_instant("expires_at", at))
+                    .transpose()?,
+            },
+            WriteChange::UnassignUser { group: g, user } => Change::UnassignUser {
+                group: group(g)?,
+                user: UserName::parse("user", user)?,
+            },
+            WriteChange::NestGroup { group: g, parent } => Change::NestGroup {
+                group: group(g)?,
+                parent: GroupName::parse("parent", parent)?,
+            },
+            WriteChange::UnnestGroup { group: g, parent } => Change::UnnestGroup {
+                group: group(g)?,
+                parent: GroupName::parse("parent", parent)?,
+            },
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WriteResponse {
+    success: bool,
+    /// Whether any change changed the tenant; its revision moved by one if so.
+    changed: bool,
+    revision: u64,
+    /// One per change, in order.
+    results: Vec<WriteResult>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WriteResult {
+    /// Whether this change changed something.
+    changed: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/write",
+    tag = "writes",
+    summary = "many changes at once, in order, all or none, as one revision",
+    request_body = WriteRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every change made, or none", body = WriteResponse),
+        (status = 404, response = NotFound),
+        (status = 409, response = WriteRefused),
+    )
+)]
+pub async fn write(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject<MAX_BATCH_BYTES>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let request: WriteRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    let tenant = caller.tenant("tenant", &request.tenant)?;
+    if request.changes.is_empty() || request.changes.len() > MAX_CHANGES {
+        return Err(ApiError::InvalidRequest(format!(
+            "`changes` must list 1 to {MAX_CHANGES} changes, not {}",
+            request.changes.len()
+        )));
+    }
+    let changes = request
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            serde_json::from_str::<WriteChange>(raw.get())
+                .map_err(|e| ApiError::InvalidRequest(e.to_string()))
+                .and_then(|change| change.change())
+                .map_err(|e| e.of_change(index))
+        })
+        .collect::<Result<Vec<Change>, ApiError>>()?;
+    super::request::write_begun();
+    let written = state
+        .app
+        .write_many(&tenant, changes, request.if_revision, caller.actor())
+        .await?;
+    Ok(Json(WriteResponse {
+        success: true,
+        changed: written.changed,
+        revision: written.revision,
+        results: written
+            .results
+            .into_iter()
+            .map(|changed| WriteResult { changed })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(

@@ -56,6 +56,8 @@ operations! {
     /// Makes a group a member of another, whose permissions its members then have.
     NestGroup = "nest-group",
     UnnestGroup = "unnest-group",
+    /// Many of the changes above, in order, all or none, as one revision.
+    Write = "write",
     /// An operator's reload of a tenant: announced, never recorded in the changelog.
     RefreshTenant = "refresh-tenant",
     /// Announced with neither tenant nor revision: keys are not a tenant's policy.

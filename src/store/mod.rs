@@ -37,6 +37,17 @@ pub struct WriteOutcome {
     pub revision: u64,
 }
 
+/// What a committed write of many changes did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenMany {
+    /// Whether any change changed the tenant; the revision moved by one if so.
+    pub changed: bool,
+    /// The tenant's revision after the write.
+    pub revision: u64,
+    /// For each change, in order, whether it changed something.
+    pub results: Vec<bool>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The change adds to a group that does not exist, or nests in one (404 not_found).
@@ -52,6 +63,17 @@ pub enum StoreError {
          groups, each nested in the next"
     )]
     NestingTooDeep { group: GroupName, parent: GroupName },
+    /// A change of a write of many could not be made (its own error, `index` from 0), so
+    /// none was.
+    #[error("change {index}: {error}")]
+    InChange {
+        index: usize,
+        error: Box<StoreError>,
+    },
+    /// The tenant is not at the revision a conditional write was made for (409
+    /// revision_mismatch); nothing was written.
+    #[error("the tenant is at revision {current}, not {expected}")]
+    RevisionMismatch { expected: u64, current: u64 },
     /// The store cannot be reached or did not answer in time (503 unavailable). Nothing was
     /// committed, or the caller cannot know: a retry is safe because every write is idempotent.
     #[error("the store is unavailable")]
@@ -101,8 +123,11 @@ impl ChangeLog {
     /// current revision: false when retention deleted some of them
     /// ([`Store::prune_changelog`]).
     pub fn continues(&self, after: u64) -> bool {
-        let gapless = (self.changes.iter().map(|c| c.revision))
-            .eq(after + 1..=after + self.changes.len() as u64);
+        // A write of many changes records them all under one revision.
+        let revisions = self.changes.chunk_by(|a, b| a.revision == b.revision);
+        let gapless = revisions
+            .zip(after + 1..)
+            .all(|(changes, expected)| changes[0].revision == expected);
         gapless && (self.revision <= after || !self.changes.is_empty())
     }
 }
@@ -169,6 +194,20 @@ pub trait Store: Send + Sync + 'static {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError>;
+
+    /// Makes `changes`, in order, in one transaction, all or none, as one revision when any
+    /// changes something: what [`Store::write`] does for one, for many. With `if_revision`,
+    /// only if the tenant is at that revision ([`StoreError::RevisionMismatch`]). A change
+    /// that cannot be made fails the whole write with [`StoreError::InChange`]. The
+    /// changelog records the changes that changed something under the one revision.
+    async fn write_many(
+        &self,
+        tenant: &TenantName,
+        changes: &[Change],
+        if_revision: Option<u64>,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<WrittenMany, StoreError>;
 
     /// Loads the whole of `tenant` as one consistent snapshot: the policy returned is exactly
     /// the state at the revision it carries. A tenant never written loads as empty at

@@ -11,13 +11,13 @@ use time::OffsetDateTime;
 
 use super::rows::{
     ChangeRow, ChangedRow, ChangelogRow, assign_row, build_policy, change_log, changelog_columns,
-    non_negative, read_listing, revision_of, revisions_by_tenant,
+    logged_changes, non_negative, read_listing, revision_of, revisions_by_tenant,
 };
 use super::sql::Sql;
 use super::write_health::WriteHealth;
 use super::{
     ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
-    answer_of_write, nesting_refused, within,
+    WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{
@@ -316,6 +316,72 @@ impl Store for PgStore {
         .await
     }
 
+    async fn write_many(
+        &self,
+        tenant: &TenantName,
+        changes: &[Change],
+        if_revision: Option<u64>,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<WrittenMany, StoreError> {
+        let logged = logged_changes(&changes.iter().collect::<Vec<_>>());
+        self.write_with(async |connection| {
+            // In a transaction of its own, so that a change refused after others were made
+            // takes them back: see rbac_write_many in migrations/postgres/.
+            let mut tx = connection.begin().await.map_err(Postgres::classify)?;
+            let (outcome, index, revision, made): (String, Option<i32>, i64, String) =
+                sqlx::query_as(
+                    "SELECT o_outcome, o_index, o_revision, o_changed
+                     FROM rbac_write_many($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(tenant.as_str())
+                .bind(&logged)
+                .bind(if_revision.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
+                .bind(server_id)
+                .bind(actor)
+                .bind(MAX_NESTING_DEPTH as i32)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Postgres::classify)?;
+            let revision = revision_of(tenant, revision)?;
+            if outcome == "changed" || outcome == "unchanged" {
+                tx.commit().await.map_err(Postgres::classify)?;
+                return Ok(WrittenMany {
+                    changed: outcome == "changed",
+                    revision,
+                    results: made.chars().map(|c| c == '1').collect(),
+                });
+            }
+            tx.rollback().await.map_err(Postgres::classify)?;
+            if outcome == "revision_mismatch" {
+                return Err(StoreError::RevisionMismatch {
+                    expected: if_revision.unwrap_or_default(),
+                    current: revision,
+                });
+            }
+            let index = usize::try_from(index.unwrap_or_default()).unwrap_or_default();
+            let error = match (changes.get(index), outcome.as_str()) {
+                (Some(change), "group_not_found") => {
+                    StoreError::GroupNotFound(change.group().clone())
+                }
+                (Some(change), "parent_not_found" | "cycle" | "too_deep") => {
+                    let parent = change.parent().unwrap_or(change.group());
+                    match outcome.as_str() {
+                        "parent_not_found" => StoreError::GroupNotFound(parent.clone()),
+                        "cycle" => nesting_refused(NestingProblem::Cycle, change.group(), parent),
+                        _ => nesting_refused(NestingProblem::TooDeep, change.group(), parent),
+                    }
+                }
+                _ => StoreError::Internal(format!("rbac_write_many answered {outcome:?}").into()),
+            };
+            Err(StoreError::InChange {
+                index,
+                error: Box::new(error),
+            })
+        })
+        .await
+    }
+
     async fn load(&self, tenant: &TenantName) -> Result<TenantPolicy, StoreError> {
         within(self.timeout, async {
             match self.load_at_once(tenant).await? {
@@ -412,6 +478,7 @@ impl Store for PgStore {
             action: Option<String>,
             parent: Option<String>,
             expires_at_ms: Option<i64>,
+            changes: Option<String>,
             server_id: Option<String>,
             actor: Option<String>,
             created_at: Option<time::OffsetDateTime>,
@@ -453,6 +520,7 @@ impl Store for PgStore {
                     action: row.action,
                     parent: row.parent,
                     expires_at_ms: row.expires_at_ms,
+                    changes: row.changes,
                     server_id: row.server_id?,
                     actor: row.actor,
                     created_at: row.created_at?,

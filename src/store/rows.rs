@@ -238,6 +238,8 @@ pub(crate) struct ChangelogRow {
     pub action: Option<String>,
     pub parent: Option<String>,
     pub expires_at_ms: Option<i64>,
+    /// With `write`: the changes it made, as [`LoggedChange`]s in a JSON array.
+    pub changes: Option<String>,
     pub server_id: String,
     pub actor: Option<String>,
     pub created_at: time::OffsetDateTime,
@@ -265,6 +267,8 @@ macro_rules! changelog_columns {
             $prefix,
             "expires_at_ms, ",
             $prefix,
+            "changes, ",
+            $prefix,
             "server_id, ",
             $prefix,
             "actor, ",
@@ -276,43 +280,128 @@ macro_rules! changelog_columns {
 pub(crate) use changelog_columns;
 
 impl ChangelogRow {
-    pub fn into_recorded(self) -> Result<Recorded, StoreError> {
+    /// The changes the row records, each with the row's revision: one, or those of a
+    /// `write`, in order.
+    pub fn into_recorded(self) -> Result<Vec<Recorded>, StoreError> {
         let revision = non_negative(format_args!("a changelog revision"), self.revision)?;
-        let operation = self.operation.parse().map_err(|_| {
+        let operation: Operation = self.operation.parse().map_err(|_| {
             broken(format_args!(
                 "an unknown operation {:?} in the changelog",
                 self.operation
             ))
         })?;
-        let change = ChangeRow {
+        let changes = if operation == Operation::Write {
+            let logged: Vec<LoggedChange> =
+                serde_json::from_str(self.changes.as_deref().unwrap_or_default()).map_err(|e| {
+                    broken(format_args!("the changes of a write in the changelog: {e}"))
+                })?;
+            if logged.is_empty() {
+                return Err(broken(format_args!(
+                    "a write in the changelog without changes"
+                )));
+            }
+            logged
+                .iter()
+                .map(LoggedChange::to_change)
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![
+                ChangeRow {
+                    operation,
+                    group: &self.group_name,
+                    user: self.user_name.as_deref(),
+                    resource: self.resource.as_deref(),
+                    action: self.action.as_deref(),
+                    parent: self.parent.as_deref(),
+                    expires_at_ms: self.expires_at_ms,
+                }
+                .to_change()?,
+            ]
+        };
+        Ok(changes
+            .into_iter()
+            .map(|change| Recorded {
+                revision,
+                change,
+                server_id: self.server_id.clone(),
+                actor: self.actor.clone(),
+                at: self.created_at,
+            })
+            .collect())
+    }
+}
+
+/// One change of a `write`, as the changelog keeps it in its JSON array, and as the
+/// PostgreSQL write function takes it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LoggedChange {
+    pub op: String,
+    pub group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+impl LoggedChange {
+    pub fn of(change: &Change) -> Self {
+        let row = ChangeRow::of(change);
+        Self {
+            op: row.operation.as_str().to_owned(),
+            group: row.group.to_owned(),
+            user: row.user.map(str::to_owned),
+            resource: row.resource.map(str::to_owned),
+            action: row.action.map(str::to_owned),
+            parent: row.parent.map(str::to_owned),
+            expires_at_ms: row.expires_at_ms,
+        }
+    }
+
+    fn to_change(&self) -> Result<Change, StoreError> {
+        let operation: Operation = self.op.parse().map_err(|_| {
+            broken(format_args!(
+                "an unknown operation {:?} in a write",
+                self.op
+            ))
+        })?;
+        if operation == Operation::Write {
+            return Err(broken(format_args!("a write inside a write")));
+        }
+        ChangeRow {
             operation,
-            group: &self.group_name,
-            user: self.user_name.as_deref(),
+            group: &self.group,
+            user: self.user.as_deref(),
             resource: self.resource.as_deref(),
             action: self.action.as_deref(),
             parent: self.parent.as_deref(),
             expires_at_ms: self.expires_at_ms,
         }
-        .to_change()?;
-        Ok(Recorded {
-            revision,
-            change,
-            server_id: self.server_id,
-            actor: self.actor,
-            at: self.created_at,
-        })
+        .to_change()
     }
+}
+
+/// The changes of a write, as the changelog keeps them.
+pub(crate) fn logged_changes(changes: &[&Change]) -> String {
+    let logged: Vec<LoggedChange> = changes
+        .iter()
+        .map(|change| LoggedChange::of(change))
+        .collect();
+    serde_json::to_string(&logged).unwrap_or_default()
 }
 
 /// A page of the changelog from its rows and the tenant's revision, read in one snapshot.
 pub(crate) fn change_log(revision: u64, rows: Vec<ChangelogRow>) -> Result<ChangeLog, StoreError> {
-    Ok(ChangeLog {
-        revision,
-        changes: rows
-            .into_iter()
-            .map(ChangelogRow::into_recorded)
-            .collect::<Result<_, _>>()?,
-    })
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in rows {
+        changes.extend(row.into_recorded()?);
+    }
+    Ok(ChangeLog { revision, changes })
 }
 
 /// A change as the changelog stores it: the operation's name and the entities it touched.
@@ -401,7 +490,8 @@ impl<'a> ChangeRow<'a> {
             },
             other @ (Operation::RefreshTenant
             | Operation::CreateApiKey
-            | Operation::RevokeApiKey) => {
+            | Operation::RevokeApiKey
+            | Operation::Write) => {
                 return Err(broken(format_args!(
                     "{other} in the changelog, which is never recorded"
                 )));
@@ -475,6 +565,7 @@ mod tests {
             action: None,
             parent: None,
             expires_at_ms: None,
+            changes: None,
             server_id: "s".to_owned(),
             actor: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
@@ -482,6 +573,28 @@ mod tests {
         assert!(row("grant-everything").into_recorded().is_err());
         assert!(row("refresh-tenant").into_recorded().is_err());
         assert!(row("create-group").into_recorded().is_ok());
+        assert!(
+            row("write").into_recorded().is_err(),
+            "a write without its changes"
+        );
+        let write = |changes: &str| ChangelogRow {
+            changes: Some(changes.to_owned()),
+            ..row("write")
+        };
+        let two = write(
+            r#"[{"op":"create-group","group":"g"},{"op":"assign-user","group":"g","user":"u","expires_at_ms":5}]"#,
+        );
+        let recorded = two.into_recorded().unwrap();
+        assert_eq!(recorded.len(), 2);
+        assert!(recorded.iter().all(|r| r.revision == 1));
+        for bad in [
+            "[]",
+            "{}",
+            r#"[{"op":"write","group":"g"}]"#,
+            r#"[{"op":"assign-user","group":"g"}]"#,
+        ] {
+            assert!(write(bad).into_recorded().is_err(), "{bad}");
+        }
         assert!(
             row("nest-group").into_recorded().is_err(),
             "a nesting without its parent"

@@ -19,15 +19,15 @@ use sqlx::{Connection, Pool, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::rows::{
-    ChangeRow, ChangedRow, ChangelogRow, change_log, changelog_columns, read_listing, revision_of,
-    revisions_by_tenant,
+    ChangeRow, ChangedRow, ChangelogRow, change_log, changelog_columns, logged_changes,
+    read_listing, revision_of, revisions_by_tenant,
 };
 use super::sql::Sql;
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
     ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
-    answer_of_write, nesting_refused, within,
+    WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{
@@ -224,6 +224,91 @@ impl SqliteStore {
         .await
     }
 
+    /// The steps of PostgreSQL's rbac_write_many, as statements, under the write lock: each
+    /// change through [`apply`], in order; the first that fails rolls back the others.
+    async fn write_many_in_transaction(
+        connection: &mut SqliteConnection,
+        tenant: &TenantName,
+        changes: &[Change],
+        if_revision: Option<u64>,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<WrittenMany, StoreError> {
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Sqlite::classify)?;
+        let held: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name) VALUES (?1)
+             ON CONFLICT (name) DO UPDATE SET revision = revision
+             RETURNING revision",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Sqlite::classify)?;
+        let held = revision_of(tenant, held)?;
+        if let Some(expected) = if_revision.filter(|&expected| expected != held) {
+            tx.rollback().await.map_err(Sqlite::classify)?;
+            return Err(StoreError::RevisionMismatch {
+                expected,
+                current: held,
+            });
+        }
+        let mut results = Vec::with_capacity(changes.len());
+        for (index, change) in changes.iter().enumerate() {
+            match apply(&mut tx, tenant, change).await {
+                Ok(changed) => results.push(changed),
+                Err(error) => {
+                    tx.rollback().await.map_err(Sqlite::classify)?;
+                    return Err(StoreError::InChange {
+                        index,
+                        error: Box::new(error),
+                    });
+                }
+            }
+        }
+        let made: Vec<&Change> = changes
+            .iter()
+            .zip(&results)
+            .filter_map(|(change, &changed)| changed.then_some(change))
+            .collect();
+        if made.is_empty() {
+            tx.rollback().await.map_err(Sqlite::classify)?;
+            return Ok(WrittenMany {
+                changed: false,
+                revision: held,
+                results,
+            });
+        }
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE tenants SET revision = revision + 1 WHERE name = ?1 RETURNING revision",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Sqlite::classify)?;
+        sqlx::query(
+            "INSERT INTO changelog
+                 (tenant, revision, operation, group_name, server_id, actor, changes)
+             VALUES (?1, ?2, 'write', '', ?3, ?4, ?5)",
+        )
+        .bind(tenant.as_str())
+        .bind(revision)
+        .bind(server_id)
+        .bind(actor)
+        .bind(logged_changes(&made))
+        .execute(&mut *tx)
+        .await
+        .map_err(Sqlite::classify)?;
+        tx.commit().await.map_err(Sqlite::classify)?;
+        Ok(WrittenMany {
+            changed: true,
+            revision: revision_of(tenant, revision)?,
+            results,
+        })
+    }
+
     async fn write_in_transaction(
         connection: &mut SqliteConnection,
         tenant: &TenantName,
@@ -297,6 +382,29 @@ impl Store for SqliteStore {
     ) -> Result<WriteOutcome, StoreError> {
         self.write_with(async |connection| {
             Self::write_in_transaction(connection, tenant, change, server_id, actor).await
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, changes = changes.len()))]
+    async fn write_many(
+        &self,
+        tenant: &TenantName,
+        changes: &[Change],
+        if_revision: Option<u64>,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<WrittenMany, StoreError> {
+        self.write_with(async |connection| {
+            Self::write_many_in_transaction(
+                connection,
+                tenant,
+                changes,
+                if_revision,
+                server_id,
+                actor,
+            )
+            .await
         })
         .await
     }

@@ -505,3 +505,168 @@ async fn unknown_routes_wrong_methods_missing_groups_and_future_revisions_are_re
         after.stored
     );
 }
+
+#[tokio::test]
+async fn a_write_of_many_with_any_bad_change_is_refused_whole_and_changes_nothing() {
+    let cluster = seeded(Cluster::without_bus(1, &[]).await).await;
+    let node = &cluster[0];
+    let write = |what: &str, body: Value| Request {
+        label: format!("POST /write {what}"),
+        method: Method::POST,
+        path: "/write".to_string(),
+        query: Vec::new(),
+        body: Body::Json(body),
+    };
+    let case = |request, status, code| Case {
+        request,
+        status,
+        code,
+    };
+    // Valid changes that would each change something, so that one accepted by mistake shows.
+    let good = || {
+        vec![
+            json!({"op": "create-group", "group": "fresh"}),
+            json!({"op": "add-permission", "group": "fresh", "resource": "docs/*", "action": "read"}),
+            json!({"op": "assign-user", "group": "g", "user": "newcomer"}),
+        ]
+    };
+    let with = |bad: Value| {
+        let mut changes = good();
+        changes.push(bad);
+        json!({"tenant": "acme", "changes": changes})
+    };
+    let mut cases = Vec::new();
+    let invalid = [
+        (
+            "an unknown op",
+            json!({"op": "grant-everything", "group": "g"}),
+        ),
+        ("no op", json!({"group": "g"})),
+        (
+            "an op of another case",
+            json!({"op": "Create-Group", "group": "g"}),
+        ),
+        ("a change that is not an object", json!("create-group g")),
+        (
+            "an unknown field",
+            json!({"op": "create-group", "group": "g", "extra": 1}),
+        ),
+        (
+            "a missing field",
+            json!({"op": "add-permission", "group": "g", "resource": "r"}),
+        ),
+        (
+            "a field of another change",
+            json!({"op": "create-group", "group": "g", "user": "u"}),
+        ),
+        (
+            "a bad name",
+            json!({"op": "assign-user", "group": "g", "user": "a*"}),
+        ),
+        (
+            "a name too long",
+            json!({"op": "create-group", "group": "x".repeat(257)}),
+        ),
+        (
+            "a bad end",
+            json!({"op": "assign-user", "group": "g", "user": "u", "expires_at": "soon"}),
+        ),
+        (
+            "expires_at on unassign",
+            json!({"op": "unassign-user", "group": "g", "user": "u", "expires_at": null}),
+        ),
+    ];
+    for (what, bad) in invalid {
+        cases.push(case(write(what, with(bad)), 400, "invalid_request"));
+    }
+    let many = |n: usize| json!({"tenant": "acme", "changes": vec![json!({"op": "create-group", "group": "h"}); n]});
+    cases.push(case(
+        write("with no changes", many(0)),
+        400,
+        "invalid_request",
+    ));
+    cases.push(case(
+        write("with 1001 changes", many(1001)),
+        400,
+        "invalid_request",
+    ));
+    for (what, body) in [
+        ("without changes", json!({"tenant": "acme"})),
+        (
+            "with changes not a list",
+            json!({"tenant": "acme", "changes": {"op": "create-group"}}),
+        ),
+        ("without tenant", json!({"changes": good()})),
+        (
+            "with a bad tenant",
+            json!({"tenant": "a*", "changes": good()}),
+        ),
+        (
+            "with an unknown field",
+            json!({"tenant": "acme", "changes": good(), "dry": true}),
+        ),
+        (
+            "with if_revision -1",
+            json!({"tenant": "acme", "changes": good(), "if_revision": -1}),
+        ),
+        (
+            "with if_revision \"6\"",
+            json!({"tenant": "acme", "changes": good(), "if_revision": "6"}),
+        ),
+    ] {
+        cases.push(case(write(what, body), 400, "invalid_request"));
+    }
+    // Refused by the store, after the changes before it were made in the transaction.
+    let mut thirtieth: Vec<Value> = (0..29)
+        .map(|i| json!({"op": "create-group", "group": format!("batch-{i}")}))
+        .collect();
+    thirtieth
+        .push(json!({"op": "add-permission", "group": "missing", "resource": "r", "action": "a"}));
+    cases.push(case(
+        write(
+            "whose 30th change adds to a missing group",
+            json!({"tenant": "acme", "changes": thirtieth}),
+        ),
+        404,
+        "not_found",
+    ));
+    cases.push(case(
+        write(
+            "nesting a group inside itself",
+            with(json!({"op": "nest-group", "group": "outer", "parent": "g"})),
+        ),
+        409,
+        "cycle",
+    ));
+    for stale in [0, 5, 7] {
+        let body = json!({"tenant": "acme", "changes": good(), "if_revision": stale});
+        cases.push(case(
+            write(&format!("at if_revision {stale}"), body),
+            409,
+            "revision_mismatch",
+        ));
+    }
+
+    let before = observe(&cluster, "acme").await;
+    let failures = run_cases(node, &cases, None).await;
+    let after = observe(&cluster, "acme").await;
+    assert_refused_and_unchanged(&failures, cases.len(), &before, &after, "a refused write");
+    // The message says which change it was about.
+    let (_, body) = node
+        .post(
+            "/write",
+            with(json!({"op": "assign-user", "group": "g", "user": "a*"})),
+        )
+        .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("`changes[3]`: "), "{message}");
+    // And the same request, at the right revision and without the bad change, is made whole.
+    let body = json!({"tenant": "acme", "changes": good(), "if_revision": 6});
+    let (status, body) = node.post("/write", body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"success": true, "changed": true, "revision": 7,
+               "results": [{"changed": true}, {"changed": true}, {"changed": true}]})
+    );
+}

@@ -167,4 +167,5 @@ conformance!(
     changes_committed_while_changed_since_reads_are_never_missed,
     nestings_are_written_logged_loaded_and_refused_as_the_model_refuses_them,
     a_membership_end_is_written_changed_logged_and_loaded,
+    a_write_of_many_is_one_revision_all_or_nothing_and_replays_as_one,
 );

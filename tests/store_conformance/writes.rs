@@ -533,3 +533,105 @@ pub async fn a_membership_end_is_written_changed_logged_and_loaded(store: Arc<dy
         None
     );
 }
+
+pub async fn a_write_of_many_is_one_revision_all_or_nothing_and_replays_as_one(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let t = tenant("t");
+    let many = async |changes: &[Change], if_revision: Option<u64>| {
+        s.write_many(&t, changes, if_revision, SERVER, Some("key:k"))
+            .await
+    };
+    let first = vec![
+        create("g"),
+        add("g", "docs/*", "read"),
+        assign("g", "alice"),
+        create("g"),
+        create("h"),
+        Change::NestGroup {
+            group: group("h"),
+            parent: group("g"),
+        },
+    ];
+    let written = many(&first, Some(0)).await.unwrap();
+    assert_eq!(
+        (written.changed, written.revision, written.results),
+        (true, 1, vec![true, true, true, false, true, true])
+    );
+    let mut expected = TenantPolicy::default();
+    expected
+        .advance_all(1, [&first[0], &first[1], &first[2], &first[4], &first[5]])
+        .unwrap();
+    assert_eq!(s.load(&t).await.unwrap(), expected);
+
+    // The changelog holds the changes that changed something, under the one revision, and
+    // they replay as one step.
+    let logged = s.changes_since(&t, 0, 10).await.unwrap().unwrap();
+    assert_eq!(logged.len(), 5);
+    assert!(
+        logged
+            .iter()
+            .all(|r| r.revision == 1 && r.actor.as_deref() == Some("key:k"))
+    );
+    let mut replayed = TenantPolicy::default();
+    replayed
+        .advance_all(1, logged.iter().map(|r| &r.change))
+        .unwrap();
+    assert_eq!(replayed, expected);
+
+    // A change that cannot be made refuses the whole write, naming its place.
+    let mut refused = vec![create("x"); 29];
+    refused.push(add("missing", "r", "a"));
+    refused.push(create("y"));
+    let err = many(&refused, None).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InChange { index: 29, error }
+            if matches!(**error, StoreError::GroupNotFound(ref g) if g.as_str() == "missing")),
+        "{err:?}"
+    );
+    let cycle = [
+        create("x"),
+        Change::NestGroup {
+            group: group("g"),
+            parent: group("h"),
+        },
+    ];
+    let err = many(&cycle, None).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InChange { index: 1, error }
+            if matches!(**error, StoreError::NestingCycle { .. })),
+        "{err:?}"
+    );
+    // On another revision than asked: refused, nothing applied.
+    let err = many(&[create("x")], Some(0)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::RevisionMismatch {
+                expected: 0,
+                current: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(s.load(&t).await.unwrap(), expected);
+    assert_eq!(s.changes_since(&t, 0, 10).await.unwrap().unwrap().len(), 5);
+
+    // Nothing to change: no revision, and a tenant never written stays unwritten.
+    let unchanged = many(&[create("g"), unassign("g", "nobody")], None)
+        .await
+        .unwrap();
+    assert_eq!((unchanged.changed, unchanged.revision), (false, 1));
+    let ghost = s
+        .write_many(&tenant("ghost"), &[unassign("g", "u")], None, SERVER, None)
+        .await
+        .unwrap();
+    assert_eq!((ghost.changed, ghost.revision), (false, 0));
+    assert!(revisions(s, &[tenant("ghost")]).await.is_empty());
+
+    // Single writes go on after it, one revision each.
+    assert_eq!(write(s, "t", create("z")).await.revision, 2);
+    let after = s.changes_since(&t, 1, 10).await.unwrap().unwrap();
+    assert_eq!(after.len(), 1);
+}

@@ -25,13 +25,31 @@ impl TenantPolicy {
     /// held, and must change something: a change the store recorded as a change that changes
     /// nothing here means this copy has diverged and must be reloaded.
     pub fn advance(&mut self, revision: u64, change: &Change) -> Result<(), AdvanceError> {
+        self.advance_all(revision, [change])
+    }
+
+    /// Applies `changes`, in order, as the one revision `revision` (a `/write` makes several
+    /// changes under one revision): each must change something, and there must be one. On an
+    /// error the policy may hold some of them: the caller drops it, as it does a diverged one.
+    pub fn advance_all<'c>(
+        &mut self,
+        revision: u64,
+        changes: impl IntoIterator<Item = &'c Change>,
+    ) -> Result<(), AdvanceError> {
         if revision != self.revision + 1 {
             return Err(AdvanceError::Gap {
                 held: self.revision,
                 got: revision,
             });
         }
-        if !self.apply(change) {
+        let mut applied = 0;
+        for change in changes {
+            if !self.apply(change) {
+                return Err(AdvanceError::NoEffect { revision });
+            }
+            applied += 1;
+        }
+        if applied == 0 {
             return Err(AdvanceError::NoEffect { revision });
         }
         self.revision = revision;

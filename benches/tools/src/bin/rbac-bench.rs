@@ -11,6 +11,7 @@
 //!   stream of another.
 //! - `idle-watchers`: holds many watch streams open on an instance for a while.
 //! - `writes`: concurrent changing writes spread over the standard tenants, for a while.
+//! - `bulk-writes`: the same through `/write`, a thousand changes a request.
 //! - `seed-small`: writes the 100,000 small tenants of the many-tenants section, in bulk.
 //! - `requests-small`: check requests spread over the small tenants, as `requests` prints.
 //! - `load-all`: reads every small tenant once from an instance (its first loads), timed.
@@ -95,6 +96,16 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    BulkWrites {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1000)]
+        changes: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     SeedSmall {
         #[arg(long)]
         database_url: String,
@@ -158,6 +169,12 @@ async fn main() {
             concurrency,
             seconds,
         } => writes(&target, concurrency, Duration::from_secs(seconds)).await,
+        Command::BulkWrites {
+            target,
+            concurrency,
+            changes,
+            seconds,
+        } => bulk_writes(&target, concurrency, changes, Duration::from_secs(seconds)).await,
         Command::SeedSmall {
             database_url,
             count,
@@ -429,6 +446,57 @@ async fn writes(target: &str, concurrency: usize, duration: Duration) {
     println!(
         "writes concurrency={concurrency} total={done} failed={failed} seconds={seconds:.1} per_second={:.0}",
         done as f64 / seconds
+    );
+}
+
+/// Writes of `changes` changes each (new members of a group of a standard tenant, so that
+/// every change changes something) from `concurrency` clients, for `duration`; counts the
+/// changes made.
+async fn bulk_writes(target: &str, concurrency: usize, changes: usize, duration: Duration) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let target = target.to_string();
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let (mut made, mut failed) = (0u64, 0u64);
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                n += 1;
+                let k = task * 1_000_003 + n * 7919;
+                let group = dataset::group(k % dataset::STANDARD.groups);
+                let body = json!({
+                    "tenant": dataset::standard_tenant(k % dataset::STANDARD_TENANTS),
+                    "changes": (0..changes).map(|i| json!({
+                        "op": "assign-user",
+                        "group": group,
+                        "user": format!("bulk-{task}-{n}-{i}"),
+                    })).collect::<Vec<_>>(),
+                });
+                let response = client
+                    .post(format!("{target}/write"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => made += changes as u64,
+                    _ => failed += 1,
+                }
+            }
+            (made, failed)
+        }));
+    }
+    let (mut made, mut failed) = (0, 0);
+    for task in tasks {
+        let (m, f) = task.await.unwrap();
+        made += m;
+        failed += f;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "bulk-writes concurrency={concurrency} changes={made} failed={failed} seconds={seconds:.1} per_second={:.0}",
+        made as f64 / seconds
     );
 }
 
