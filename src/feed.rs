@@ -1,5 +1,7 @@
-//! Watching changes: one tenant's, in revision order, none missed and none twice; or every
-//! tenant's, as this instance learns of them.
+//! Watching changes: one tenant's, in revision order, none missed and none twice (a revision
+//! is resumed after only once its last change is sent, so a stream cut off inside a write of
+//! many gives that write's first changes again); or every tenant's, as this instance learns
+//! of them.
 //!
 //! Both follow the revisions the directory announces ([`crate::cache::directory::Advance`]):
 //! this instance's own writes, refreshes after bus messages, first loads, lookups, the sweep's

@@ -55,6 +55,21 @@ async fn sse(
     )
 }
 
+/// A change of a stream as `/changes` shows it: a stream says too whether the change ends its
+/// revision, which every change of these tests' single writes does.
+fn whole(mut change: Value) -> Value {
+    if let Some(object) = change.as_object_mut()
+        && object.contains_key("operation")
+    {
+        assert_eq!(
+            object.remove("ends_revision"),
+            Some(json!(true)),
+            "{object:?}"
+        );
+    }
+    change
+}
+
 /// The next `change` event's revision and change, skipping nothing else: any other event is
 /// a failure.
 async fn next_change(events: &mut (impl Stream<Item = Event> + Unpin)) -> (u64, Value) {
@@ -63,7 +78,7 @@ async fn next_change(events: &mut (impl Stream<Item = Event> + Unpin)) -> (u64, 
         .expect("an event in time")
         .expect("the stream goes on");
     assert_eq!(event.event, "change", "{event:?}");
-    let change: Value = serde_json::from_str(&event.data).unwrap();
+    let change = whole(serde_json::from_str(&event.data).unwrap());
     let revision: u64 = event.id.parse().unwrap();
     assert_eq!(
         change["revision"], revision,
@@ -81,7 +96,7 @@ async fn next_of_every(events: &mut (impl Stream<Item = Event> + Unpin)) -> Valu
         .expect("the stream goes on");
     assert_eq!(event.event, "change", "{event:?}");
     assert_eq!(event.id, "", "no revision to resume after: {event:?}");
-    let change: Value = serde_json::from_str(&event.data).unwrap();
+    let change = whole(serde_json::from_str(&event.data).unwrap());
     assert!(change["tenant"].is_string(), "{change}");
     change
 }
@@ -117,7 +132,7 @@ async fn next_message(socket: &mut WebSocketClient) -> Value {
             .expect("the socket stays open")
             .expect("a well-formed message");
         match message {
-            tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            tungstenite::Message::Text(text) => return whole(serde_json::from_str(&text).unwrap()),
             tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
             other => panic!("unexpected {other:?}"),
         }
@@ -693,4 +708,58 @@ async fn shutting_down_ends_the_watch_streams_rather_than_waiting_on_them() {
         .await
         .unwrap();
     assert!(ended.is_none(), "{ended:?}");
+}
+
+#[tokio::test]
+async fn the_changes_of_a_write_of_many_come_together_and_only_the_last_carries_the_revision() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    a.create_group("acme", "g").await;
+    let changes: Vec<Value> = (0..5)
+        .map(|i| json!({"op": "assign-user", "group": "g", "user": format!("u{i}")}))
+        .collect();
+    let mut events = sse(b, "acme", Some(1), None).await;
+    let mut socket = websocket(b, "acme", 1).await;
+    let (status, body) = a
+        .post("/write", json!({"tenant": "acme", "changes": changes}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.create_group("acme", "after").await;
+
+    // Five changes of revision 2: the last alone carries the id, and says it ends it.
+    for i in 0..5 {
+        let event = tokio::time::timeout(EVENT_WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let change: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(
+            (change["revision"].as_u64(), change["user"].as_str()),
+            (Some(2), Some(format!("u{i}").as_str()))
+        );
+        let last = i == 4;
+        assert_eq!(change["ends_revision"], json!(last), "{event:?}");
+        // An event without an id leaves the last id as it was: 1 before the write's last.
+        assert_eq!(event.id, if last { "2" } else { "" }, "{event:?}");
+        let message = tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let message: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        assert_eq!(message, change);
+    }
+    assert_eq!(next_change(&mut events).await.0, 3);
+
+    // Resuming after revision 1 gives the whole write again, then what came after.
+    let mut resumed = sse(b, "acme", None, Some(1)).await;
+    for _ in 0..4 {
+        let event = tokio::time::timeout(EVENT_WAIT, resumed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.id, "", "{event:?}");
+    }
+    assert_eq!(next_change(&mut resumed).await.0, 2);
+    assert_eq!(next_change(&mut resumed).await.0, 3);
 }

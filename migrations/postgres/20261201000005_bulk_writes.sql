@@ -103,12 +103,13 @@ END;
 $$;
 
 -- A write of many changes, in one statement: the tenant row's lock, then each change in
--- order through rbac_apply, then, if any changed, one revision and one changelog row. The
--- caller runs it in a transaction and rolls back unless the outcome is 'changed' or
--- 'unchanged': a change that cannot be made leaves nothing of the others. o_index is that
--- change's place (from 0); o_changed says, one character per change, '1' for each that
--- changed something and '0' for the others. With p_if_revision, a tenant at another
--- revision is 'revision_mismatch' and nothing is applied.
+-- order through rbac_apply, then, if any changed, one revision and one changelog row. A
+-- change that cannot be made undoes the others (the block's exception handler rolls back
+-- to its start) and is the outcome, whether or not the caller runs this in a transaction
+-- of its own: o_outcome is then that change's (as rbac_apply answers) and o_index its place,
+-- from 0. Otherwise o_outcome is 'changed' or 'unchanged' and o_changed says, one character
+-- per change, '1' for each that changed something and '0' for the others. With
+-- p_if_revision, a tenant at another revision is 'revision_mismatch' and nothing is applied.
 CREATE FUNCTION rbac_write_many(
     p_tenant      TEXT,
     p_changes     TEXT,
@@ -127,7 +128,6 @@ DECLARE
     change  JSONB;
     at      INTEGER := 0;
     outcome TEXT;
-    logged  JSONB := '[]'::jsonb;
 BEGIN
     o_changed := '';
     SELECT revision INTO held FROM tenants WHERE name = p_tenant FOR UPDATE;
@@ -138,29 +138,35 @@ BEGIN
     END IF;
     o_revision := held;
     IF p_if_revision IS NOT NULL AND p_if_revision <> held THEN
+        IF created THEN
+            DELETE FROM tenants WHERE name = p_tenant;
+        END IF;
         o_outcome := 'revision_mismatch';
         RETURN;
     END IF;
 
-    FOR change IN SELECT value FROM jsonb_array_elements(p_changes::jsonb) LOOP
-        outcome := rbac_apply(p_tenant, change->>'op', change->>'group', change->>'user',
-                              change->>'resource', change->>'action', change->>'parent',
-                              (change->>'expires_at_ms')::BIGINT, p_max_depth);
-        IF outcome NOT IN ('changed', 'unchanged') THEN
-            o_outcome := outcome;
-            o_index := at;
-            RETURN;
+    BEGIN
+        FOR change IN SELECT value FROM jsonb_array_elements(p_changes::jsonb) LOOP
+            outcome := rbac_apply(p_tenant, change->>'op', change->>'group', change->>'user',
+                                  change->>'resource', change->>'action', change->>'parent',
+                                  (change->>'expires_at_ms')::BIGINT, p_max_depth);
+            IF outcome NOT IN ('changed', 'unchanged') THEN
+                o_outcome := outcome;
+                o_index := at;
+                -- Undoes every change of this block, and the tenant row it may have made.
+                RAISE EXCEPTION USING ERRCODE = 'RBW01';
+            END IF;
+            o_changed := o_changed || CASE WHEN outcome = 'changed' THEN '1' ELSE '0' END;
+            at := at + 1;
+        END LOOP;
+    EXCEPTION WHEN SQLSTATE 'RBW01' THEN
+        IF created THEN
+            DELETE FROM tenants WHERE name = p_tenant;
         END IF;
-        IF outcome = 'changed' THEN
-            logged := logged || jsonb_build_array(change);
-            o_changed := o_changed || '1';
-        ELSE
-            o_changed := o_changed || '0';
-        END IF;
-        at := at + 1;
-    END LOOP;
+        RETURN;
+    END;
 
-    IF jsonb_array_length(logged) = 0 THEN
+    IF position('1' IN o_changed) = 0 THEN
         -- Nothing changed: no revision, no changelog row, and no tenant row made for it.
         IF created THEN
             DELETE FROM tenants WHERE name = p_tenant;
@@ -171,7 +177,9 @@ BEGIN
     UPDATE tenants SET revision = revision + 1 WHERE name = p_tenant
         RETURNING revision INTO o_revision;
     INSERT INTO changelog (tenant, revision, operation, group_name, server_id, actor, changes)
-    VALUES (p_tenant, o_revision, 'write', '', p_server, p_actor, logged::text);
+    SELECT p_tenant, o_revision, 'write', '', p_server, p_actor, jsonb_agg(e.value ORDER BY e.n)::text
+    FROM jsonb_array_elements(p_changes::jsonb) WITH ORDINALITY AS e (value, n)
+    WHERE substr(o_changed, e.n::INTEGER, 1) = '1';
     o_outcome := 'changed';
 END;
 $$;

@@ -348,11 +348,23 @@ impl TenantCache {
         if held.revision() >= revision {
             return Ok(false);
         }
-        if let Some(changes) = self
+        let replay = match self
             .store
             .changes_since(tenant, held.revision(), MAX_INCREMENTAL_CHANGES)
-            .await?
+            .await
         {
+            Ok(replay) => replay,
+            // A changelog this release cannot read (written by a newer one, or broken): the
+            // tables still say what is true, so load them rather than keep answering from
+            // what is held.
+            Err(e @ StoreError::Internal(_)) => {
+                tracing::warn!(%tenant, error = %crate::error_chain(&e),
+                    "changelog unreadable; reloading whole");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(changes) = replay {
             let mut policy = held.policy.clone();
             // A write of many changes records them all under one revision: applied together.
             let applied = changes

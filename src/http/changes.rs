@@ -66,6 +66,10 @@ pub struct ChangeBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// In watch streams only: whether this is the last change of its revision (a `/write`
+    /// makes several under one). A client resumes after the last revision it had whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ends_revision: Option<bool>,
     /// The credential behind the change: `key:<id>` or `token:<fingerprint>`; null when
     /// writes were open.
     #[schema(required = true)]
@@ -101,6 +105,7 @@ impl ChangeBody {
             resource,
             action,
             parent: recorded.change.parent().map(ToString::to_string),
+            ends_revision: None,
             expires_at: match recorded.change {
                 Change::AssignUser { expires_at, .. } => expires_at.map(instant),
                 _ => None,
@@ -108,6 +113,14 @@ impl ChangeBody {
             actor: recorded.actor,
             server_id: recorded.server_id,
             at: timestamp(recorded.at),
+        }
+    }
+
+    /// The change as a watch stream sends it: saying whether it ends its revision.
+    pub fn in_stream(self, ends_revision: bool) -> Self {
+        Self {
+            ends_revision: Some(ends_revision),
+            ..self
         }
     }
 

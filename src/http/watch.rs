@@ -201,7 +201,7 @@ fn every_tenant(caller: &Caller) -> Result<(), ApiError> {
 
 /// A change as JSON; naming its tenant in a stream of every tenant's.
 fn change_json(sent: Sent, every: bool) -> String {
-    let mut body = ChangeBody::new(sent.change);
+    let mut body = ChangeBody::new(sent.change).in_stream(sent.ends_revision);
     if every {
         body = body.of(&sent.tenant);
     }

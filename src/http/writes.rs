@@ -378,6 +378,13 @@ pub async fn write(
         .iter()
         .enumerate()
         .map(|(index, raw)| {
+            // serde would also read a change from an array led by its op.
+            if !raw.get().starts_with('{') {
+                return Err(
+                    ApiError::InvalidRequest("a change must be a JSON object".into())
+                        .of_change(index),
+                );
+            }
             serde_json::from_str::<WriteChange>(raw.get())
                 .map_err(|e| ApiError::InvalidRequest(e.to_string()))
                 .and_then(|change| change.change())

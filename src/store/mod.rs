@@ -37,6 +37,12 @@ pub struct WriteOutcome {
     pub revision: u64,
 }
 
+/// About how much of the changes of writes of many one page of the changelog holds (the
+/// length of their JSON), besides its limit of revisions: a write makes up to a thousand
+/// changes under one revision, and a page of a thousand such would be a million. A page
+/// holds at least one revision, however large.
+pub const CHANGE_PAGE_BYTES: usize = 1 << 20;
+
 /// What a committed write of many changes did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenMany {
@@ -236,8 +242,10 @@ pub trait Store: Send + Sync + 'static {
     /// every tenant it holds, and lists the tenants afresh.
     async fn changed_since(&self, position: Position) -> Result<Option<Changed>, StoreError>;
 
-    /// Up to `limit` of the changes `tenant` made after revision `after`, oldest first, and
-    /// the tenant's current revision, read in one snapshot. What retention deleted is missing:
+    /// The changes of up to `limit` of the revisions `tenant` made after revision `after`
+    /// (fewer once writes of many among them pass [`CHANGE_PAGE_BYTES`], but at least one
+    /// revision, and each revision whole), oldest first, and the tenant's current revision,
+    /// read in one snapshot. What retention deleted is missing:
     /// the changes kept are every revision from the oldest kept to the current one.
     async fn change_log(
         &self,
@@ -259,7 +267,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Option<Vec<Recorded>>, StoreError> {
         let log = self.change_log(tenant, after, limit).await?;
-        if log.revision.saturating_sub(after) > limit as u64 || !log.continues(after) {
+        // `limit` counts revisions as read and changes as replayed: a write of many can make
+        // a thousand changes under one revision, and a tenant that far behind loads whole.
+        let reached = log.changes.last().map_or(after, |last| last.revision);
+        if log.revision.saturating_sub(after) > limit as u64
+            || log.changes.len() > limit
+            || reached < log.revision
+            || !log.continues(after)
+        {
             return Ok(None);
         }
         Ok(Some(log.changes))

@@ -16,8 +16,8 @@ use super::rows::{
 use super::sql::Sql;
 use super::write_health::WriteHealth;
 use super::{
-    ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
-    WrittenMany, answer_of_write, nesting_refused, within,
+    CHANGE_PAGE_BYTES, ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision,
+    WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{
@@ -326,9 +326,9 @@ impl Store for PgStore {
     ) -> Result<WrittenMany, StoreError> {
         let logged = logged_changes(&changes.iter().collect::<Vec<_>>());
         self.write_with(async |connection| {
-            // In a transaction of its own, so that a change refused after others were made
-            // takes them back: see rbac_write_many in migrations/postgres/.
-            let mut tx = connection.begin().await.map_err(Postgres::classify)?;
+            // One statement, so one transaction and one round trip, as every write: see
+            // rbac_write_many in migrations/postgres/, which undoes the changes before a
+            // refused one itself.
             let (outcome, index, revision, made): (String, Option<i32>, i64, String) =
                 sqlx::query_as(
                     "SELECT o_outcome, o_index, o_revision, o_changed
@@ -340,19 +340,17 @@ impl Store for PgStore {
                 .bind(server_id)
                 .bind(actor)
                 .bind(MAX_NESTING_DEPTH as i32)
-                .fetch_one(&mut *tx)
+                .fetch_one(connection)
                 .await
                 .map_err(Postgres::classify)?;
             let revision = revision_of(tenant, revision)?;
             if outcome == "changed" || outcome == "unchanged" {
-                tx.commit().await.map_err(Postgres::classify)?;
                 return Ok(WrittenMany {
                     changed: outcome == "changed",
                     revision,
                     results: made.chars().map(|c| c == '1').collect(),
                 });
             }
-            tx.rollback().await.map_err(Postgres::classify)?;
             if outcome == "revision_mismatch" {
                 return Err(StoreError::RevisionMismatch {
                     expected: if_revision.unwrap_or_default(),
@@ -489,9 +487,16 @@ impl Store for PgStore {
                 changelog_columns!("c."),
                 " FROM tenants t
                  LEFT JOIN LATERAL (
-                     SELECT * FROM changelog
-                     WHERE tenant = t.name AND revision > $2
-                     ORDER BY revision LIMIT $3
+                     SELECT * FROM (
+                         SELECT *,
+                                row_number() OVER (ORDER BY revision) AS place,
+                                sum(coalesce(length(changes), 0)) OVER (ORDER BY revision)
+                                    AS weight
+                         FROM changelog
+                         WHERE tenant = t.name AND revision > $2
+                         ORDER BY revision LIMIT $3
+                     ) page
+                     WHERE place = 1 OR weight <= $4
                  ) c ON TRUE
                  WHERE t.name = $1
                  ORDER BY c.revision"
@@ -499,6 +504,7 @@ impl Store for PgStore {
             .bind(tenant.as_str())
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(CHANGE_PAGE_BYTES as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(Postgres::classify)

@@ -26,8 +26,8 @@ use super::sql::Sql;
 use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
-    ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision, WriteOutcome,
-    WrittenMany, answer_of_write, nesting_refused, within,
+    CHANGE_PAGE_BYTES, ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision,
+    WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{
@@ -261,9 +261,16 @@ impl SqliteStore {
                 Ok(changed) => results.push(changed),
                 Err(error) => {
                     tx.rollback().await.map_err(Sqlite::classify)?;
-                    return Err(StoreError::InChange {
-                        index,
-                        error: Box::new(error),
+                    // A refusal is the change's; an outage or a fault is the store's, and is
+                    // reported as such (write health sees it).
+                    return Err(match error {
+                        refusal @ (StoreError::GroupNotFound(_)
+                        | StoreError::NestingCycle { .. }
+                        | StoreError::NestingTooDeep { .. }) => StoreError::InChange {
+                            index,
+                            error: Box::new(refusal),
+                        },
+                        other => other,
                     });
                 }
             }
@@ -477,12 +484,21 @@ impl Store for SqliteStore {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     changelog_columns!(""),
-                    " FROM changelog WHERE tenant = ?1 AND revision > ?2
-                     ORDER BY revision LIMIT ?3"
+                    " FROM (
+                         SELECT *,
+                                row_number() OVER (ORDER BY revision) AS place,
+                                sum(coalesce(length(changes), 0)) OVER (ORDER BY revision)
+                                    AS weight
+                         FROM changelog WHERE tenant = ?1 AND revision > ?2
+                         ORDER BY revision LIMIT ?3
+                     )
+                     WHERE place = 1 OR weight <= ?4
+                     ORDER BY revision"
                 ))
                 .bind(tenant.as_str())
                 .bind(i64::try_from(after).unwrap_or(i64::MAX))
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(CHANGE_PAGE_BYTES as i64)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Sqlite::classify)?

@@ -548,6 +548,10 @@ async fn a_write_of_many_with_any_bad_change_is_refused_whole_and_changes_nothin
         ),
         ("a change that is not an object", json!("create-group g")),
         (
+            "a change as an array led by its op",
+            json!(["delete-group", "g"]),
+        ),
+        (
             "an unknown field",
             json!({"op": "create-group", "group": "g", "extra": 1}),
         ),

@@ -635,3 +635,48 @@ pub async fn a_write_of_many_is_one_revision_all_or_nothing_and_replays_as_one(
     let after = s.changes_since(&t, 1, 10).await.unwrap().unwrap();
     assert_eq!(after.len(), 1);
 }
+
+pub async fn a_page_of_the_changelog_holds_whole_revisions_up_to_its_budget(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let t = tenant("t");
+    write(s, "t", create("g")).await;
+    // Nine writes of a thousand members with long names: some 1.3 MiB of changes in all.
+    for w in 0..9 {
+        let changes: Vec<Change> = (0..1000)
+            .map(|i| assign("g", &format!("{w}-{i:04}-{}", "u".repeat(100))))
+            .collect();
+        let written = s
+            .write_many(&t, &changes, None, SERVER, None)
+            .await
+            .unwrap();
+        assert_eq!(written.revision, w + 2);
+    }
+    let page = s.change_log(&t, 1, 100).await.unwrap();
+    assert_eq!(page.revision, 10);
+    let revisions: Vec<u64> = page
+        .changes
+        .chunk_by(|a, b| a.revision == b.revision)
+        .map(|run| {
+            assert_eq!(run.len(), 1000, "revision {} is whole", run[0].revision);
+            run[0].revision
+        })
+        .collect();
+    assert!(
+        (1..9).contains(&revisions.len()),
+        "a page of {} revisions",
+        revisions.len()
+    );
+    assert!(page.continues(1));
+    // The next page resumes after it, and the pages together hold every change once.
+    let mut after = 1;
+    let mut seen = 0;
+    while after < 10 {
+        let page = s.change_log(&t, after, 100).await.unwrap();
+        seen += page.changes.len();
+        after = page.changes.last().unwrap().revision;
+    }
+    assert_eq!(seen, 9000);
+    // Too much to replay: the caller loads the tenant whole. Always at least one revision.
+    assert!(s.changes_since(&t, 1, 1000).await.unwrap().is_none());
+    assert_eq!(s.change_log(&t, 1, 1).await.unwrap().changes.len(), 1000);
+}

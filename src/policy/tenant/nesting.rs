@@ -6,7 +6,7 @@
 //! group and the groups below it inherit (parents before children), and nothing else: its
 //! cost follows the groups under the change, never the members or permissions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -206,11 +206,12 @@ impl TenantPolicy {
     /// `from` and the groups nested in it, directly or not, each after its parents among them.
     fn below_in_order(&self, from: GroupId) -> Vec<GroupId> {
         let mut below = vec![from];
+        let mut seen = HashSet::from([from]);
         let mut at = 0;
         while let Some(&id) = below.get(at) {
             at += 1;
             for &child in self.children.get(&id).map_or(&[][..], |c| &c.0) {
-                if !below.contains(&child) {
+                if seen.insert(child) {
                     below.push(child);
                 }
             }
@@ -220,7 +221,7 @@ impl TenantPolicy {
             .iter()
             .map(|&id| {
                 let parents = self.parents.get(&id).map_or(&[][..], |p| &p.0);
-                (id, parents.iter().filter(|p| below.contains(p)).count())
+                (id, parents.iter().filter(|p| seen.contains(p)).count())
             })
             .collect();
         let mut ordered = Vec::with_capacity(below.len());
@@ -268,12 +269,13 @@ impl TenantPolicy {
         if self.children.is_empty() {
             return;
         }
+        let mut seen: HashSet<GroupId> = ids.iter().copied().collect();
         let mut at = 0;
         while let Some(&id) = ids.get(at) {
             at += 1;
             if let Some(children) = self.children.get(&id) {
                 for &child in &children.0 {
-                    if !ids.contains(&child) {
+                    if seen.insert(child) {
                         ids.push(child);
                     }
                 }
