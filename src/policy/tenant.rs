@@ -248,6 +248,7 @@ impl TenantPolicy {
 
     /// The groups whose permissions `user` has at `now`: those it is a member of with a
     /// membership in force, and every group they are nested in. None for a user in no group.
+    #[inline]
     fn user_groups<'a>(
         &'a self,
         user: &str,
@@ -263,6 +264,7 @@ impl TenantPolicy {
 
     /// Those of `direct`, the groups `user` is a member of, whose memberships are in force at
     /// `now`: `direct` itself unless one of them has ended.
+    #[inline]
     fn in_force<'a>(
         &self,
         user: &str,

@@ -224,16 +224,14 @@ impl SqliteStore {
         .await
     }
 
-    /// The steps of PostgreSQL's rbac_write_many, as statements, under the write lock: each
-    /// change through [`apply`], in order; the first that fails rolls back the others.
-    async fn write_many_in_transaction(
-        connection: &mut SqliteConnection,
+    /// A write of `tenant` begun: the transaction, with the write lock taken now rather than
+    /// at the first write (a deferred transaction that has read cannot wait for the lock, and
+    /// would fail with "database is locked"), and the tenant's revision, its row made if it
+    /// is new (a rollback takes the row back).
+    async fn begin_write<'c>(
+        connection: &'c mut SqliteConnection,
         tenant: &TenantName,
-        changes: &[Change],
-        if_revision: Option<u64>,
-        server_id: &str,
-        actor: Option<&str>,
-    ) -> Result<WrittenMany, StoreError> {
+    ) -> Result<(Transaction<'c, Sqlite>, u64), StoreError> {
         let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -247,7 +245,20 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(Sqlite::classify)?;
-        let held = revision_of(tenant, held)?;
+        Ok((tx, revision_of(tenant, held)?))
+    }
+
+    /// The steps of PostgreSQL's rbac_write_many, as statements, under the write lock: each
+    /// change through [`apply`], in order; the first that fails rolls back the others.
+    async fn write_many_in_transaction(
+        connection: &mut SqliteConnection,
+        tenant: &TenantName,
+        changes: &[Change],
+        if_revision: Option<u64>,
+        server_id: &str,
+        actor: Option<&str>,
+    ) -> Result<WrittenMany, StoreError> {
+        let (mut tx, held) = Self::begin_write(connection, tenant).await?;
         if let Some(expected) = if_revision.filter(|&expected| expected != held) {
             tx.rollback().await.map_err(Sqlite::classify)?;
             return Err(StoreError::RevisionMismatch {
@@ -288,13 +299,7 @@ impl SqliteStore {
                 results,
             });
         }
-        let revision: i64 = sqlx::query_scalar(
-            "UPDATE tenants SET revision = revision + 1 WHERE name = ?1 RETURNING revision",
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(Sqlite::classify)?;
+        let revision = next_revision(&mut tx, tenant).await?;
         sqlx::query(
             "INSERT INTO changelog
                  (tenant, revision, operation, group_name, server_id, actor, changes)
@@ -324,38 +329,17 @@ impl SqliteStore {
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
         // The steps PostgreSQL runs in its rbac_write function, as statements: SQLite has no
-        // stored functions, and a round trip to it costs no network. The write lock now, not
-        // at the first write: a deferred transaction that has read cannot wait for the lock
-        // and would fail with "database is locked".
-        let mut tx = connection
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(Sqlite::classify)?;
-        let held: i64 = sqlx::query_scalar(
-            "INSERT INTO tenants (name) VALUES (?1)
-             ON CONFLICT (name) DO UPDATE SET revision = revision
-             RETURNING revision",
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(Sqlite::classify)?;
-
+        // stored functions, and a round trip to it costs no network.
+        let (mut tx, held) = Self::begin_write(connection, tenant).await?;
         let changed = apply(&mut tx, tenant, change).await?;
         if !changed {
             tx.rollback().await.map_err(Sqlite::classify)?;
             return Ok(WriteOutcome {
                 changed: false,
-                revision: revision_of(tenant, held)?,
+                revision: held,
             });
         }
-        let revision: i64 = sqlx::query_scalar(
-            "UPDATE tenants SET revision = revision + 1 WHERE name = ?1 RETURNING revision",
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(Sqlite::classify)?;
+        let revision = next_revision(&mut tx, tenant).await?;
         let row = ChangeRow::of(change);
         sqlx::query_with(
             "INSERT INTO changelog
@@ -612,6 +596,20 @@ impl Store for SqliteStore {
         within(self.timeout, Sqlite::answers(&self.pool)).await?;
         self.write_health.check(self.probe()).await
     }
+}
+
+/// Moves the tenant's revision on by one, in the write `tx`; the new revision.
+async fn next_revision(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant: &TenantName,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "UPDATE tenants SET revision = revision + 1 WHERE name = ?1 RETURNING revision",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(Sqlite::classify)
 }
 
 /// Applies the change's rows; returns whether any row changed.

@@ -169,4 +169,5 @@ conformance!(
     a_membership_end_is_written_changed_logged_and_loaded,
     a_write_of_many_is_one_revision_all_or_nothing_and_replays_as_one,
     a_page_of_the_changelog_holds_whole_revisions_up_to_its_budget,
+    writes_of_many_do_what_the_model_does_change_by_change,
 );

@@ -680,3 +680,105 @@ pub async fn a_page_of_the_changelog_holds_whole_revisions_up_to_its_budget(stor
     assert!(s.changes_since(&t, 1, 1000).await.unwrap().is_none());
     assert_eq!(s.change_log(&t, 1, 1).await.unwrap().changes.len(), 1000);
 }
+
+/// What a write of many does by the model: the policy after `changes` and whether each
+/// changed something, or the place of the first the store must refuse (a group missing, a
+/// nesting refused).
+fn model_write(
+    policy: &TenantPolicy,
+    changes: &[Change],
+) -> Result<(TenantPolicy, Vec<bool>), usize> {
+    let mut next = policy.clone();
+    let mut results = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        let exists = |policy: &TenantPolicy, name: &GroupName| {
+            policy.groups().iter().any(|g| g.name == name.as_str())
+        };
+        if change.requires_group() && !exists(&next, change.group()) {
+            return Err(index);
+        }
+        if let Change::NestGroup { group, parent } = change
+            && (!exists(&next, parent) || next.nesting_problem(group, parent).is_some())
+        {
+            return Err(index);
+        }
+        results.push(next.apply(change));
+    }
+    Ok((next, results))
+}
+
+pub async fn writes_of_many_do_what_the_model_does_change_by_change(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let t = tenant("t");
+    let mut dice: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut roll = |sides: usize| {
+        dice = dice
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((dice >> 33) % sides as u64) as usize
+    };
+    let groups = ["g0", "g1", "g2", "g3"];
+    let mut model = TenantPolicy::default();
+    for round in 0..120 {
+        let changes: Vec<Change> = (0..1 + roll(6))
+            .map(|_| {
+                let g = group(groups[roll(groups.len())]);
+                let other = group(groups[roll(groups.len())]);
+                let user = UserName::parse("user", ["u0", "u1"][roll(2)]).unwrap();
+                match roll(9) {
+                    0 | 1 => Change::CreateGroup { group: g },
+                    2 => Change::DeleteGroup { group: g },
+                    3 => add(g.as_str(), ["r", "d*"][roll(2)], "read"),
+                    4 => remove(g.as_str(), "r", "read"),
+                    5 => Change::AssignUser {
+                        group: g,
+                        user,
+                        expires_at: [None, Some(UnixMillis(7))][roll(2)],
+                    },
+                    6 => Change::UnassignUser { group: g, user },
+                    7 => Change::NestGroup {
+                        group: g,
+                        parent: other,
+                    },
+                    _ => Change::UnnestGroup {
+                        group: g,
+                        parent: other,
+                    },
+                }
+            })
+            .collect();
+        let stored = s.write_many(&t, &changes, None, SERVER, None).await;
+        match (model_write(&model, &changes), stored) {
+            (Ok((next, results)), Ok(written)) => {
+                assert_eq!(written.results, results, "round {round}: {changes:?}");
+                assert_eq!(written.changed, results.contains(&true));
+                if written.changed {
+                    let made: Vec<&Change> = changes
+                        .iter()
+                        .zip(&results)
+                        .filter_map(|(c, &changed)| changed.then_some(c))
+                        .collect();
+                    model.advance_all(model.revision() + 1, made).unwrap();
+                    assert_eq!(model.groups(), next.groups());
+                }
+                assert_eq!(written.revision, model.revision());
+            }
+            (Err(index), Err(StoreError::InChange { index: at, .. })) => {
+                assert_eq!(at, index, "round {round}: {changes:?}");
+            }
+            (model, stored) => {
+                panic!("round {round}: {changes:?}: the model {model:?}, the store {stored:?}")
+            }
+        }
+    }
+    assert_eq!(s.load(&t).await.unwrap(), model);
+    // And the changelog replays to it, revision by revision.
+    let mut replayed = TenantPolicy::default();
+    let log = s.changes_since(&t, 0, 1000).await.unwrap().unwrap();
+    for revision in log.chunk_by(|a, b| a.revision == b.revision) {
+        replayed
+            .advance_all(revision[0].revision, revision.iter().map(|r| &r.change))
+            .unwrap();
+    }
+    assert_eq!(replayed, model);
+}

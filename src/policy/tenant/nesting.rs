@@ -243,6 +243,7 @@ impl TenantPolicy {
     /// The groups whose permissions the members of `direct` have: those groups, and every
     /// group they are nested in. `direct` itself while nothing is nested, which costs the
     /// check one look at an empty map.
+    #[inline]
     pub(super) fn reach<'a>(&self, direct: &'a [GroupId], buffer: &'a mut Reach) -> &'a [GroupId] {
         if self.ancestors.is_empty() {
             return direct;
