@@ -327,6 +327,89 @@ async fn a_write_of_a_thousand_changes_is_one_revision_on_every_instance() {
 }
 
 #[tokio::test]
+async fn a_tenant_exports_whole_as_one_document_at_one_revision() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let mut changes = vec![
+        json!({"op": "create-group", "group": "staff"}),
+        json!({"op": "create-group", "group": "editors"}),
+        json!({"op": "add-permission", "group": "staff", "resource": "wiki/*", "action": "read"}),
+        json!({"op": "add-permission", "group": "editors", "resource": "docs/*", "action": "*"}),
+        json!({"op": "nest-group", "group": "editors", "parent": "staff"}),
+        json!({"op": "assign-user", "group": "editors", "user": "bob",
+               "expires_at": "2031-01-01T00:00:00Z"}),
+    ];
+    // Enough members for the body to come in many pieces.
+    changes.extend(
+        (0..999).map(
+            |i| json!({"op": "assign-user", "group": "staff", "user": format!("member-{i:04}")}),
+        ),
+    );
+    changes.truncate(1000);
+    let (status, body) = a
+        .post("/write", json!({"tenant": "acme", "changes": changes}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let revision = body["revision"].as_u64().unwrap().to_string();
+
+    let (status, document) = b
+        .get(
+            "/tenant-policy",
+            &[("tenant", "acme"), ("min_revision", &revision)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{document}");
+    assert_eq!(document["tenant"], "acme");
+    assert_eq!(document["revision"].as_u64().unwrap().to_string(), revision);
+    let groups = document["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(
+        groups[0],
+        json!({"name": "editors",
+               "permissions": [{"resource": "docs/*", "action": "*"}],
+               "members": [{"user": "bob", "expires_at": "2031-01-01T00:00:00.000Z"}],
+               "parents": ["staff"]})
+    );
+    assert_eq!(groups[1]["name"], "staff");
+    assert_eq!(
+        groups[1]["permissions"],
+        json!([{"resource": "wiki/*", "action": "read"}])
+    );
+    assert_eq!(groups[1]["parents"], json!([]));
+    let members: Vec<&str> = groups[1]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(members.len(), 994);
+    assert!(members.windows(2).all(|w| w[0] < w[1]));
+    // The same members as the listing, page by page, at the same revision.
+    let (_, page) = b
+        .get(
+            "/group-members",
+            &[("tenant", "acme"), ("group", "staff"), ("limit", "1000")],
+        )
+        .await;
+    assert_eq!(page["revision"].as_u64().unwrap().to_string(), revision);
+    let listed: Vec<&str> = page["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(members, listed);
+
+    // A tenant never written is an empty document.
+    let (status, empty) = b.get("/tenant-policy", &[("tenant", "nobody")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        empty,
+        json!({"tenant": "nobody", "revision": 0, "groups": []})
+    );
+}
+
+#[tokio::test]
 async fn own_messages_are_ignored_and_counted() {
     let cluster = Cluster::start(2).await;
     cluster[0].create_group("acme", "g").await;

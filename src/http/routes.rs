@@ -23,7 +23,9 @@ use super::extract::MAX_BODY_BYTES;
 use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
-use super::{auth, batch, changes, keys, listings, metrics, openapi, ops, reads, watch, writes};
+use super::{
+    auth, batch, changes, document, keys, listings, metrics, openapi, ops, reads, watch, writes,
+};
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
 /// the configured tokens require; without, it is the list as the document describes it.
@@ -74,6 +76,7 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(listings::group_children))
         .routes(routes!(listings::who_can))
         .routes(routes!(listings::user_permissions))
+        .routes(routes!(document::export))
         .routes(routes!(changes::changes))
         .routes(routes!(watch::watch));
     let mut instance_views = OpenApiRouter::new()

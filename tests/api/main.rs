@@ -305,6 +305,7 @@ fn endpoints() -> Vec<Endpoint> {
             "/user-permissions",
             &[("tenant", "acme"), ("user", "alice")],
         ),
+        e(Method::GET, "/tenant-policy", &[("tenant", "acme")]),
     ]
 }
 

@@ -37,36 +37,46 @@ pub struct GroupSummary {
 impl TenantPolicy {
     /// Every group with its permissions and members, sorted by name.
     pub fn groups(&self) -> Vec<GroupView> {
-        let mut groups: Vec<GroupView> = self
-            .groups
+        self.group_names()
             .iter()
-            .map(|(name, record)| {
-                let mut members: Vec<String> = record.members.iter().map(str::to_owned).collect();
-                members.sort_unstable();
-                let mut parents: Vec<String> = (self.parents.get(&record.id))
-                    .map_or(&[][..], |parents| &parents.0)
-                    .iter()
-                    .filter_map(|&id| self.name_of(id).map(|name| name.as_str().to_owned()))
-                    .collect();
-                parents.sort_unstable();
-                let endings = members
-                    .iter()
-                    .filter_map(|user| {
-                        let end = self.endings.get(user.as_str())?.of(record.id)?;
-                        Some((user.clone(), end))
-                    })
-                    .collect();
-                GroupView {
-                    name: name.as_str().to_owned(),
-                    permissions: listed(&record.permissions),
-                    members,
-                    parents,
-                    endings,
-                }
+            .filter_map(|name| self.group_view(name))
+            .collect()
+    }
+
+    /// Every group's name, sorted: the names alone, so that a caller can read the groups one
+    /// at a time rather than copy them all at once.
+    pub fn group_names(&self) -> Vec<GroupName> {
+        let mut names: Vec<GroupName> = self.groups.iter().map(|(name, _)| name.clone()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// One group with its permissions, members (with the ends of their memberships) and the
+    /// groups it is nested in, sorted; None if there is no such group.
+    pub fn group_view(&self, name: &GroupName) -> Option<GroupView> {
+        let record = self.groups.get(name)?;
+        let mut members: Vec<String> = record.members.iter().map(str::to_owned).collect();
+        members.sort_unstable();
+        let mut parents: Vec<String> = (self.parents.get(&record.id))
+            .map_or(&[][..], |parents| &parents.0)
+            .iter()
+            .filter_map(|&id| self.name_of(id).map(|name| name.as_str().to_owned()))
+            .collect();
+        parents.sort_unstable();
+        let endings = members
+            .iter()
+            .filter_map(|user| {
+                let end = self.endings.get(user.as_str())?.of(record.id)?;
+                Some((user.clone(), end))
             })
             .collect();
-        groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        groups
+        Some(GroupView {
+            name: name.as_str().to_owned(),
+            permissions: listed(&record.permissions),
+            members,
+            parents,
+            endings,
+        })
     }
 
     /// The groups whose names sort after `after`, `limit` of them, by name.
