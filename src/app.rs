@@ -149,40 +149,14 @@ impl App {
         change: Change,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, AppError> {
-        let _admitted = self
-            .admission
-            .admit(tenant, self.store_timeout)
-            .await
-            .map_err(|crowded| StoreError::Unavailable(Box::new(crowded)))?;
+        let _admitted = self.admit(tenant).await?;
         let outcome = self
             .store
             .write(tenant, &change, &self.server_id, actor)
             .await?;
-        // The tenant exists (created by this write, or known to the store before it), and its
-        // watchers hear of the revision, held here or not.
-        self.cache.directory.learn(tenant, outcome.revision);
-        if outcome.changed {
-            tracing::info!(%tenant, revision = outcome.revision, operation = %change.operation(),
-                actor, "write committed");
-            if let Err(e) = self
-                .cache
-                .record_write(tenant, std::slice::from_ref(&change), outcome)
-                .await
-            {
-                tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
-                    "cache not updated after write; the next sweep will");
-            }
-            self.bus.publish(Message::new(
-                tenant,
-                change.operation(),
-                self.bus.identity(),
-                outcome.revision,
-            ));
-        } else if let Err(e) = self.cache.catch_up(tenant, outcome.revision).await {
-            // Nothing changed, but the store's answer shows the revision; a cache behind it
-            // (a lost message) catches up now rather than at the next sweep.
-            tracing::warn!(%tenant, error = %crate::error_chain(&e), "cache catch-up failed");
-        }
+        let operation = change.operation();
+        self.committed(tenant, outcome, &[change], operation, actor)
+            .await;
         Ok(outcome)
     }
 
@@ -199,11 +173,7 @@ impl App {
         let tenant = tenant.clone();
         let actor = actor.map(str::to_owned);
         detached(async move {
-            let _admitted = app
-                .admission
-                .admit(&tenant, app.store_timeout)
-                .await
-                .map_err(|crowded| StoreError::Unavailable(Box::new(crowded)))?;
+            let _admitted = app.admit(&tenant).await?;
             let written = app
                 .store
                 .write_many(
@@ -214,36 +184,65 @@ impl App {
                     actor.as_deref(),
                 )
                 .await?;
-            app.cache.directory.learn(&tenant, written.revision);
             let outcome = WriteOutcome {
                 changed: written.changed,
                 revision: written.revision,
             };
-            if written.changed {
-                tracing::info!(%tenant, revision = written.revision, changes = changes.len(),
-                    actor, "write of many committed");
-                let made: Vec<Change> = changes
-                    .into_iter()
-                    .zip(&written.results)
-                    .filter_map(|(change, &changed)| changed.then_some(change))
-                    .collect();
-                if let Err(e) = app.cache.record_write(&tenant, &made, outcome).await {
-                    tracing::warn!(%tenant, revision = written.revision,
-                        error = %crate::error_chain(&e),
-                        "cache not updated after write; the next sweep will");
-                }
-                app.bus.publish(Message::new(
-                    &tenant,
-                    Operation::Write,
-                    app.bus.identity(),
-                    written.revision,
-                ));
-            } else if let Err(e) = app.cache.catch_up(&tenant, written.revision).await {
-                tracing::warn!(%tenant, error = %crate::error_chain(&e), "cache catch-up failed");
-            }
+            let made: Vec<Change> = changes
+                .into_iter()
+                .zip(&written.results)
+                .filter_map(|(change, &changed)| changed.then_some(change))
+                .collect();
+            app.committed(&tenant, outcome, &made, Operation::Write, actor.as_deref())
+                .await;
             Ok(written)
         })
         .await
+    }
+
+    /// A place among the writes of `tenant` at the store, or `unavailable` once the wait is
+    /// over.
+    async fn admit(&self, tenant: &TenantName) -> Result<crate::admission::Admitted<'_>, AppError> {
+        Ok(self
+            .admission
+            .admit(tenant, self.store_timeout)
+            .await
+            .map_err(|crowded| StoreError::Unavailable(Box::new(crowded)))?)
+    }
+
+    /// What follows a committed write, of one change or many: the directory learns the
+    /// revision; when something changed (`made`, the changes that did), the cache applies
+    /// them and the other instances are told; otherwise a cache behind the store's revision
+    /// catches up now rather than at the next sweep.
+    async fn committed(
+        &self,
+        tenant: &TenantName,
+        outcome: WriteOutcome,
+        made: &[Change],
+        operation: Operation,
+        actor: Option<&str>,
+    ) {
+        // The tenant exists (created by this write, or known to the store before it), and its
+        // watchers hear of the revision, held here or not.
+        self.cache.directory.learn(tenant, outcome.revision);
+        if !outcome.changed {
+            if let Err(e) = self.cache.catch_up(tenant, outcome.revision).await {
+                tracing::warn!(%tenant, error = %crate::error_chain(&e), "cache catch-up failed");
+            }
+            return;
+        }
+        tracing::info!(%tenant, revision = outcome.revision, %operation, changes = made.len(),
+            actor, "write committed");
+        if let Err(e) = self.cache.record_write(tenant, made, outcome).await {
+            tracing::warn!(%tenant, revision = outcome.revision, error = %crate::error_chain(&e),
+                "cache not updated after write; the next sweep will");
+        }
+        self.bus.publish(Message::new(
+            tenant,
+            operation,
+            self.bus.identity(),
+            outcome.revision,
+        ));
     }
 
     /// The tenant's snapshot, at `min_revision` or newer when given: a cache behind it catches

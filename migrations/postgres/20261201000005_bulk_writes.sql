@@ -102,6 +102,89 @@ BEGIN
 END;
 $$;
 
+-- One change, whole: the tenant row's lock, the change through rbac_apply, and when it
+-- changed something the revision and the changelog row. rbac_write and rbac_nest are this,
+-- so that what each operation does is written once, in rbac_apply. A tenant never written
+-- has nothing to change but by create-group: adding needs a group, removing finds nothing,
+-- and no tenant row is made for it.
+CREATE FUNCTION rbac_write_change(
+    p_tenant    TEXT,
+    p_operation TEXT,
+    p_group     TEXT,
+    p_user      TEXT,
+    p_resource  TEXT,
+    p_action    TEXT,
+    p_parent    TEXT,
+    p_expires   BIGINT,
+    p_server    TEXT,
+    p_actor     TEXT,
+    p_max_depth INTEGER,
+    OUT o_outcome  TEXT,
+    OUT o_revision BIGINT
+) LANGUAGE plpgsql AS $$
+DECLARE
+    held BIGINT;
+BEGIN
+    SELECT revision INTO held FROM tenants WHERE name = p_tenant FOR UPDATE;
+    IF NOT FOUND THEN
+        IF p_operation <> 'create-group' THEN
+            o_revision := 0;
+            o_outcome := CASE WHEN p_operation IN ('add-permission', 'assign-user', 'nest-group')
+                              THEN 'group_not_found' ELSE 'unchanged' END;
+            RETURN;
+        END IF;
+        -- Two first writes at once: the second waits here for the first to commit.
+        INSERT INTO tenants (name) VALUES (p_tenant) ON CONFLICT (name) DO NOTHING;
+        SELECT revision INTO held FROM tenants WHERE name = p_tenant FOR UPDATE;
+    END IF;
+    o_revision := held;
+    o_outcome := rbac_apply(p_tenant, p_operation, p_group, p_user, p_resource, p_action,
+                            p_parent, p_expires, p_max_depth);
+    IF o_outcome <> 'changed' THEN
+        RETURN;
+    END IF;
+    UPDATE tenants SET revision = revision + 1 WHERE name = p_tenant
+        RETURNING revision INTO o_revision;
+    INSERT INTO changelog
+        (tenant, revision, operation, group_name, user_name, resource, action, parent,
+         expires_at_ms, server_id, actor)
+    VALUES (p_tenant, o_revision, p_operation, p_group, p_user, p_resource, p_action, p_parent,
+            p_expires, p_server, p_actor);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION rbac_write(
+    p_tenant    TEXT,
+    p_operation TEXT,
+    p_group     TEXT,
+    p_user      TEXT,
+    p_resource  TEXT,
+    p_action    TEXT,
+    p_server    TEXT,
+    p_actor     TEXT,
+    p_expires   BIGINT,
+    OUT o_outcome  TEXT,
+    OUT o_revision BIGINT
+) LANGUAGE sql AS $$
+    SELECT * FROM rbac_write_change(p_tenant, p_operation, p_group, p_user, p_resource,
+                                    p_action, NULL, p_expires, p_server, p_actor, 0);
+$$;
+
+CREATE OR REPLACE FUNCTION rbac_nest(
+    p_tenant    TEXT,
+    p_operation TEXT,
+    p_group     TEXT,
+    p_parent    TEXT,
+    p_server    TEXT,
+    p_actor     TEXT,
+    p_max_depth INTEGER,
+    OUT o_outcome  TEXT,
+    OUT o_revision BIGINT
+) LANGUAGE sql AS $$
+    SELECT * FROM rbac_write_change(p_tenant, p_operation, p_group, NULL, NULL, NULL, p_parent,
+                                    NULL, p_server, p_actor, p_max_depth);
+$$;
+
 -- A write of many changes, in one statement: the tenant row's lock, then each change in
 -- order through rbac_apply, then, if any changed, one revision and one changelog row. A
 -- change that cannot be made undoes the others (the block's exception handler rolls back

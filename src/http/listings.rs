@@ -294,7 +294,7 @@ pub async fn group_members(
             let page = policy.member_page(&group_name, after.as_ref(), limit)?;
             // Each member with the end of its membership, if it ends.
             Some(page.map(|user| {
-                let end = policy.membership_end(&user, &group_name);
+                let end = policy.membership_end(&user, group_name.as_str());
                 (user, end)
             }))
         })
@@ -587,9 +587,7 @@ pub async fn user_permissions(
             let (inherited, end) = match &item {
                 UserItem::Group(group) => {
                     let inherited = !policy.is_direct_member(user.as_str(), group, now);
-                    let end = GroupName::parse("group", group)
-                        .ok()
-                        .and_then(|group| policy.membership_end(user.as_str(), &group));
+                    let end = policy.membership_end(user.as_str(), group);
                     (inherited, end.filter(|_| !inherited))
                 }
                 UserItem::Permission { .. } => (false, None),

@@ -299,8 +299,8 @@ impl TenantPolicy {
     }
 
     /// When `user`'s membership in `group` ends; None if it does not, or if there is none.
-    pub fn membership_end(&self, user: &str, group: &GroupName) -> Option<UnixMillis> {
-        let id = self.id_of(group)?;
+    pub fn membership_end(&self, user: &str, group: &str) -> Option<UnixMillis> {
+        let id = self.groups.get(group)?.id;
         self.endings.get(user)?.of(id)
     }
 
@@ -707,7 +707,7 @@ mod properties {
                         .resume_after()
                         .map(|u| UserName::parse("user", u).unwrap());
                     for user in &page.items {
-                        if let Some(end) = policy.membership_end(user, &name) {
+                        if let Some(end) = policy.membership_end(user, name.as_str()) {
                             view.endings.push((user.clone(), end));
                         }
                     }

@@ -20,9 +20,7 @@ use super::{
     WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{
-    Change, GroupName, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy,
-};
+use crate::policy::{Change, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy};
 use crate::redact::{redact_url, scrub_passwords};
 
 /// A tenant with fewer rows than this of each kind (groups, permissions, memberships) loads
@@ -145,55 +143,23 @@ impl PgStore {
         server_id: &str,
         actor: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        if let Some(parent) = change.parent() {
-            return Self::nest_once(connection, tenant, change, parent, server_id, actor).await;
-        }
-        // One statement, so one transaction and one round trip: see rbac_write in
+        // One statement, so one transaction and one round trip: see rbac_write_change in
         // migrations/postgres/. The tenant row's lock, taken in the database, serializes the
         // writes of one tenant across instances; SQLite has no stored functions and one
         // write lock for the whole file, so it runs the same steps as statements instead.
-        let (outcome, revision): (String, i64) = sqlx::query_as_with(
-            "SELECT o_outcome, o_revision FROM rbac_write($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            Postgres::write_arguments(tenant, &ChangeRow::of(change), server_id, actor)?,
-        )
-        .fetch_one(connection)
-        .await
-        .map_err(Postgres::classify)?;
-        let revision = revision_of(tenant, revision)?;
-        match outcome.as_str() {
-            "changed" => Ok(WriteOutcome {
-                changed: true,
-                revision,
-            }),
-            "unchanged" => Ok(WriteOutcome {
-                changed: false,
-                revision,
-            }),
-            "group_not_found" => Err(StoreError::GroupNotFound(change.group().clone())),
-            other => Err(StoreError::Internal(
-                format!("rbac_write answered {other:?}").into(),
-            )),
-        }
-    }
-
-    /// A nesting or unnesting, in one statement like every write: see rbac_nest in
-    /// migrations/postgres/, which checks for cycles and depth under the tenant row's lock.
-    async fn nest_once(
-        connection: &mut PgConnection,
-        tenant: &TenantName,
-        change: &Change,
-        parent: &GroupName,
-        server_id: &str,
-        actor: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
-        let group = change.group();
+        let row = ChangeRow::of(change);
         let (outcome, revision): (String, i64) = sqlx::query_as(
-            "SELECT o_outcome, o_revision FROM rbac_nest($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT o_outcome, o_revision
+             FROM rbac_write_change($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(tenant.as_str())
-        .bind(change.operation().as_str())
-        .bind(group.as_str())
-        .bind(parent.as_str())
+        .bind(row.operation.as_str())
+        .bind(row.group)
+        .bind(row.user)
+        .bind(row.resource)
+        .bind(row.action)
+        .bind(row.parent)
+        .bind(row.expires_at_ms)
         .bind(server_id)
         .bind(actor)
         .bind(MAX_NESTING_DEPTH as i32)
@@ -201,23 +167,12 @@ impl PgStore {
         .await
         .map_err(Postgres::classify)?;
         let revision = revision_of(tenant, revision)?;
-        let refused = |problem| nesting_refused(problem, group, parent);
         match outcome.as_str() {
-            "changed" => Ok(WriteOutcome {
-                changed: true,
+            "changed" | "unchanged" => Ok(WriteOutcome {
+                changed: outcome == "changed",
                 revision,
             }),
-            "unchanged" => Ok(WriteOutcome {
-                changed: false,
-                revision,
-            }),
-            "group_not_found" => Err(StoreError::GroupNotFound(group.clone())),
-            "parent_not_found" => Err(StoreError::GroupNotFound(parent.clone())),
-            "cycle" => Err(refused(NestingProblem::Cycle)),
-            "too_deep" => Err(refused(NestingProblem::TooDeep)),
-            other => Err(StoreError::Internal(
-                format!("rbac_nest answered {other:?}").into(),
-            )),
+            refused => Err(refusal(refused, change)),
         }
     }
 
@@ -358,19 +313,11 @@ impl Store for PgStore {
                 });
             }
             let index = usize::try_from(index.unwrap_or_default()).unwrap_or_default();
-            let error = match (changes.get(index), outcome.as_str()) {
-                (Some(change), "group_not_found") => {
-                    StoreError::GroupNotFound(change.group().clone())
+            let error = match changes.get(index) {
+                Some(change) => refusal(&outcome, change),
+                None => {
+                    StoreError::Internal(format!("rbac_write_many answered {outcome:?}").into())
                 }
-                (Some(change), "parent_not_found" | "cycle" | "too_deep") => {
-                    let parent = change.parent().unwrap_or(change.group());
-                    match outcome.as_str() {
-                        "parent_not_found" => StoreError::GroupNotFound(parent.clone()),
-                        "cycle" => nesting_refused(NestingProblem::Cycle, change.group(), parent),
-                        _ => nesting_refused(NestingProblem::TooDeep, change.group(), parent),
-                    }
-                }
-                _ => StoreError::Internal(format!("rbac_write_many answered {outcome:?}").into()),
             };
             Err(StoreError::InChange {
                 index,
@@ -638,6 +585,19 @@ impl Store for PgStore {
             .map_err(Postgres::classify)
         });
         self.write_health.check(probe).await
+    }
+}
+
+/// The error of a change the write functions refused, by the outcome they answered (see
+/// rbac_apply in migrations/postgres/).
+fn refusal(outcome: &str, change: &Change) -> StoreError {
+    let (group, parent) = (change.group(), change.parent());
+    match (outcome, parent) {
+        ("group_not_found", _) => StoreError::GroupNotFound(group.clone()),
+        ("parent_not_found", Some(parent)) => StoreError::GroupNotFound(parent.clone()),
+        ("cycle", Some(parent)) => nesting_refused(NestingProblem::Cycle, group, parent),
+        ("too_deep", Some(parent)) => nesting_refused(NestingProblem::TooDeep, group, parent),
+        _ => StoreError::Internal(format!("the store answered {outcome:?} to a write").into()),
     }
 }
 

@@ -12,14 +12,10 @@
 //! and which of each engine's error codes mean an outage.
 
 use futures_util::TryStreamExt;
-use sqlx::error::{BoxDynError, DatabaseError};
-use sqlx::{
-    Arguments, Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
-};
+use sqlx::error::DatabaseError;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
-use super::rows::{
-    ChangeRow, ChangedRow, KeyRow, assign_row, build_policy, changed_from_rows, revision_of,
-};
+use super::rows::{ChangedRow, KeyRow, assign_row, build_policy, changed_from_rows, revision_of};
 use super::{BoxError, Changed, Position, StoreError};
 use crate::keys::{KeyId, KeyRecord, NewKey};
 use crate::policy::{TenantName, TenantPolicy};
@@ -94,33 +90,6 @@ where
         error
             .downcast_ref::<sqlx::Error>()
             .is_some_and(Self::refuses_writes)
-    }
-
-    /// A changing write as the changelog records it, as the arguments `$1` to `$9` of the
-    /// statement each backend records it with: the tenant; the change's operation, group,
-    /// user, resource and action; the server and the actor; the end of the membership an
-    /// assign-user makes.
-    fn write_arguments(
-        tenant: &TenantName,
-        change: &ChangeRow<'_>,
-        server_id: &str,
-        actor: Option<&str>,
-    ) -> Result<Self::Arguments, StoreError> {
-        let mut arguments = Self::Arguments::default();
-        let added: Result<(), BoxDynError> = (|| {
-            arguments.add(tenant.as_str())?;
-            arguments.add(change.operation.as_str())?;
-            arguments.add(change.group)?;
-            arguments.add(change.user)?;
-            arguments.add(change.resource)?;
-            arguments.add(change.action)?;
-            arguments.add(server_id)?;
-            arguments.add(actor)?;
-            arguments.add(change.expires_at_ms)
-        })();
-        // Text and nothing else: one that does not encode is a bug, not an outage.
-        added.map_err(StoreError::Internal)?;
-        Ok(arguments)
     }
 
     /// The tenant's revision as `connection` sees it; 0 for a tenant never written.

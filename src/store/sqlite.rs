@@ -341,15 +341,23 @@ impl SqliteStore {
         }
         let revision = next_revision(&mut tx, tenant).await?;
         let row = ChangeRow::of(change);
-        sqlx::query_with(
+        sqlx::query(
             "INSERT INTO changelog
-                 (tenant, operation, group_name, user_name, resource, action, server_id, actor,
-                  expires_at_ms, revision, parent)
+                 (tenant, revision, operation, group_name, user_name, resource, action, parent,
+                  expires_at_ms, server_id, actor)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            Sqlite::write_arguments(tenant, &row, server_id, actor)?,
         )
+        .bind(tenant.as_str())
         .bind(revision)
+        .bind(row.operation.as_str())
+        .bind(row.group)
+        .bind(row.user)
+        .bind(row.resource)
+        .bind(row.action)
         .bind(row.parent)
+        .bind(row.expires_at_ms)
+        .bind(server_id)
+        .bind(actor)
         .execute(&mut *tx)
         .await
         .map_err(Sqlite::classify)?;

@@ -515,23 +515,14 @@ pub async fn a_membership_end_is_written_changed_logged_and_loaded(store: Arc<dy
     assert!(!write(s, "t", until(Some(end))).await.changed);
     let loaded = s.load(&t).await.unwrap();
     assert_eq!(loaded, model(&changes));
-    assert_eq!(
-        loaded.membership_end("alice", &group("g")),
-        Some(UnixMillis(end))
-    );
+    assert_eq!(loaded.membership_end("alice", "g"), Some(UnixMillis(end)));
     let logged = s.changes_since(&t, 0, 10).await.unwrap().unwrap();
     let logged: Vec<Change> = logged.into_iter().map(|r| r.change).collect();
     assert_eq!(logged, changes);
     // Leaving the group forgets the end.
     assert!(write(s, "t", unassign("g", "alice")).await.changed);
     assert!(write(s, "t", until(None)).await.changed);
-    assert_eq!(
-        s.load(&t)
-            .await
-            .unwrap()
-            .membership_end("alice", &group("g")),
-        None
-    );
+    assert_eq!(s.load(&t).await.unwrap().membership_end("alice", "g"), None);
 }
 
 pub async fn a_write_of_many_is_one_revision_all_or_nothing_and_replays_as_one(

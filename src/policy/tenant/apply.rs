@@ -441,7 +441,7 @@ mod endings {
             policy.member_page(&group("g"), None, 10).unwrap().items,
             ["alice"]
         );
-        assert_eq!(policy.membership_end("alice", &group("g")), Some(NOW));
+        assert_eq!(policy.membership_end("alice", "g"), Some(NOW));
         assert!(until(None).allows("alice", "doc", "read", at(i64::MAX / 2)));
     }
 

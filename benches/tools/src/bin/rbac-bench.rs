@@ -406,43 +406,16 @@ fn print_latencies(
 /// Changing writes (a new member each time) from `concurrency` clients over the standard
 /// tenants, for `duration`.
 async fn writes(target: &str, concurrency: usize, duration: Duration) {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for task in 0..concurrency {
-        let target = target.to_string();
-        tasks.push(tokio::spawn(async move {
-            let client = client();
-            let (mut done, mut failed) = (0u64, 0u64);
-            let mut n = 0usize;
-            while Instant::now() < deadline {
-                n += 1;
-                let k = task * 1_000_003 + n * 7919;
-                let body = json!({
-                    "tenant": dataset::standard_tenant(k % dataset::STANDARD_TENANTS),
-                    "group": dataset::group(k % dataset::STANDARD.groups),
-                    "user": format!("writer-{task}-{n}"),
-                });
-                let response = client
-                    .post(format!("{target}/assign-user"))
-                    .json(&body)
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().is_success() => done += 1,
-                    _ => failed += 1,
-                }
-            }
-            (done, failed)
-        }));
-    }
-    let (mut done, mut failed) = (0, 0);
-    for task in tasks {
-        let (d, f) = task.await.unwrap();
-        done += d;
-        failed += f;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let request = |task: usize, n: usize| {
+        let k = task * 1_000_003 + n * 7919;
+        json!({
+            "tenant": dataset::standard_tenant(k % dataset::STANDARD_TENANTS),
+            "group": dataset::group(k % dataset::STANDARD.groups),
+            "user": format!("writer-{task}-{n}"),
+        })
+    };
+    let (done, failed, seconds) =
+        post_for(target, "/assign-user", concurrency, duration, 1, request).await;
     println!(
         "writes concurrency={concurrency} total={done} failed={failed} seconds={seconds:.1} per_second={:.0}",
         done as f64 / seconds
@@ -453,51 +426,72 @@ async fn writes(target: &str, concurrency: usize, duration: Duration) {
 /// every change changes something) from `concurrency` clients, for `duration`; counts the
 /// changes made.
 async fn bulk_writes(target: &str, concurrency: usize, changes: usize, duration: Duration) {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for task in 0..concurrency {
-        let target = target.to_string();
-        tasks.push(tokio::spawn(async move {
-            let client = client();
-            let (mut made, mut failed) = (0u64, 0u64);
-            let mut n = 0usize;
-            while Instant::now() < deadline {
-                n += 1;
-                let k = task * 1_000_003 + n * 7919;
-                let group = dataset::group(k % dataset::STANDARD.groups);
-                let body = json!({
-                    "tenant": dataset::standard_tenant(k % dataset::STANDARD_TENANTS),
-                    "changes": (0..changes).map(|i| json!({
-                        "op": "assign-user",
-                        "group": group,
-                        "user": format!("bulk-{task}-{n}-{i}"),
-                    })).collect::<Vec<_>>(),
-                });
-                let response = client
-                    .post(format!("{target}/write"))
-                    .json(&body)
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().is_success() => made += changes as u64,
-                    _ => failed += 1,
-                }
-            }
-            (made, failed)
-        }));
-    }
-    let (mut made, mut failed) = (0, 0);
-    for task in tasks {
-        let (m, f) = task.await.unwrap();
-        made += m;
-        failed += f;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let request = move |task: usize, n: usize| {
+        let k = task * 1_000_003 + n * 7919;
+        let group = dataset::group(k % dataset::STANDARD.groups);
+        json!({
+            "tenant": dataset::standard_tenant(k % dataset::STANDARD_TENANTS),
+            "changes": (0..changes).map(|i| json!({
+                "op": "assign-user",
+                "group": group,
+                "user": format!("bulk-{task}-{n}-{i}"),
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let (made, failed, seconds) = post_for(
+        target,
+        "/write",
+        concurrency,
+        duration,
+        changes as u64,
+        request,
+    )
+    .await;
     println!(
         "bulk-writes concurrency={concurrency} changes={made} failed={failed} seconds={seconds:.1} per_second={:.0}",
         made as f64 / seconds
     );
+}
+
+/// POSTs `request(task, n)` to `path` from `concurrency` clients, one after another each, for
+/// `duration`: how many units of work were done (`each` for every request that succeeded),
+/// how many requests failed, and in how many seconds.
+async fn post_for(
+    target: &str,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+    each: u64,
+    request: impl Fn(usize, usize) -> serde_json::Value + Clone + Send + 'static,
+) -> (u64, u64, f64) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let url = format!("{target}{path}");
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let (url, request) = (url.clone(), request.clone());
+            tokio::spawn(async move {
+                let client = client();
+                let (mut done, mut failed) = (0u64, 0u64);
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    n += 1;
+                    match client.post(&url).json(&request(task, n)).send().await {
+                        Ok(r) if r.status().is_success() => done += each,
+                        _ => failed += 1,
+                    }
+                }
+                (done, failed)
+            })
+        })
+        .collect();
+    let (mut done, mut failed) = (0, 0);
+    for task in tasks {
+        let (d, f) = task.await.unwrap();
+        done += d;
+        failed += f;
+    }
+    (done, failed, started.elapsed().as_secs_f64())
 }
 
 /// Checks spread over the first `tenants` small tenants, half of them allowed.
