@@ -63,7 +63,8 @@ wait "$pid_a" 2>/dev/null || true
 log "seeding 100 standard tenants and the large tenant"
 "$driver" seed --database-url "$TEST_DATABASE_URL"
 "$driver" requests --count 20000 >"$work/requests.jsonl"
-pid_a=$(start_instance bench-a "$port_a")
+# A takes the large tenant's policy document whole, and writes it as one statement.
+pid_a=$(start_instance bench-a "$port_a" POLICY_MAX_BYTES=268435456 STORE_TIMEOUT_SECS=300)
 on_exit+=("kill $pid_a 2>/dev/null")
 wait_for "http://127.0.0.1:$port_a/health"
 pid_b=$(start_instance bench-b "$port_b")
@@ -231,6 +232,30 @@ SQL
 "$pgbench_bin" -n -c 8 -j 2 -T "$seconds" -f "$work/write.sql" "$TEST_DATABASE_URL" >"$work/pgbench-write.txt" 2>&1
 pgbench_write_tps=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$work/pgbench-write.txt")
 
+log "documents: the large tenant exported from B, applied to an empty tenant on A, and again"
+# B's peak memory is reset first, so that what the export adds to it is measured.
+echo 5 >"/proc/$pid_b/clear_refs"
+rss_export_before=$(rss_kib "$pid_b")
+export_start=$(date +%s.%N)
+curl -sf "$b/tenant-policy?tenant=large" -o "$work/large.json"
+export_seconds=$(calc "$(date +%s.%N) - $export_start")
+export_peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid_b/status")
+export_mb=$(calc "$(stat -c %s "$work/large.json") / 1000000")
+sed '1s/^{"tenant":"large"/{"tenant":"large-copy"/' "$work/large.json" >"$work/large-copy.json"
+apply_document() { # output file; prints the seconds taken
+    local started
+    started=$(date +%s.%N)
+    curl -sf -X PUT "$a/tenant-policy" -H 'Content-Type: application/json' \
+        --data-binary @"$work/large-copy.json" >"$1"
+    calc "$(date +%s.%N) - $started"
+}
+apply_seconds=$(apply_document "$work/applied.json")
+applied_changes=$(grep -o '"counts":{[^}]*}' "$work/applied.json" | grep -o ':[0-9]*' | tr -d : \
+    | awk '{ n += $1 } END { print n + 0 }')
+grep -q '"changed":true' "$work/applied.json" || die "the document did not apply: $(cat "$work/applied.json")"
+reapply_seconds=$(apply_document "$work/reapplied.json")
+grep -q '"changed":false' "$work/reapplied.json" || die "the document applied again changed the tenant"
+
 log "many tenants: 100,000 small tenants on instance C"
 # Instances stop answering for the tenants they hold: A and B are done, and the cores are
 # C's. C starts after the seeding, so that it lists the tenants seeded straight into the
@@ -356,6 +381,9 @@ share the cores. Rerun: \`scripts/bench.sh\` (BENCH_SECONDS=$seconds).
 | watch: anonymous memory of 1,000 idle watch streams on B | $(( (rss_watched - rss_unwatched) / 1024 )) MiB | <= 20 MB |
 | watch: check-access on B with the 1,000 idle watchers open, and without (median of $watch_rounds each, by turns) | $watched_rps req/s, $unwatched_rps req/s (ratio $(ratio "$watched_rps" "$unwatched_rps"); of each round: ${watch_ratios% }) | |
 | changing writes over 100 tenants (16 clients) | $(field "$writes" per_second) writes/s | |
+| export the large tenant from B (GET /tenant-policy, JSON): time, size, B's peak memory above its memory before | $(printf '%.2f' "$export_seconds") s, $(printf '%.1f' "$export_mb") MB, $(( (export_peak - rss_export_before) / 1024 )) MiB | |
+| apply that document to an empty tenant on A (PUT /tenant-policy: $applied_changes changes, one write into PostgreSQL) | $(printf '%.1f' "$apply_seconds") s ($(calc "$applied_changes / $apply_seconds" | xargs printf '%.0f') changes/s) | |
+| apply it again, nothing to change | $(printf '%.2f' "$reapply_seconds") s | |
 | changes through /write, 1,000 a request (4 clients) | $(field "$bulk_writes" per_second) changes/s ($(ratio "$(field "$bulk_writes" per_second)" "$pgbench_tps") of the pgbench inserts) | >= 50000 |
 | pgbench single-row insert (8 clients) | $pgbench_tps tps | |
 | ratio writes / pgbench | $(ratio "$(field "$writes" per_second)" "$pgbench_tps") | >= 0.50 |

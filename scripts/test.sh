@@ -36,7 +36,7 @@ export TMPDIR="$work/tmp"
 log "cargo test (HTTP tests on PostgreSQL)"
 cargo test --locked --all-targets "$@"
 log "cargo test (HTTP tests again, on the embedded SQLite store)"
-TEST_STORE=sqlite cargo test --locked --test api --test authzen --test batch --test who_can --test changes --test cluster --test keys --test tenants --test server --test watch "$@"
+TEST_STORE=sqlite cargo test --locked --test api --test authzen --test batch --test documents --test who_can --test changes --test cluster --test keys --test tenants --test server --test watch "$@"
 
 # The container image builds from what the Dockerfile copies, and nothing else: build the
 # server from exactly those files. The dev profile and the shared target directory reuse the

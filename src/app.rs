@@ -15,7 +15,7 @@ use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
 use crate::keys::ring::KeyRing;
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{Because, Change, Operation, TenantName};
+use crate::policy::{Because, Change, Desired, NestingRefused, Operation, TenantName, difference};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
 use crate::store::{ChangeLog, Store, StoreError, WriteOutcome, WrittenMany};
@@ -52,6 +52,32 @@ pub struct App {
     store_timeout: Duration,
 }
 
+/// What applying a document did, or on a dry run would do.
+#[derive(Debug)]
+pub struct Applied {
+    /// Whether the tenant changed (never on a dry run).
+    pub changed: bool,
+    /// The revision the tenant is at after the write; on a dry run, the one the difference
+    /// was worked out from.
+    pub revision: u64,
+    /// How many changes of each operation the difference holds, in the order applied.
+    pub counts: Vec<(Operation, usize)>,
+    /// On a dry run, the difference, in the order it would be applied; empty otherwise.
+    pub changes: Vec<Change>,
+}
+
+fn counts(changes: &[Change]) -> Vec<(Operation, usize)> {
+    let mut counts: Vec<(Operation, usize)> = Vec::new();
+    for change in changes {
+        let operation = change.operation();
+        match counts.iter_mut().find(|(counted, _)| *counted == operation) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((operation, 1)),
+        }
+    }
+    counts
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -75,6 +101,9 @@ pub enum AppError {
         oldest: u64,
         current: u64,
     },
+    /// A document's nestings would make a cycle or a chain too deep.
+    #[error("a document's nestings are refused")]
+    Document(NestingRefused),
     /// The task a write or key change ran in did not finish: a bug (it panicked).
     #[error("the task of a write did not finish")]
     Task(#[source] tokio::task::JoinError),
@@ -198,6 +227,77 @@ impl App {
             Ok(written)
         })
         .await
+    }
+
+    /// Makes `tenant` hold exactly what `desired` describes, as one write of the difference
+    /// from what it holds, or on a dry run works that difference out only.
+    ///
+    /// The difference is worked out from a snapshot, so it is written only if the tenant is
+    /// still at the snapshot's revision: with `if_revision`, the caller's, and a tenant
+    /// elsewhere is a mismatch; without, a tenant that moved (or a snapshot behind the store)
+    /// is read again and the difference worked out anew, a few times before giving up.
+    pub async fn apply_document(
+        self: &Arc<Self>,
+        tenant: &TenantName,
+        desired: &Desired,
+        if_revision: Option<u64>,
+        dry_run: bool,
+        actor: Option<&str>,
+    ) -> Result<Applied, AppError> {
+        const ATTEMPTS: usize = 3;
+        let mut at_least = if_revision;
+        let mut attempt = 1;
+        loop {
+            let snapshot = match self.read(tenant, at_least).await {
+                // A write for a revision the tenant has not reached is made for another one.
+                Err(AppError::RevisionNotReached { current, .. }) => {
+                    return Err(StoreError::RevisionMismatch {
+                        expected: at_least.unwrap_or_default(),
+                        current,
+                    }
+                    .into());
+                }
+                read => read?,
+            };
+            let revision = snapshot.revision();
+            if let Some(expected) = if_revision.filter(|&expected| expected != revision) {
+                return Err(StoreError::RevisionMismatch {
+                    expected,
+                    current: revision,
+                }
+                .into());
+            }
+            let changes = difference(&snapshot.policy, desired).map_err(AppError::Document)?;
+            drop(snapshot);
+            let counts = counts(&changes);
+            if dry_run {
+                return Ok(Applied {
+                    changed: false,
+                    revision,
+                    counts,
+                    changes,
+                });
+            }
+            match self
+                .write_many(tenant, changes, Some(revision), actor)
+                .await
+            {
+                Err(AppError::Store(StoreError::RevisionMismatch { current, .. }))
+                    if if_revision.is_none() && attempt < ATTEMPTS =>
+                {
+                    at_least = Some(current);
+                    attempt += 1;
+                }
+                written => {
+                    return written.map(|written| Applied {
+                        changed: written.changed,
+                        revision: written.revision,
+                        counts,
+                        changes: Vec::new(),
+                    });
+                }
+            }
+        }
     }
 
     /// A place among the writes of `tenant` at the store, or `unavailable` once the wait is

@@ -100,6 +100,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Bytes a policy document sent to `PUT /tenant-policy` may take; a larger one is refused
+    /// with 413 before it is read. Parsing a document takes a few times its size in memory,
+    /// for as long as it is applied.
+    #[arg(long, env = "POLICY_MAX_BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824))]
+    pub policy_max_bytes: u64,
+
     /// Watch streams (`GET /watch`) open at once on this instance; past it, a new one is
     /// refused with 503.
     #[arg(long, env = "WATCH_MAX_CLIENTS", default_value_t = 1000,

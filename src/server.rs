@@ -193,6 +193,7 @@ impl Server {
             )),
             metrics,
             request_timeout: config.request_timeout(),
+            policy_max_bytes: usize::try_from(config.policy_max_bytes).unwrap_or(usize::MAX),
             watching: http::Watching::new(config.watch_max_clients as usize, draining.clone()),
             authzen: http::AuthzenSettings {
                 public_url: config.public_url.clone(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppError;
-use crate::policy::{GroupName, NameError};
+use crate::policy::{GroupName, NameError, NestingProblem, NestingRefused};
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -37,8 +37,9 @@ pub enum ApiError {
     ChangesExpired { message: String, oldest: u64 },
     /// 413 payload_too_large: the body is over the route's limit (64 KiB, or what it says).
     PayloadTooLarge(usize),
-    /// 415 unsupported_media_type: a body that is not `application/json`.
-    UnsupportedMediaType,
+    /// 415 unsupported_media_type: a body of another type than the route takes, which this
+    /// says (`JSON with ...`).
+    UnsupportedMediaType(&'static str),
     /// 503 unavailable: the store cannot be reached, or (SQLite) its write lock could not be
     /// had in time; retrying later is safe.
     Unavailable,
@@ -102,10 +103,10 @@ impl ApiError {
                 "payload_too_large",
                 format!("the request body is larger than {} KiB", limit / 1024),
             ),
-            ApiError::UnsupportedMediaType => (
+            ApiError::UnsupportedMediaType(wanted) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "the request body must be JSON with `Content-Type: application/json`".into(),
+                format!("the request body must be {wanted}"),
             ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -194,7 +195,12 @@ impl ApiError {
     /// The same error, saying which change of a write of many it is about; the write as a
     /// whole is refused with it.
     pub fn of_change(self, index: usize) -> Self {
-        let about = |message: String| format!("`changes[{index}]`: {message}");
+        self.at(&format!("changes[{index}]"))
+    }
+
+    /// The same error, saying where in the request's body it is (`groups[3].members[0]`).
+    pub fn at(self, place: &str) -> Self {
+        let about = |message: String| format!("`{place}`: {message}");
         match self {
             ApiError::InvalidRequest(m) => ApiError::InvalidRequest(about(m)),
             ApiError::NotFound(m) => ApiError::NotFound(about(m)),
@@ -243,6 +249,14 @@ impl From<AppError> for ApiError {
                 message: e.to_string(),
                 oldest,
             },
+            AppError::Document(NestingRefused {
+                group,
+                parent,
+                problem,
+            }) => ApiError::from(AppError::Store(match problem {
+                NestingProblem::Cycle => StoreError::NestingCycle { group, parent },
+                NestingProblem::TooDeep => StoreError::NestingTooDeep { group, parent },
+            })),
             e @ AppError::Task(_) => {
                 tracing::error!(error = %crate::error_chain(&e), "write failed");
                 ApiError::Internal

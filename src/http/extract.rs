@@ -4,9 +4,17 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::ApiError;
+
+/// What a route that takes JSON says it takes.
+pub const JSON: &str = "JSON with `Content-Type: application/json`";
 
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -41,19 +49,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !json_content_type(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType(JSON));
         }
-        // Refused on its declared length, before the body is read: a client that sent
-        // `Expect: 100-continue` gets 413 instead of an invitation to send it.
-        if declared_length(req.headers()).is_some_and(|length| length > LIMIT) {
-            return Err(ApiError::PayloadTooLarge(LIMIT));
-        }
-        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
-            match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(LIMIT),
-                _ => ApiError::InvalidRequest(rejection.body_text()),
-            }
-        })?;
+        let body = body_of(req, state, LIMIT).await?;
         // serde would also take a JSON array as a struct, its elements as the fields in order:
         // ["acme", "admins"] must not create a group.
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -63,6 +61,25 @@ where
         }
         Ok(Self(body))
     }
+}
+
+/// The body, of at most `limit` bytes (the route must allow that many: `DefaultBodyLimit`).
+pub async fn body_of<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    // Refused on its declared length, before the body is read: a client that sent
+    // `Expect: 100-continue` gets 413 instead of an invitation to send it.
+    if declared_length(req.headers()).is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(limit),
+            _ => ApiError::InvalidRequest(rejection.body_text()),
+        })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<usize> {
@@ -87,6 +104,34 @@ fn json_content_type(headers: &HeaderMap) -> bool {
     };
     kind.eq_ignore_ascii_case("application")
         && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// A value that must be sent as an object (a map, in YAML): serde would also read a struct
+/// from an array of its fields in order, and a misplaced array must be refused rather than
+/// read that way. Written out as the value itself.
+#[derive(Debug)]
+pub struct MapOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Only<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Only(PhantomData)).map(MapOnly)
+    }
+}
+
+impl<T: Serialize> Serialize for MapOnly<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// A parameter of the path (a tenant named in the URL), percent-decoded.

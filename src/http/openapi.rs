@@ -100,7 +100,10 @@ struct ShapeErrors;
 impl Modify for ShapeErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.put]
+                .into_iter()
+                .flatten()
+            {
                 let mut errors: Vec<(&str, Ref)> = Vec::new();
                 if operation.security.is_some() {
                     errors.push(("401", shared::<Unauthorized>()));

@@ -90,8 +90,9 @@ where
             (None, self.inner.call(request), None)
         } else {
             let span = request_span(&id, &method, self.settings.routes.name(route));
-            // Only a POST writes.
-            let committing = (method == Method::POST).then(|| Arc::new(AtomicBool::new(false)));
+            // Only a POST or a PUT writes.
+            let writes = method == Method::POST || method == Method::PUT;
+            let committing = writes.then(|| Arc::new(AtomicBool::new(false)));
             let inner = match &committing {
                 Some(flag) => COMMITTING
                     .sync_scope(flag.clone(), || span.in_scope(|| self.inner.call(request))),

@@ -61,9 +61,9 @@ error_responses! {
     ChangesExpired: "`changes_expired`: retention deleted changes the tenant made after \
         `after`; `oldest_revision` in the error is the oldest whose change can still be read. \
         List the tenant and follow its changes from the revision the listing gives",
-    PayloadTooLarge: "`payload_too_large`: the request body is larger than the route takes (64 KiB; 2 MiB for a batch of checks)",
+    PayloadTooLarge: "`payload_too_large`: the request body is larger than the route takes (64 KiB; 2 MiB for a batch of checks or a write of many; POLICY_MAX_BYTES for a policy document)",
     UnsupportedMediaType: "`unsupported_media_type`: a body without \
-        `Content-Type: application/json`",
+        `Content-Type: application/json` (or `application/yaml`, where a route takes YAML)",
     Internal: "`internal`: a bug or a store that answered in an unexpected way; the cause is \
         in the server's log",
     Unavailable: "`unavailable`: the store could not be reached or did not answer in time, \

@@ -34,6 +34,11 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let write_many = OpenApiRouter::new()
         .routes(routes!(writes::write))
         .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES));
+    // A policy document may be as large as the configuration allows.
+    let policy_max_bytes = state.map_or(MAX_BODY_BYTES, |state| state.policy_max_bytes);
+    let apply_document = OpenApiRouter::new()
+        .routes(routes!(document::apply))
+        .layer(DefaultBodyLimit::max(policy_max_bytes));
     let mut writes = OpenApiRouter::new()
         .routes(routes!(writes::create_group))
         .routes(routes!(writes::delete_group))
@@ -44,6 +49,7 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(writes::nest_group))
         .routes(routes!(writes::unnest_group))
         .merge(write_many)
+        .merge(apply_document)
         .routes(routes!(writes::refresh_tenant));
     // Larger bodies than any other route: a batch of checks.
     let batch = OpenApiRouter::new()

@@ -19,6 +19,8 @@ pub struct Services {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// How long a request may take before it is answered 503 and abandoned.
     pub request_timeout: Duration,
+    /// The largest policy document a request may send, in bytes.
+    pub policy_max_bytes: usize,
     /// The watch streams: how many may be open, and what ends them.
     pub watching: Watching,
     /// How the AuthZEN endpoints present themselves and which tenant the root ones serve.

@@ -15,7 +15,7 @@ use super::batch::MAX_BATCH_BYTES;
 use super::extract::{JsonBody, JsonObject};
 use super::responses::{NestingRefused, NotFound, WriteRefused};
 use super::state::AppState;
-use super::timestamp::parse_instant;
+use super::timestamp::{instant, parse_instant};
 use crate::policy::{
     Action, Change, GroupName, Permission, Resource, TenantName, UnixMillis, UserName,
 };
@@ -234,7 +234,7 @@ pub struct WriteRequest<'a> {
 
 /// One change of a `/write`: `op` names the write, the other fields are its body's, without
 /// `tenant`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum WriteChange {
     CreateGroup {
@@ -256,7 +256,7 @@ pub enum WriteChange {
     AssignUser {
         group: String,
         user: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(format = DateTime)]
         expires_at: Option<String>,
     },
@@ -272,6 +272,47 @@ pub enum WriteChange {
         group: String,
         parent: String,
     },
+}
+
+impl From<&Change> for WriteChange {
+    fn from(change: &Change) -> Self {
+        let name = |name: &GroupName| name.as_str().to_owned();
+        match change {
+            Change::CreateGroup { group } => WriteChange::CreateGroup { group: name(group) },
+            Change::DeleteGroup { group } => WriteChange::DeleteGroup { group: name(group) },
+            Change::AddPermission { group, permission } => WriteChange::AddPermission {
+                group: name(group),
+                resource: permission.resource.as_str().to_owned(),
+                action: permission.action.as_str().to_owned(),
+            },
+            Change::RemovePermission { group, permission } => WriteChange::RemovePermission {
+                group: name(group),
+                resource: permission.resource.as_str().to_owned(),
+                action: permission.action.as_str().to_owned(),
+            },
+            Change::AssignUser {
+                group,
+                user,
+                expires_at,
+            } => WriteChange::AssignUser {
+                group: name(group),
+                user: user.as_str().to_owned(),
+                expires_at: expires_at.map(instant),
+            },
+            Change::UnassignUser { group, user } => WriteChange::UnassignUser {
+                group: name(group),
+                user: user.as_str().to_owned(),
+            },
+            Change::NestGroup { group, parent } => WriteChange::NestGroup {
+                group: name(group),
+                parent: name(parent),
+            },
+            Change::UnnestGroup { group, parent } => WriteChange::UnnestGroup {
+                group: name(group),
+                parent: name(parent),
+            },
+        }
+    }
 }
 
 impl WriteChange {

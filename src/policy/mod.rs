@@ -4,6 +4,7 @@
 
 mod change;
 mod cow_map;
+mod document;
 mod footprint;
 mod instant;
 mod name;
@@ -12,6 +13,7 @@ pub mod page;
 mod tenant;
 
 pub use change::{Change, Permission};
+pub use document::{Desired, DesiredGroup, NestingRefused, difference};
 pub use instant::UnixMillis;
 pub use name::{
     Action, GroupName, KeyName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName,

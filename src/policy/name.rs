@@ -80,6 +80,13 @@ macro_rules! name_type {
                 &self.0
             }
 
+            /// A name the policy already holds, so was checked when it came in: a difference
+            /// worked out from a policy names what it holds without checking it again.
+            #[allow(dead_code, reason = "not every kind of name is held by a policy")]
+            pub(crate) fn held(value: &str) -> Self {
+                Self(Arc::from(value))
+            }
+
             /// The shared string, so indexes can hold the name without copying it.
             pub fn as_arc(&self) -> &Arc<str> {
                 &self.0

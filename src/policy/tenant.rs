@@ -525,7 +525,7 @@ mod tests {
 // Here rather than beside `apply`: the property holds of the whole policy (the check, the
 // listings and every index), and proptest keeps its regressions under this file's path.
 #[cfg(test)]
-mod properties {
+pub(super) mod properties {
     //! Incremental refresh must be indistinguishable from a full reload: replaying the
     //! changelog from any revision gives the same policy as loading the final state whole.
 
@@ -544,7 +544,7 @@ mod properties {
     /// Ends of memberships: one before [`NOW`], one at it, one after.
     const ENDS: &[i64] = &[NOW.0 - 1, NOW.0, NOW.0 + 1];
 
-    fn change() -> impl Strategy<Value = Change> {
+    pub(in crate::policy) fn change() -> impl Strategy<Value = Change> {
         let group =
             prop::sample::select(GROUPS).prop_map(|g| GroupName::parse("group", g).unwrap());
         let user = prop::sample::select(USERS).prop_map(|u| UserName::parse("user", u).unwrap());
@@ -618,7 +618,7 @@ mod properties {
     }
 
     /// What a store does: applies every write, numbering and logging those that changed.
-    fn record(changes: &[Change]) -> (TenantPolicy, Vec<(u64, Change)>) {
+    pub(in crate::policy) fn record(changes: &[Change]) -> (TenantPolicy, Vec<(u64, Change)>) {
         let mut truth = TenantPolicy::default();
         let mut changelog = Vec::new();
         for change in changes {

@@ -70,6 +70,50 @@ impl Api {
         read(response).await
     }
 
+    /// PUTs `body` as JSON; returns the status and the parsed body.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .authorize(self.client.put(self.url(path)).json(&body))
+            .send()
+            .await
+            .expect("request reaches the server");
+        read(response).await
+    }
+
+    /// Sends `body` as it is, with `content_type`, and extra `headers`; returns the status,
+    /// the response's content type and its body as text.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, String, String) {
+        let mut request = self.client.request(method, self.url(path)).query(query);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let response = self
+            .authorize(request)
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = response.status();
+        let content_type = (response.headers().get("content-type"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (
+            status,
+            content_type,
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
     /// A write that must succeed; returns its body.
     async fn write_ok(&self, path: &str, body: Value) -> Value {
         let (status, response) = self.post(path, body.clone()).await;

@@ -90,6 +90,7 @@ pub async fn in_process_api(server_id: &str, tokens: Tokens) -> axum::Router {
         "t",
     ]);
     let request_timeout = config.request_timeout();
+    let policy_max_bytes = config.policy_max_bytes as usize;
     let authzen = http::AuthzenSettings {
         public_url: config.public_url.clone(),
         default_tenant: config.authzen_default_tenant.clone(),
@@ -100,6 +101,7 @@ pub async fn in_process_api(server_id: &str, tokens: Tokens) -> axum::Router {
         tokens: Arc::new(tokens),
         metrics: None,
         request_timeout,
+        policy_max_bytes,
         watching: http::Watching::new(16, Default::default()),
         authzen,
     }))

@@ -51,9 +51,9 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for Body<LIMIT> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match JsonObject::<LIMIT>::from_request(req, state).await {
             Ok(JsonObject(body)) => Ok(Self(body)),
-            Err(ApiError::UnsupportedMediaType) => Err(ApiError::InvalidRequest(
-                "the request body must be JSON, sent with `Content-Type: application/json`".into(),
-            )),
+            Err(ApiError::UnsupportedMediaType(wanted)) => Err(ApiError::InvalidRequest(format!(
+                "the request body must be {wanted}"
+            ))),
             Err(other) => Err(other),
         }
     }
