@@ -18,7 +18,7 @@ use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Because, Change, Desired, NestingRefused, Operation, TenantName, difference};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
-use crate::store::{ChangeLog, Store, StoreError, WriteOutcome, WrittenMany};
+use crate::store::{ChangeLog, Store, StoreError, TenantSummary, WriteOutcome, WrittenMany};
 
 /// How long an instance waits on the store, and how often it sweeps.
 #[derive(Debug, Clone, Copy)]
@@ -553,6 +553,17 @@ impl App {
 
     /// Up to `limit` keys after the key `after`, revoked ones included, oldest first, as the
     /// store has them now.
+    /// A page of the tenants that exist, read from the store so that every instance gives the
+    /// same answer: see [`Store::tenant_page`].
+    pub async fn tenant_page(
+        &self,
+        prefix: &str,
+        after: Option<&TenantName>,
+        limit: usize,
+    ) -> Result<Vec<TenantSummary>, AppError> {
+        Ok(self.store.tenant_page(prefix, after, limit).await?)
+    }
+
     pub async fn list_keys(
         &self,
         after: Option<&KeyId>,

@@ -267,6 +267,7 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
         "expires_at" => "2031-01-01T00:00:00Z",
         "name" => "a key",
         "id" => "0123456789abcdef",
+        "prefix" => "t",
         // The hex of the listing's scope and of the names of the item a page resumes after.
         "cursor" => match path {
             "/groups" => "2f67726f7570730a740a67",
@@ -278,6 +279,7 @@ fn sample(path: &str, name: &str, schema: &Value) -> Value {
             "/group-children" => "2f67726f75702d6368696c6472656e0a740a670a68",
             "/who-can" => "2f77686f2d63616e0a740a646f63732f726561646d650a726561640a75",
             "/user-permissions" => "2f757365722d7065726d697373696f6e730a740a750a67726f75700a670a0a",
+            "/tenants" => "2f74656e616e74730a740a74",
             other => panic!("no sample cursor for {other}"),
         },
         _ => panic!("no sample value for the new field `{name}`: add one here"),

@@ -475,3 +475,124 @@ async fn tenants_read_in_random_order_under_a_small_budget_are_always_exact() {
     assert!(evictions > 0 && reloads > 0);
     assert!(answers.len() > 500, "only {} answers", answers.len());
 }
+
+/// Every page of GET /tenants with `query` and `limit`, followed through `next_cursor`: the
+/// names and sizes listed, in order.
+async fn tenant_pages(node: &Instance, prefix: Option<&str>, limit: usize) -> Vec<Value> {
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let limit = limit.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        if let Some(prefix) = prefix {
+            query.push(("prefix", prefix));
+        }
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor));
+        }
+        let (status, page) = node.get("/tenants", &query).await;
+        assert_eq!(status, StatusCode::OK, "{query:?}: {page}");
+        let tenants = page["tenants"].as_array().unwrap();
+        assert!(tenants.len() <= limit.parse().unwrap(), "{page}");
+        listed.extend(tenants.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return listed,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_tenants_are_listed_in_byte_order_by_prefix_page_by_page_with_their_sizes() {
+    let cluster = Cluster::start(2).await;
+    let (writer, reader) = (&cluster[0], &cluster[1]);
+    // Names whose order by bytes differs from a language's: case, accents, spaces, the
+    // greatest character.
+    let names = [
+        "acme",
+        "acme corp",
+        "acme-eu",
+        "acmé",
+        "Acme",
+        "acmf",
+        "b",
+        "a\u{10FFFF}",
+        "zeta",
+    ];
+    for (at, name) in names.iter().enumerate() {
+        writer.create_group(name, "g").await;
+        for p in 0..at {
+            writer
+                .add_permission(name, "g", &format!("docs/{p}"), "read")
+                .await;
+        }
+        writer.assign_user(name, "alice", "g").await;
+    }
+    // A tenant whose every group is gone still exists, empty, at the revision it reached.
+    writer.create_group("emptied", "g").await;
+    writer.delete_group("emptied", "g").await;
+    // A tenant only read, never written, does not exist.
+    assert!(!writer.check("never-written", "u", "r", "a").await);
+
+    let expected = |name: &str| -> Value {
+        if name == "emptied" {
+            return json!({"name": "emptied", "revision": 2, "group_count": 0,
+                          "permission_count": 0, "assignment_count": 0});
+        }
+        let at = names.iter().position(|n| *n == name).unwrap();
+        json!({"name": name, "revision": at + 2, "group_count": 1,
+               "permission_count": at, "assignment_count": 1})
+    };
+    let mut all: Vec<&str> = names.iter().copied().chain(["emptied"]).collect();
+    all.sort_unstable();
+    let everyone: Vec<Value> = all.iter().map(|name| expected(name)).collect();
+    // From the store, so an instance that wrote none of them lists them all alike.
+    for limit in [1, 2, 3, 100] {
+        assert_eq!(
+            tenant_pages(reader, None, limit).await,
+            everyone,
+            "limit {limit}"
+        );
+    }
+    for (prefix, starting) in [
+        ("acme", vec!["acme", "acme corp", "acme-eu"]),
+        ("acm", vec!["acme", "acme corp", "acme-eu", "acmf", "acmé"]),
+        ("a\u{10FFFF}", vec!["a\u{10FFFF}"]),
+        ("acme ", vec!["acme corp"]),
+        ("A", vec!["Acme"]),
+        ("nothing", vec![]),
+        ("", all.clone()),
+    ] {
+        let listed: Vec<Value> = starting.iter().map(|name| expected(name)).collect();
+        for limit in [1, 2, 100] {
+            assert_eq!(
+                tenant_pages(writer, Some(prefix), limit).await,
+                listed,
+                "prefix {prefix:?}, limit {limit}"
+            );
+        }
+    }
+
+    // A cursor belongs to its prefix; bad parameters are refused.
+    let (_, first) = reader
+        .get("/tenants", &[("prefix", "acme"), ("limit", "1")])
+        .await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    for query in [
+        vec![("prefix", "acm"), ("cursor", cursor)],
+        vec![("cursor", cursor)],
+        vec![("cursor", "zz")],
+        vec![("limit", "0")],
+        vec![("limit", "1001")],
+        vec![("prefix", "a\u{1}")],
+        vec![("prefix", "x".repeat(257).leak())],
+        vec![("tenant", "acme")],
+    ] {
+        let (status, body) = reader.get("/tenants", &query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query:?}: {body}");
+        assert_eq!(
+            body["error"]["code"], "invalid_request",
+            "{query:?}: {body}"
+        );
+    }
+}

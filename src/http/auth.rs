@@ -154,6 +154,22 @@ pub async fn require_instance_reader(
     Ok(next.run(let_in(request, grant)).await)
 }
 
+/// The list of every tenant: an admin credential for every tenant, as a write to any of them
+/// would need.
+pub async fn require_administrator(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let grant = identify(&state, &request)?;
+    if grant.scope != Scope::All || !grant.may_write() {
+        return Err(ApiError::Forbidden(
+            "the list of tenants needs an admin credential for every tenant".into(),
+        ));
+    }
+    Ok(next.run(let_in(request, grant)).await)
+}
+
 /// Key management: a global ADMIN_TOKEN, never a key, so that a leaked key cannot make more.
 pub async fn require_key_manager(
     State(state): State<AppState>,

@@ -24,6 +24,7 @@ mod responses;
 mod routes;
 pub mod serve;
 mod state;
+mod tenants;
 mod timestamp;
 mod tokens;
 mod watch;

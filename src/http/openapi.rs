@@ -46,6 +46,7 @@ use super::responses::{
         (name = "writes", description = "Change a tenant's policy in the store, then tell the other instances."),
         (name = "reads", description = "Answered from the instance's in-memory copy of the tenant."),
         (name = "operations", description = "What an operator and a load balancer watch."),
+        (name = "tenants", description = "The tenants that exist, read from the store; an admin credential for every tenant."),
         (name = "API keys", description = "Issue, revoke and list API keys; `ADMIN_TOKEN` only."),
         (name = "AuthZEN", description = "The OpenID AuthZEN Authorization API 1.0, for each tenant at `/tenants/{tenant}` and at the root; answered from the same in-memory copy as the reads, with the same credentials."),
     )
@@ -126,7 +127,11 @@ impl Modify for ShapeErrors {
                 if tagged("reads") {
                     errors.push(("409", shared::<RevisionNotReached>()));
                 }
-                if (tagged("reads") || tagged("writes") || tagged("API keys") || authzen)
+                if (tagged("reads")
+                    || tagged("writes")
+                    || tagged("tenants")
+                    || tagged("API keys")
+                    || authzen)
                     && operation.security.is_some()
                 {
                     errors.push(("500", shared::<Internal>()));

@@ -24,7 +24,8 @@ use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
 use super::{
-    auth, batch, changes, document, keys, listings, metrics, openapi, ops, reads, watch, writes,
+    auth, batch, changes, document, keys, listings, metrics, openapi, ops, reads, tenants, watch,
+    writes,
 };
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
@@ -85,6 +86,8 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(document::export))
         .routes(routes!(changes::changes))
         .routes(routes!(watch::watch));
+    // Every tenant's name: for those who administer them all.
+    let mut administration = OpenApiRouter::new().routes(routes!(tenants::tenants));
     let mut instance_views = OpenApiRouter::new()
         .routes(routes!(ops::cache_stats))
         .routes(routes!(metrics::render));
@@ -101,6 +104,10 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     if let Some(state) = state {
         if state.tokens.guards_writes() {
             writes = writes.route_layer(from_fn_with_state(state.clone(), auth::require_writer));
+            administration = administration.route_layer(from_fn_with_state(
+                state.clone(),
+                auth::require_administrator,
+            ));
         }
         if state.tokens.guards_reads() {
             reads = reads.route_layer(from_fn_with_state(state.clone(), auth::require_reader));
@@ -115,6 +122,7 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(writes)
         .merge(reads)
+        .merge(administration)
         .merge(instance_views)
         .merge(key_management)
         .merge(open)

@@ -102,6 +102,18 @@ pub struct TenantRevision {
     pub revision: u64,
 }
 
+/// A tenant as a page of tenants lists it: its revision and its size, as the store holds
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub tenant: TenantName,
+    pub revision: u64,
+    pub groups: u64,
+    pub permissions: u64,
+    /// Memberships, ended ones included.
+    pub assignments: u64,
+}
+
 /// A change as the changelog recorded it: the revision it made, and who made it when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -231,6 +243,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         each: &mut (dyn FnMut(TenantRevision) + Send),
     ) -> Result<Position, StoreError>;
+
+    /// Up to `limit` tenants whose names start with `prefix` (every tenant when it is empty)
+    /// and come after `after`, in the order of their names' bytes, with their sizes.
+    async fn tenant_page(
+        &self,
+        prefix: &str,
+        after: Option<&TenantName>,
+        limit: usize,
+    ) -> Result<Vec<TenantSummary>, StoreError>;
 
     /// Every tenant written since `position`, with its current revision, and the position to
     /// ask from next time; one consistent read. A tenant may be reported that did not change

@@ -17,7 +17,7 @@ use super::sql::Sql;
 use super::write_health::WriteHealth;
 use super::{
     CHANGE_PAGE_BYTES, ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision,
-    WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
+    TenantSummary, WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{Change, MAX_NESTING_DEPTH, NestingProblem, TenantName, TenantPolicy};
@@ -568,6 +568,19 @@ impl Store for PgStore {
         within(self.timeout, Postgres::key_page(&self.pool, after, limit)).await
     }
 
+    async fn tenant_page(
+        &self,
+        prefix: &str,
+        after: Option<&TenantName>,
+        limit: usize,
+    ) -> Result<Vec<TenantSummary>, StoreError> {
+        within(
+            self.timeout,
+            Postgres::tenant_page(&self.pool, prefix, after, limit),
+        )
+        .await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -602,6 +615,19 @@ fn refusal(outcome: &str, change: &Change) -> StoreError {
 }
 
 impl Sql for Postgres {
+    // In the order of bytes whatever the database's collation, along the index of the
+    // migration 20261202000001_tenants_in_byte_order.sql.
+    const TENANT_PAGE: &'static str = r#"
+        SELECT t.name, t.revision,
+               (SELECT count(*) FROM groups g WHERE g.tenant = t.name),
+               (SELECT count(*) FROM permissions p WHERE p.tenant = t.name),
+               (SELECT count(*) FROM assignments a WHERE a.tenant = t.name)
+        FROM tenants t
+        WHERE t.name COLLATE "C" >= $1 AND t.name COLLATE "C" > $2
+          AND t.name COLLATE "C" < $3 AND t.revision > 0
+        ORDER BY t.name COLLATE "C"
+        LIMIT $4"#;
+
     /// SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown,
     /// restart) are outages, not bugs, and so is a store that cannot take writes.
     fn is_outage(error: &dyn DatabaseError) -> bool {

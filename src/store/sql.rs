@@ -16,9 +16,9 @@ use sqlx::error::DatabaseError;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
 use super::rows::{ChangedRow, KeyRow, assign_row, build_policy, changed_from_rows, revision_of};
-use super::{BoxError, Changed, Position, StoreError};
+use super::{BoxError, Changed, Position, StoreError, TenantSummary};
 use crate::keys::{KeyId, KeyRecord, NewKey};
-use crate::policy::{TenantName, TenantPolicy};
+use crate::policy::{MAX_NAME_BYTES, TenantName, TenantPolicy};
 
 /// An `api_keys` row as [`KeyRow`] reads it. A macro, not a const, so that the statements
 /// stay `&'static str` literals.
@@ -50,7 +50,11 @@ where
     for<'a> Option<i64>: Encode<'a, Self> + Type<Self>,
     for<'r> ChangedRow: FromRow<'r, Self::Row>,
     for<'r> KeyRow: FromRow<'r, Self::Row>,
+    for<'r> (String, i64, i64, i64, i64): FromRow<'r, Self::Row>,
 {
+    /// The statement of [`Sql::tenant_page`]: the engines order text in bytes differently.
+    const TENANT_PAGE: &'static str;
+
     /// Whether a database error means the store is not there, or cannot be used now (a retry
     /// later may succeed), rather than that something is wrong with the statement or the data.
     /// Each engine says so with codes of its own.
@@ -209,6 +213,44 @@ where
         rows.into_iter().map(KeyRow::into_record).collect()
     }
 
+    /// See [`super::Store::tenant_page`].
+    async fn tenant_page(
+        pool: &Pool<Self>,
+        prefix: &str,
+        after: Option<&TenantName>,
+        limit: usize,
+    ) -> Result<Vec<TenantSummary>, StoreError> {
+        // Bounds the index scan can start and stop at: every name is greater than "", and
+        // the names starting with the prefix are those below its successor.
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(Self::TENANT_PAGE)
+            .bind(prefix)
+            .bind(after.map_or("", TenantName::as_str))
+            .bind(
+                successor(prefix)
+                    .unwrap_or_else(|| ABOVE_EVERY_NAME.clone())
+                    .as_str(),
+            )
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+            .map_err(Self::classify)?;
+        rows.into_iter()
+            .map(|(name, revision, groups, permissions, assignments)| {
+                let count = |n: i64| u64::try_from(n).unwrap_or_default();
+                let tenant = TenantName::parse("tenant", &name).map_err(|e| {
+                    StoreError::Internal(format!("a stored tenant name: {e}").into())
+                })?;
+                Ok(TenantSummary {
+                    revision: revision_of(&tenant, revision)?,
+                    tenant,
+                    groups: count(groups),
+                    permissions: count(permissions),
+                    assignments: count(assignments),
+                })
+            })
+            .collect()
+    }
+
     /// Succeeds if the store answers a query.
     async fn answers(pool: &Pool<Self>) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
@@ -216,5 +258,47 @@ where
             .await
             .map(drop)
             .map_err(Self::classify)
+    }
+}
+
+/// The first string after every string that starts with `prefix`, in the order of bytes (which
+/// for UTF-8 is the order of characters): the prefix with its last character that can be made
+/// greater made so, and what follows it dropped. None for an empty prefix, or one of nothing
+/// but the greatest character.
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next character, past the surrogates, which are not characters.
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// A string greater than every name: longer than a name may be, of the greatest character.
+static ABOVE_EVERY_NAME: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| char::MAX.to_string().repeat(MAX_NAME_BYTES / 4 + 1));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_successor_of_a_prefix_follows_every_name_it_starts_and_nothing_else() {
+        assert_eq!(successor(""), None);
+        assert_eq!(successor("acme").as_deref(), Some("acmf"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+        // Past the surrogates.
+        assert_eq!(successor("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        for name in ["acme", "acme corp", "acme\u{10FFFF}", "acmezzz"] {
+            assert!(name < successor("acme").unwrap().as_str(), "{name}");
+        }
+        assert!("acmf" >= successor("acme").unwrap().as_str());
+        let longest = "\u{10FFFF}".repeat(MAX_NAME_BYTES / 4);
+        assert!(longest.as_str() < ABOVE_EVERY_NAME.as_str());
     }
 }

@@ -27,7 +27,7 @@ use super::sqlite_file::FileGuard;
 use super::write_health::WriteHealth;
 use super::{
     CHANGE_PAGE_BYTES, ChangeLog, Changed, OpenError, Position, Store, StoreError, TenantRevision,
-    WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
+    TenantSummary, WriteOutcome, WrittenMany, answer_of_write, nesting_refused, within,
 };
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
 use crate::policy::{
@@ -595,6 +595,19 @@ impl Store for SqliteStore {
         within(self.timeout, Sqlite::key_page(&self.pool, after, limit)).await
     }
 
+    async fn tenant_page(
+        &self,
+        prefix: &str,
+        after: Option<&TenantName>,
+        limit: usize,
+    ) -> Result<Vec<TenantSummary>, StoreError> {
+        within(
+            self.timeout,
+            Sqlite::tenant_page(&self.pool, prefix, after, limit),
+        )
+        .await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -787,6 +800,17 @@ async fn check_nesting(
 }
 
 impl Sql for Sqlite {
+    // SQLite compares text by its bytes unless told otherwise.
+    const TENANT_PAGE: &'static str = "
+        SELECT t.name, t.revision,
+               (SELECT count(*) FROM groups g WHERE g.tenant = t.name),
+               (SELECT count(*) FROM permissions p WHERE p.tenant = t.name),
+               (SELECT count(*) FROM assignments a WHERE a.tenant = t.name)
+        FROM tenants t
+        WHERE t.name >= $1 AND t.name > $2 AND t.name < $3 AND t.revision > 0
+        ORDER BY t.name
+        LIMIT $4";
+
     /// A file that cannot be used, or SQLITE_BUSY (5) and SQLITE_LOCKED (6): the write lock
     /// not had within busy_timeout. Retrying later is the answer, as it is for a file an
     /// operator mends.

@@ -14,6 +14,8 @@ enum Guard {
     Read,
     /// /cache-stats and /metrics: any credential for every tenant.
     Instance,
+    /// /tenants: an admin credential for every tenant.
+    Administer,
     /// The API-key endpoints: ADMIN_TOKEN only.
     Keys,
 }
@@ -45,7 +47,7 @@ impl Route {
     fn tenants(&self) -> &'static [&'static str] {
         match self.guard {
             Guard::Write | Guard::Read => &["acme", "globex"],
-            Guard::Instance | Guard::Keys => &["-"],
+            Guard::Instance | Guard::Administer | Guard::Keys => &["-"],
         }
     }
 }
@@ -124,6 +126,7 @@ fn routes(revocable: &str) -> Vec<Route> {
             json!({"user": "alice"}),
         ),
         route(Read, Method::GET, "/changes", json!({})),
+        route(Administer, Method::GET, "/tenants", json!({})),
         route(Instance, Method::GET, "/cache-stats", json!({})),
         route(Instance, Method::GET, "/metrics", json!({})),
         route(
@@ -161,6 +164,7 @@ fn allowed(credential: &Credential, guard: Guard, tenant: &str) -> bool {
         Guard::Write => credential.admin && reaches,
         Guard::Read => reaches,
         Guard::Instance => credential.tenant.is_none(),
+        Guard::Administer => credential.admin && credential.tenant.is_none(),
         Guard::Keys => credential.admin_token,
     }
 }
@@ -199,6 +203,17 @@ fn read_mismatch(path: &str, tenant: &str, reply: &Reply) -> Option<String> {
                         && body["changes"].as_array().unwrap().len() == 4
                 }
                 "/cache-stats" => body["api_keys"].is_u64() && body["key_reloads"].is_u64(),
+                "/tenants" => {
+                    let listed: Vec<&Value> = body["tenants"].as_array().unwrap().iter().collect();
+                    listed
+                        == [
+                            &json!({"name": "acme", "revision": 4, "group_count": 2,
+                                    "permission_count": 1, "assignment_count": 1}),
+                            &json!({"name": "globex", "revision": 4, "group_count": 2,
+                                    "permission_count": 1, "assignment_count": 1}),
+                        ]
+                        && body["next_cursor"].is_null()
+                }
                 other => unreachable!("{other} is not a read"),
             }
         }
