@@ -8,9 +8,11 @@ COPY migrations ./migrations
 # Not built here, but Cargo.toml names the bench target and the workspace's benchmark tools
 # (benches/tools), and cargo reads no manifest whose targets or members are missing.
 COPY benches ./benches
-RUN cargo build --release --locked
+# The command line, rbacctl, is built too: it is useful inside the container.
+COPY client ./client
+RUN cargo build --release --locked -p rbac-server -p rbac-client
 
-# Runtime stage: the binary alone, run by an unprivileged user.
+# Runtime stage: the binaries alone, the server run by an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
@@ -19,6 +21,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid rbac --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin rbac
 COPY --from=build /src/target/release/rbac-server /usr/local/bin/rbac-server
+COPY --from=build /src/target/release/rbacctl /usr/local/bin/rbacctl
 # Without DATABASE_URL the embedded SQLite database lives here; mount a volume to keep it.
 RUN mkdir -p /var/lib/rbac-server && chown 10001:10001 /var/lib/rbac-server
 ENV DATA_DIR=/var/lib/rbac-server

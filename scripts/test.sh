@@ -35,6 +35,8 @@ command -v openssl >/dev/null || apt_install openssl || die "the openssl command
 export TMPDIR="$work/tmp"
 log "cargo test (HTTP tests on PostgreSQL)"
 cargo test --locked --all-targets "$@"
+log "cargo test (rbac-client and rbacctl, against the server built above)"
+cargo test --locked -p rbac-client "$@"
 log "cargo test (HTTP tests again, on the embedded SQLite store)"
 TEST_STORE=sqlite cargo test --locked --test api --test authzen --test batch --test documents --test who_can --test changes --test cluster --test keys --test tenants --test server --test watch "$@"
 
@@ -51,5 +53,5 @@ for source in $sources; do
   cp -r --parents "$source" "$context/"
 done
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-(cd "$context" && CARGO_TARGET_DIR="$target_dir" cargo build --locked --bins --quiet) \
+(cd "$context" && CARGO_TARGET_DIR="$target_dir" cargo build --locked -p rbac-server -p rbac-client --bins --quiet) \
   || die "the server does not build from the files the Dockerfile copies: ${sources//$'\n'/ }"

@@ -13,12 +13,16 @@ pub struct Api {
     pub server_id: String,
     pub client: reqwest::Client,
     pub token: Option<String>,
+    /// The typed client of the API, as a program would call it; the raw `client` is for the
+    /// requests a test makes by hand, malformed ones included.
+    pub rbac: rbac_client::Client,
 }
 
 impl Api {
     /// The API at `base` (`http://address`), called with `token` when there is one.
     pub(super) fn new(base: String, server_id: &str, token: Option<String>) -> Self {
         Self {
+            rbac: rbac_client::Client::new(&base, token.as_deref()).expect("an http URL"),
             base,
             server_id: server_id.to_owned(),
             client: reqwest::Client::builder()
@@ -36,6 +40,7 @@ impl Api {
             server_id: self.server_id.clone(),
             client: self.client.clone(),
             token: token.map(str::to_owned),
+            rbac: self.rbac.with_token(token),
         }
     }
 
@@ -114,25 +119,26 @@ impl Api {
         )
     }
 
-    /// A write that must succeed; returns its body.
-    async fn write_ok(&self, path: &str, body: Value) -> Value {
-        let (status, response) = self.post(path, body.clone()).await;
-        assert!(
-            status.is_success(),
-            "{path} {body} on {}: {status} {response}",
-            self.server_id
-        );
-        response
+    /// The answer of a write that must succeed, as JSON.
+    fn written<T: serde::Serialize>(
+        &self,
+        what: &str,
+        answer: Result<T, rbac_client::Error>,
+    ) -> Value {
+        match answer {
+            Ok(answer) => serde_json::to_value(answer).expect("an answer is JSON"),
+            Err(e) => panic!("{what} on {}: {e}", self.server_id),
+        }
     }
 
     pub async fn create_group(&self, tenant: &str, group: &str) -> Value {
-        self.write_ok("/create-group", json!({"tenant": tenant, "group": group}))
-            .await
+        let answer = self.rbac.create_group(tenant, group).await;
+        self.written(&format!("create-group {tenant}/{group}"), answer)
     }
 
     pub async fn delete_group(&self, tenant: &str, group: &str) -> Value {
-        self.write_ok("/delete-group", json!({"tenant": tenant, "group": group}))
-            .await
+        let answer = self.rbac.delete_group(tenant, group).await;
+        self.written(&format!("delete-group {tenant}/{group}"), answer)
     }
 
     pub async fn add_permission(
@@ -142,11 +148,14 @@ impl Api {
         resource: &str,
         action: &str,
     ) -> Value {
-        self.write_ok(
-            "/add-permission",
-            json!({"tenant": tenant, "group": group, "resource": resource, "action": action}),
+        let answer = self
+            .rbac
+            .add_permission(tenant, group, resource, action)
+            .await;
+        self.written(
+            &format!("add-permission {tenant}/{group} {resource} {action}"),
+            answer,
         )
-        .await
     }
 
     pub async fn remove_permission(
@@ -156,43 +165,37 @@ impl Api {
         resource: &str,
         action: &str,
     ) -> Value {
-        self.write_ok(
-            "/remove-permission",
-            json!({"tenant": tenant, "group": group, "resource": resource, "action": action}),
+        let answer = self
+            .rbac
+            .remove_permission(tenant, group, resource, action)
+            .await;
+        self.written(
+            &format!("remove-permission {tenant}/{group} {resource} {action}"),
+            answer,
         )
-        .await
     }
 
     pub async fn assign_user(&self, tenant: &str, user: &str, group: &str) -> Value {
-        self.write_ok(
-            "/assign-user",
-            json!({"tenant": tenant, "user": user, "group": group}),
-        )
-        .await
+        let answer = self.rbac.assign_user(tenant, group, user, None).await;
+        self.written(&format!("assign-user {tenant}/{group} {user}"), answer)
     }
 
     pub async fn unassign_user(&self, tenant: &str, user: &str, group: &str) -> Value {
-        self.write_ok(
-            "/unassign-user",
-            json!({"tenant": tenant, "user": user, "group": group}),
-        )
-        .await
+        let answer = self.rbac.unassign_user(tenant, group, user).await;
+        self.written(&format!("unassign-user {tenant}/{group} {user}"), answer)
     }
 
     pub async fn nest_group(&self, tenant: &str, group: &str, parent: &str) -> Value {
-        self.write_ok(
-            "/nest-group",
-            json!({"tenant": tenant, "group": group, "parent": parent}),
-        )
-        .await
+        let answer = self.rbac.nest_group(tenant, group, parent).await;
+        self.written(&format!("nest-group {tenant}/{group} in {parent}"), answer)
     }
 
     pub async fn unnest_group(&self, tenant: &str, group: &str, parent: &str) -> Value {
-        self.write_ok(
-            "/unnest-group",
-            json!({"tenant": tenant, "group": group, "parent": parent}),
+        let answer = self.rbac.unnest_group(tenant, group, parent).await;
+        self.written(
+            &format!("unnest-group {tenant}/{group} from {parent}"),
+            answer,
         )
-        .await
     }
 
     /// POST /check-access; the whole response body.
@@ -234,9 +237,11 @@ impl Api {
     }
 
     pub async fn check(&self, tenant: &str, user: &str, resource: &str, action: &str) -> bool {
-        self.check_body(tenant, user, resource, action).await["allowed"]
-            .as_bool()
-            .expect("allowed is a boolean")
+        let check = rbac_client::Check::new(tenant, user, resource, action);
+        match self.rbac.check(&check).await {
+            Ok(answer) => answer.allowed,
+            Err(e) => panic!("check {check:?} on {}: {e}", self.server_id),
+        }
     }
 
     /// The whole of `tenant` at one revision: every group with its permissions and members,
