@@ -15,7 +15,9 @@ use crate::bus::{Bus, Message};
 use crate::cache::{Snapshot, TenantCache};
 use crate::keys::ring::KeyRing;
 use crate::keys::{KeyId, KeyRecord, NewKey, Revocation};
-use crate::policy::{Because, Change, Desired, NestingRefused, Operation, TenantName, difference};
+use crate::policy::{
+    Because, Change, Desired, NestingRefused, Operation, TenantName, counts, difference,
+};
 use crate::refresh::Refresher;
 use crate::stats::{Stats, bump};
 use crate::store::{ChangeLog, Store, StoreError, TenantSummary, WriteOutcome, WrittenMany};
@@ -64,18 +66,6 @@ pub struct Applied {
     pub counts: Vec<(Operation, usize)>,
     /// On a dry run, the difference, in the order it would be applied; empty otherwise.
     pub changes: Vec<Change>,
-}
-
-fn counts(changes: &[Change]) -> Vec<(Operation, usize)> {
-    let mut counts: Vec<(Operation, usize)> = Vec::new();
-    for change in changes {
-        let operation = change.operation();
-        match counts.iter_mut().find(|(counted, _)| *counted == operation) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((operation, 1)),
-        }
-    }
-    counts
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +229,7 @@ impl App {
     pub async fn apply_document(
         self: &Arc<Self>,
         tenant: &TenantName,
-        desired: &Desired,
+        desired: Arc<Desired>,
         if_revision: Option<u64>,
         dry_run: bool,
         actor: Option<&str>,
@@ -267,8 +257,14 @@ impl App {
                 }
                 .into());
             }
-            let changes = difference(&snapshot.policy, desired).map_err(AppError::Document)?;
-            drop(snapshot);
+            // A pass over every group and member the tenant holds: off the threads that serve
+            // requests.
+            let wanted = desired.clone();
+            let changes =
+                tokio::task::spawn_blocking(move || difference(&snapshot.policy, &wanted))
+                    .await
+                    .map_err(AppError::Task)?
+                    .map_err(AppError::Document)?;
             let counts = counts(&changes);
             if dry_run {
                 return Ok(Applied {
@@ -287,6 +283,10 @@ impl App {
                 {
                     at_least = Some(current);
                     attempt += 1;
+                }
+                // The document's changes, not a list the caller sent: no index to name.
+                Err(AppError::Store(StoreError::InChange { error, .. })) => {
+                    return Err(AppError::Store(*error));
                 }
                 written => {
                     return written.map(|written| Applied {
@@ -551,8 +551,6 @@ impl App {
         .await
     }
 
-    /// Up to `limit` keys after the key `after`, revoked ones included, oldest first, as the
-    /// store has them now.
     /// A page of the tenants that exist, read from the store so that every instance gives the
     /// same answer: see [`Store::tenant_page`].
     pub async fn tenant_page(
@@ -564,6 +562,8 @@ impl App {
         Ok(self.store.tenant_page(prefix, after, limit).await?)
     }
 
+    /// Up to `limit` keys after the key `after`, revoked ones included, oldest first, as the
+    /// store has them now.
     pub async fn list_keys(
         &self,
         after: Option<&KeyId>,

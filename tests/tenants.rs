@@ -596,3 +596,17 @@ async fn the_tenants_are_listed_in_byte_order_by_prefix_page_by_page_with_their_
         );
     }
 }
+
+#[tokio::test]
+async fn with_only_check_token_the_tenants_are_listed_to_a_credential_for_every_tenant() {
+    let cluster = Cluster::start_with(1, &[("CHECK_TOKEN", "reader-secret")]).await;
+    let node = &cluster[0];
+    node.create_group("acme", "g").await;
+    let anyone = node.with_token(None);
+    let (status, body) = anyone.get("/tenants", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let reader = node.with_token(Some("reader-secret"));
+    let (status, body) = reader.get("/tenants", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenants"][0]["name"], "acme");
+}

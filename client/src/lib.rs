@@ -39,7 +39,7 @@ pub enum Error {
         body: Value,
     },
     /// The server could not be reached, or the connection broke.
-    #[error("cannot reach the server: {0}")]
+    #[error("cannot reach the server: {}", causes(.0))]
     Transport(#[from] reqwest::Error),
     /// The server answered something this client does not read as the API documents.
     #[error("unexpected answer ({status}): {detail}")]
@@ -363,12 +363,14 @@ impl Client {
     }
 
     /// The tenant's changes after revision `after`, as they happen (`GET /watch`, Server-Sent
-    /// Events), until the server ends the stream.
+    /// Events), and why the stream ends when the server says; it also ends without a word
+    /// (the server stopped, the key was revoked), to be opened again after the last revision
+    /// received whole.
     pub async fn watch(
         &self,
         tenant: &str,
         after: u64,
-    ) -> Result<impl Stream<Item = Result<ChangeEntry, Error>> + use<>, Error> {
+    ) -> Result<impl Stream<Item = Result<WatchEvent, Error>> + use<>, Error> {
         let response = self
             .request(Method::GET, "/watch")
             .query(&[("tenant", tenant), ("after", &after.to_string())])
@@ -380,11 +382,32 @@ impl Client {
             return Err(refusal(response).await);
         }
         let events = eventsource_stream::EventStream::new(response.bytes_stream());
+        let read = move |data: &str| {
+            serde_json::from_str::<Value>(data).map_err(|e| unexpected(status.as_u16(), e))
+        };
         Ok(events
             .map_err(move |e| unexpected(status.as_u16(), e))
-            .try_filter(|event| std::future::ready(event.event == "change"))
-            .and_then(move |event| async move {
-                serde_json::from_str(&event.data).map_err(|e| unexpected(status.as_u16(), e))
+            .try_filter_map(move |event| {
+                let parsed = match event.event.as_str() {
+                    "change" => read(&event.data).and_then(|data| {
+                        serde_json::from_value(data)
+                            .map(|change| Some(WatchEvent::Change(Box::new(change))))
+                            .map_err(|e| unexpected(status.as_u16(), e))
+                    }),
+                    "reset" => read(&event.data).map(|data| {
+                        Some(WatchEvent::Reset {
+                            after: data["after"].as_u64().unwrap_or_default(),
+                        })
+                    }),
+                    "expired" => read(&event.data).map(|data| {
+                        Some(WatchEvent::Expired {
+                            oldest_revision: data["oldest_revision"].as_u64().unwrap_or_default(),
+                        })
+                    }),
+                    // Events of later versions are left to clients that know them.
+                    _ => Ok(None),
+                };
+                std::future::ready(parsed)
             }))
     }
 
@@ -480,6 +503,18 @@ async fn refusal(response: Response) -> Error {
             detail: describe(status, &text),
         },
     }
+}
+
+/// An error and what caused it, down to the first cause (`connection refused`).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn describe(status: StatusCode, text: &str) -> String {

@@ -156,6 +156,24 @@ pub struct ChangeEntry {
     pub actor: Option<String>,
     pub server_id: String,
     pub at: String,
+    /// In a watch stream: whether it is the last change of its revision (the changes of a
+    /// `/write` share one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_revision: Option<bool>,
+}
+
+/// What a watch stream says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    Change(Box<ChangeEntry>),
+    /// The client fell behind and the server ended the stream: open it again after `after`.
+    Reset {
+        after: u64,
+    },
+    /// The changes the stream had yet to send are no longer kept: read the tenant afresh.
+    Expired {
+        oldest_revision: u64,
+    },
 }
 
 /// `/tenants`.

@@ -448,6 +448,20 @@ async fn changes_follow_prints_each_change_as_it_happens() {
     assert_eq!(change["operation"], "add-permission");
     node.assign_user("acme", "alice", "g").await;
     assert_eq!(next(&mut lines).await["user"], "alice");
+    // The changes of one write share its revision, and come each once.
+    let changes = [
+        serde_json::json!({"op": "create-group", "group": "h"}),
+        serde_json::json!({"op": "assign-user", "group": "h", "user": "bob"}),
+        serde_json::json!({"op": "nest-group", "group": "h", "parent": "g"}),
+    ];
+    node.client.write("acme", &changes, None).await.unwrap();
+    for operation in ["create-group", "assign-user", "nest-group"] {
+        let change = next(&mut lines).await;
+        assert_eq!(change["revision"], 4, "{change}");
+        assert_eq!(change["operation"], operation, "{change}");
+    }
+    node.add_permission("acme", "h", "wiki/*", "read").await;
+    assert_eq!(next(&mut lines).await["revision"], 5);
     follower.kill().await.unwrap();
 }
 

@@ -25,11 +25,12 @@ use super::responses::WriteRefused;
 use super::state::AppState;
 use super::timestamp::{instant, parse_instant};
 use super::writes::WriteChange;
+use std::sync::Arc;
+
 use crate::app::AppError;
 use crate::policy::{
     Action, Desired, DesiredGroup, GroupName, GroupView, Permission, Resource, TenantName, UserName,
 };
-use crate::store::StoreError;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -231,7 +232,6 @@ pub async fn apply(
     PolicyBody(request): PolicyBody,
 ) -> Result<Json<AppliedResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &request.tenant)?;
-    let desired = desired(request.groups)?;
     if !request.dry_run {
         super::request::write_begun();
     }
@@ -239,17 +239,12 @@ pub async fn apply(
         .app
         .apply_document(
             &tenant,
-            &desired,
+            Arc::new(request.desired),
             request.if_revision,
             request.dry_run,
             caller.actor(),
         )
-        .await
-        .map_err(|e| match e {
-            // The document's, not a list of changes the caller sent: no index to give.
-            AppError::Store(StoreError::InChange { error, .. }) => AppError::Store(*error),
-            e => e,
-        })?;
+        .await?;
     Ok(Json(AppliedResponse {
         success: true,
         dry_run: request.dry_run,
@@ -327,8 +322,16 @@ fn twice(place: &str, what: &str) -> ApiError {
 }
 
 /// A document sent to `PUT /tenant-policy`, read whole (up to `POLICY_MAX_BYTES`) and parsed
-/// as the request's `Content-Type` says.
-pub struct PolicyBody(ApplyRequest);
+/// as the request's `Content-Type` says, with every name checked.
+pub struct PolicyBody(Parsed);
+
+/// What a document asks for.
+pub struct Parsed {
+    tenant: String,
+    desired: Desired,
+    dry_run: bool,
+    if_revision: Option<u64>,
+}
 
 impl FromRequest<AppState> for PolicyBody {
     type Rejection = ApiError;
@@ -339,8 +342,20 @@ impl FromRequest<AppState> for PolicyBody {
              application/yaml`",
         ))?;
         let body = body_of(req, state, state.policy_max_bytes).await?;
-        let MapOnly(request) = format.parse(&body)?;
-        Ok(Self(request))
+        // Megabytes of text and a name check per member: off the threads that serve requests.
+        let parse = move || {
+            let MapOnly(request) = format.parse(&body)?;
+            Ok::<_, ApiError>(Parsed {
+                tenant: request.tenant,
+                desired: desired(request.groups)?,
+                dry_run: request.dry_run,
+                if_revision: request.if_revision,
+            })
+        };
+        let parsed = tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| ApiError::from(AppError::Task(e)))??;
+        Ok(Self(parsed))
     }
 }
 

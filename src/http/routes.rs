@@ -108,6 +108,13 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
                 state.clone(),
                 auth::require_administrator,
             ));
+        } else if state.tokens.guards_reads() {
+            // No admin credential exists: the names of every tenant are still not for anyone,
+            // but for a credential that reads every tenant.
+            administration = administration.route_layer(from_fn_with_state(
+                state.clone(),
+                auth::require_instance_reader,
+            ));
         }
         if state.tokens.guards_reads() {
             reads = reads.route_layer(from_fn_with_state(state.clone(), auth::require_reader));

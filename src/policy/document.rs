@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 #[cfg(test)]
 use super::MAX_NESTING_DEPTH;
 use super::{Action, Resource};
-use super::{Change, GroupName, NestingProblem, Permission, TenantPolicy, UnixMillis, UserName};
+use super::{
+    Change, GroupName, NestingProblem, Operation, Permission, TenantPolicy, UnixMillis, UserName,
+};
 use itertools::EitherOrBoth::{Both, Left, Right};
 use itertools::merge_join_by;
 
@@ -147,6 +149,19 @@ pub fn difference(
     }
     check_nestings(current, [&deleted, &created, &unnested], &nested)?;
     Ok([deleted, created, unnested, taken, given, nested].concat())
+}
+
+/// How many changes of each operation `changes` holds, in the order they first come.
+pub fn counts(changes: &[Change]) -> Vec<(Operation, usize)> {
+    let mut counts: Vec<(Operation, usize)> = Vec::new();
+    for change in changes {
+        let operation = change.operation();
+        match counts.iter_mut().find(|(counted, _)| *counted == operation) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((operation, 1)),
+        }
+    }
+    counts
 }
 
 fn assign(group: GroupName, user: &UserName, expires_at: Option<UnixMillis>) -> Change {

@@ -13,7 +13,7 @@ pub mod page;
 mod tenant;
 
 pub use change::{Change, Permission};
-pub use document::{Desired, DesiredGroup, NestingRefused, difference};
+pub use document::{Desired, DesiredGroup, NestingRefused, counts, difference};
 pub use instant::UnixMillis;
 pub use name::{
     Action, GroupName, KeyName, MAX_NAME_BYTES, NameError, NameProblem, Resource, TenantName,

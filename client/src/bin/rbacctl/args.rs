@@ -21,7 +21,7 @@ pub struct Cli {
     /// The credential: ADMIN_TOKEN, CHECK_TOKEN or an API key.
     #[arg(long, env = "RBAC_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Print the server's answers as JSON, one per line, instead of tables.
+    /// Print the answers as JSON, one per line, instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -175,7 +175,7 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// How the instance is: health, readiness and its cache.
+    /// How the instance is: health, readiness and its cache. Exits 1 when it is not ready.
     Status,
     /// Print a shell's completion script.
     Completions {

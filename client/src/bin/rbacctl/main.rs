@@ -1,8 +1,9 @@
 //! rbacctl: rbac-server from the command line.
 //!
-//! Each subcommand is one call of [`rbac_client::Client`]. Answers print as tables, or as the
-//! server's JSON with `--json`. `check` exits 0 when allowed and 1 when denied; any error is
-//! one line on stderr, with the server's code when it refused, and exit status 3.
+//! Each subcommand is one call of [`rbac_client::Client`]. Answers print as tables, or as JSON
+//! lines with `--json`. `check` exits 0 when allowed and 1 when denied, `status` 0 when the
+//! instance is ready and 1 when not; a usage error is clap's, exit status 2; any other error
+//! is one line on stderr, with the server's code when it refused, and exit status 3.
 
 mod args;
 mod show;
@@ -11,19 +12,26 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use futures_util::StreamExt;
-use rbac_client::{Check, Client, Error, Format, PageRequest, Paged};
+use rbac_client::{Check, Client, Error, Format, PageRequest, Paged, WatchEvent};
 use serde_json::Value;
 
 use args::{Cli, Command, KeyCommand, Paging};
 use show::Output;
 
-/// A denied check.
+/// A denied check, or an instance not ready.
 const DENIED: u8 = 1;
 /// Anything that went wrong.
 const FAILED: u8 = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns a closed pipe (`rbacctl changes --follow | head`)
+    // into a panic at the next print; a command line ends quietly instead, as others do.
+    #[cfg(unix)]
+    // SAFETY: before any thread is started; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
@@ -177,10 +185,7 @@ async fn run(client: &Client, command: Command, out: &Output) -> Result<u8, Fail
                 }
             }
             if follow {
-                let mut changes = Box::pin(client.watch(&tenant, after).await?);
-                while let Some(change) = changes.next().await {
-                    out.change(&change?);
-                }
+                follow_changes(client, &tenant, after, out).await?;
             }
         }
         Command::Export {
@@ -235,10 +240,60 @@ async fn run(client: &Client, command: Command, out: &Output) -> Result<u8, Fail
             };
             let stats = client.cache_stats().await.ok();
             out.status(&health, &ready, stats.as_ref());
+            return Ok(if ready.is_ok() { 0 } else { DENIED });
         }
         Command::Completions { .. } => {}
     }
     Ok(0)
+}
+
+/// Prints the tenant's changes after `after` as they happen, opening the stream again when
+/// the server ends it, until it cannot (the server is gone, the credential revoked) or the
+/// changes to come are no longer kept. A change is printed once, although a stream opened
+/// again resends the changes of a revision it had sent only some of.
+async fn follow_changes(
+    client: &Client,
+    tenant: &str,
+    mut after: u64,
+    out: &Output,
+) -> Result<(), Failure> {
+    // The revision received in part, and how many of its changes were printed.
+    let mut open: Option<(u64, usize)> = None;
+    loop {
+        let mut events = Box::pin(client.watch(tenant, after).await?);
+        // What this stream sends again: the changes printed of the revision left open.
+        let resending = open;
+        let mut resent = 0;
+        while let Some(event) = events.next().await {
+            match event? {
+                WatchEvent::Change(change) => {
+                    if let Some((revision, count)) = resending
+                        && revision == change.revision
+                        && resent < count
+                    {
+                        resent += 1;
+                        continue;
+                    }
+                    out.change(&change);
+                    if change.ends_revision == Some(false) {
+                        let printed = open.filter(|&(revision, _)| revision == change.revision);
+                        let count = printed.map_or(0, |(_, count)| count);
+                        open = Some((change.revision, count + 1));
+                    } else {
+                        open = None;
+                        after = change.revision;
+                    }
+                }
+                WatchEvent::Reset { after: from } => after = from.max(after),
+                WatchEvent::Expired { oldest_revision } => {
+                    return Err(Failure::Input(format!(
+                        "the changes after revision {after} are no longer kept (the oldest is \
+                         {oldest_revision}): export the tenant and follow it from its revision"
+                    )));
+                }
+            }
+        }
+    }
 }
 
 /// The pages a listing asks for: the one `paging` names, or with `--all` every page from it.
@@ -297,13 +352,70 @@ fn with_options(
             if let Some(revision) = if_revision {
                 options.push_str(&format!("if_revision: {revision}\n"));
             }
-            let mut bytes = options.into_bytes();
-            bytes.extend(document);
-            Ok(bytes)
+            let text = String::from_utf8(document)
+                .map_err(|_| Failure::Input("the document is not UTF-8".into()))?;
+            let at = yaml_mapping_start(&text).ok_or_else(|| {
+                Failure::Input(
+                    "the document's top level is not a block mapping (`tenant: ...` at the \
+                     start of a line): set dry_run or if_revision in it instead"
+                        .into(),
+                )
+            })?;
+            Ok(format!("{}{options}{}", &text[..at], &text[at..]).into_bytes())
         }
     }
 }
 
+/// Where the top-level keys of a YAML document start, after a byte-order mark, comments,
+/// directives and a `---` of its own line: a line that begins at its first column with a
+/// key. None when the top level is something else (a flow mapping, an indented one).
+fn yaml_mapping_start(text: &str) -> Option<usize> {
+    let mut at = text
+        .strip_prefix('\u{feff}')
+        .map_or(0, |_| '\u{feff}'.len_utf8());
+    for line in text[at..].split_inclusive('\n') {
+        let content = line.trim_end();
+        let skipped = content.is_empty()
+            || content.starts_with('#')
+            || content.starts_with('%')
+            || content == "---";
+        if !skipped {
+            let first = content.chars().next()?;
+            return (!first.is_whitespace() && !"{[-?|>'\"&*!".contains(first)).then_some(at);
+        }
+        at += line.len();
+    }
+    None
+}
+
 fn io(path: &std::path::Path, error: std::io::Error) -> Failure {
     Failure::Input(format!("{}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_go_before_the_first_key_of_a_block_mapping() {
+        for (document, at) in [
+            ("tenant: a\n", 0),
+            ("# policy\n\ntenant: a\n", 10),
+            ("%YAML 1.2\n---\ntenant: a\n", 14),
+            ("\u{feff}tenant: a\n", 3),
+            ("---\n# c\ntenant: a\n", 8),
+        ] {
+            assert_eq!(yaml_mapping_start(document), Some(at), "{document:?}");
+        }
+        for document in [
+            "{tenant: a}",
+            "  tenant: a",
+            "--- {tenant: a}",
+            "- a",
+            "",
+            "# only",
+        ] {
+            assert_eq!(yaml_mapping_start(document), None, "{document:?}");
+        }
+    }
 }
