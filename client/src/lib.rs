@@ -432,6 +432,11 @@ impl Client {
             .await
     }
 
+    /// The credential this client sends, and what it may do on the server.
+    pub async fn credential(&self) -> Result<CredentialInfo, Error> {
+        self.get("/credential", &()).await
+    }
+
     pub async fn health(&self) -> Result<Health, Error> {
         self.get("/health", &()).await
     }

@@ -201,6 +201,30 @@ pub struct Health {
     pub redis: String,
 }
 
+/// `/credential`: the credential presented, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialInfo {
+    pub credential: Option<Presented>,
+    pub may: May,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presented {
+    pub actor: String,
+    pub role: String,
+    /// The tenant it reaches, or `*`.
+    pub tenant: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct May {
+    pub write: bool,
+    pub read: bool,
+    pub list_tenants: bool,
+    pub view_instance: bool,
+    pub manage_keys: bool,
+}
+
 /// `/ready`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {

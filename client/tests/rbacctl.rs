@@ -304,6 +304,14 @@ async fn every_subcommand_does_what_the_api_does_and_says_so() {
     let status = json_lines(node, &["status"]).await;
     assert_eq!(status[0]["health"]["status"], "ok", "{status:?}");
     assert_eq!(status[0]["ready"]["ready"], true, "{status:?}");
+    assert_eq!(
+        status[0]["credential"]["credential"]["role"], "admin",
+        "{status:?}"
+    );
+    assert_eq!(
+        status[0]["credential"]["may"]["manage_keys"], true,
+        "{status:?}"
+    );
     let out = ok(node, &["status"]).await;
     assert!(out.contains(&node.server_id), "{out}");
 

@@ -20,6 +20,7 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use super::state::AppState;
+use super::tokens::Tokens;
 use crate::keys::ring::Verdict;
 use crate::keys::{Grant, Scope};
 use crate::policy::TenantName;
@@ -113,81 +114,101 @@ fn let_in(mut request: Request, grant: Arc<Grant>) -> Request {
     request
 }
 
-/// Writes: an admin credential.
-pub async fn require_writer(
-    State(state): State<AppState>,
+/// What a group of routes asks of a credential. The rules of docs/API.md's Authentication, in
+/// one place: the routes are guarded by them, and `GET /credential` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Writes: an admin credential.
+    Writes,
+    /// Reads of one tenant: any credential.
+    Reads,
+    /// Views of the whole instance (/cache-stats, /metrics), which name every tenant held: a
+    /// credential for every tenant.
+    Instance,
+    /// The list of every tenant: an admin credential for every tenant, as a write to any of
+    /// them would need; with no admin credential configured, a credential for every tenant.
+    Administration,
+    /// Key management: a global ADMIN_TOKEN, never a key, so that a leaked key cannot make
+    /// more.
+    Keys,
+}
+
+impl Guard {
+    /// Whether the routes need a credential at all, with the tokens configured.
+    pub fn applies(self, tokens: &Tokens) -> bool {
+        match self {
+            Guard::Writes => tokens.guards_writes(),
+            Guard::Reads | Guard::Instance => tokens.guards_reads(),
+            Guard::Administration => tokens.guards_writes() || tokens.guards_reads(),
+            Guard::Keys => true,
+        }
+    }
+
+    /// Why `grant` may not pass, if it may not.
+    fn refuses(self, tokens: &Tokens, grant: &Arc<Grant>) -> Option<ApiError> {
+        let refused = |why: &str| Some(ApiError::Forbidden(why.into()));
+        match self {
+            Guard::Writes if !grant.may_write() => {
+                refused("this credential may read but not write")
+            }
+            Guard::Instance if grant.scope != Scope::All => {
+                refused("this view covers every tenant; this credential is for one")
+            }
+            Guard::Administration
+                if grant.scope != Scope::All || (tokens.guards_writes() && !grant.may_write()) =>
+            {
+                refused("the list of tenants needs an admin credential for every tenant")
+            }
+            Guard::Keys if !tokens.is_admin_token(grant) => {
+                refused("only ADMIN_TOKEN may manage API keys")
+            }
+            _ => None,
+        }
+    }
+
+    /// Why no credential may pass, if none may: the key endpoints of an instance without
+    /// ADMIN_TOKEN.
+    fn closed(self, tokens: &Tokens) -> Option<ApiError> {
+        (self == Guard::Keys && !tokens.guards_writes()).then(|| {
+            ApiError::Forbidden(
+                "API keys are managed with ADMIN_TOKEN, which this instance does not have".into(),
+            )
+        })
+    }
+
+    /// Whether a request with `grant` (none: no credential) gets past the guard.
+    pub fn lets_in(self, tokens: &Tokens, grant: Option<&Arc<Grant>>) -> bool {
+        if self.closed(tokens).is_some() {
+            return false;
+        }
+        !self.applies(tokens) || grant.is_some_and(|grant| self.refuses(tokens, grant).is_none())
+    }
+}
+
+/// The middleware of a guarded group of routes: 401 without a credential in force, 403 with
+/// one the guard refuses; the handler gets the [`Caller`].
+pub async fn require(
+    State((state, guard)): State<(AppState, Guard)>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if let Some(closed) = guard.closed(&state.tokens) {
+        return Err(closed);
+    }
     let grant = identify(&state, &request)?;
-    if !grant.may_write() {
-        return Err(ApiError::Forbidden(
-            "this credential may read but not write".into(),
-        ));
+    if let Some(refusal) = guard.refuses(&state.tokens, &grant) {
+        return Err(refusal);
     }
     Ok(next.run(let_in(request, grant)).await)
 }
 
-/// Reads of one tenant: any credential.
-pub async fn require_reader(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let grant = identify(&state, &request)?;
-    Ok(next.run(let_in(request, grant)).await)
-}
-
-/// Views of the whole instance (/cache-stats, /metrics), which name every tenant held: a
-/// credential for every tenant.
-pub async fn require_instance_reader(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let grant = identify(&state, &request)?;
-    if grant.scope != Scope::All {
-        return Err(ApiError::Forbidden(
-            "this view covers every tenant; this credential is for one".into(),
-        ));
+/// The credential a request presents: none without an `Authorization` header; 401 for one
+/// not in force, as on a guarded route.
+pub fn presented(state: &AppState, request: &Request) -> Result<Option<Arc<Grant>>, ApiError> {
+    if request.headers().get(header::AUTHORIZATION).is_none() {
+        return Ok(None);
     }
-    Ok(next.run(let_in(request, grant)).await)
-}
-
-/// The list of every tenant: an admin credential for every tenant, as a write to any of them
-/// would need.
-pub async fn require_administrator(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let grant = identify(&state, &request)?;
-    if grant.scope != Scope::All || !grant.may_write() {
-        return Err(ApiError::Forbidden(
-            "the list of tenants needs an admin credential for every tenant".into(),
-        ));
-    }
-    Ok(next.run(let_in(request, grant)).await)
-}
-
-/// Key management: a global ADMIN_TOKEN, never a key, so that a leaked key cannot make more.
-pub async fn require_key_manager(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if !state.tokens.guards_writes() {
-        return Err(ApiError::Forbidden(
-            "API keys are managed with ADMIN_TOKEN, which this instance does not have".into(),
-        ));
-    }
-    let grant = identify(&state, &request)?;
-    if !state.tokens.is_admin_token(&grant) {
-        return Err(ApiError::Forbidden(
-            "only ADMIN_TOKEN may manage API keys".into(),
-        ));
-    }
-    Ok(next.run(let_in(request, grant)).await)
+    identify(state, request).map(Some)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::Guard;
 use super::authzen::{evaluate, metadata, search};
 use super::error::ApiError;
 use super::extract::MAX_BODY_BYTES;
@@ -24,8 +25,8 @@ use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
 use super::{
-    auth, batch, changes, document, keys, listings, metrics, openapi, ops, reads, tenants, watch,
-    writes,
+    auth, batch, changes, credential, document, keys, listings, metrics, openapi, ops, reads,
+    tenants, watch, writes,
 };
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
@@ -98,33 +99,23 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let open = OpenApiRouter::new()
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
+        .routes(routes!(credential::credential))
         .routes(routes!(metadata::tenant))
         .routes(routes!(metadata::root))
         .routes(routes!(document));
     if let Some(state) = state {
-        if state.tokens.guards_writes() {
-            writes = writes.route_layer(from_fn_with_state(state.clone(), auth::require_writer));
-            administration = administration.route_layer(from_fn_with_state(
-                state.clone(),
-                auth::require_administrator,
-            ));
-        } else if state.tokens.guards_reads() {
-            // No admin credential exists: the names of every tenant are still not for anyone,
-            // but for a credential that reads every tenant.
-            administration = administration.route_layer(from_fn_with_state(
-                state.clone(),
-                auth::require_instance_reader,
-            ));
-        }
-        if state.tokens.guards_reads() {
-            reads = reads.route_layer(from_fn_with_state(state.clone(), auth::require_reader));
-            instance_views = instance_views.route_layer(from_fn_with_state(
-                state.clone(),
-                auth::require_instance_reader,
-            ));
-        }
-        key_management = key_management
-            .route_layer(from_fn_with_state(state.clone(), auth::require_key_manager));
+        let guarded = |router: OpenApiRouter<AppState>, guard: Guard| {
+            if guard.applies(&state.tokens) {
+                router.route_layer(from_fn_with_state((state.clone(), guard), auth::require))
+            } else {
+                router
+            }
+        };
+        writes = guarded(writes, Guard::Writes);
+        administration = guarded(administration, Guard::Administration);
+        reads = guarded(reads, Guard::Reads);
+        instance_views = guarded(instance_views, Guard::Instance);
+        key_management = guarded(key_management, Guard::Keys);
     }
     OpenApiRouter::with_openapi(openapi::base())
         .merge(writes)

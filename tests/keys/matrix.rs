@@ -315,6 +315,53 @@ async fn every_route_lets_in_exactly_the_credentials_that_reach_it_and_refusals_
     ];
     let routes = routes(&revocable.id);
     let strangers = not_in_force(&all_admin, &revoked);
+
+    // GET /credential tells each credential what this matrix finds it may do.
+    let whoami = Call::get("/credential", json!({}));
+    for credential in &credentials {
+        let reply = send(node, &whoami, Some(&credential.bearer)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            credential.label,
+            reply.text
+        );
+        let body = reply.body();
+        let tenant = credential.tenant.unwrap_or("acme");
+        let expected = json!({
+            "write": allowed(credential, Guard::Write, tenant),
+            "read": allowed(credential, Guard::Read, tenant),
+            "list_tenants": allowed(credential, Guard::Administer, "-"),
+            "view_instance": allowed(credential, Guard::Instance, "-"),
+            "manage_keys": allowed(credential, Guard::Keys, "-"),
+        });
+        assert_eq!(body["may"], expected, "{}: {body}", credential.label);
+        assert_eq!(
+            body["credential"]["tenant"],
+            credential.tenant.unwrap_or("*")
+        );
+        let role = if credential.admin { "admin" } else { "check" };
+        assert_eq!(body["credential"]["role"], role, "{}", credential.label);
+    }
+    for (label, bearer) in &strangers {
+        let reply = send(node, &whoami, bearer.as_deref()).await;
+        if bearer.is_some() {
+            assert!(
+                error_mismatch(&reply, 401, "unauthorized").is_none(),
+                "{label}: {}",
+                reply.text
+            );
+            continue;
+        }
+        let nothing = json!({"write": false, "read": false, "list_tenants": false,
+                             "view_instance": false, "manage_keys": false});
+        assert_eq!(
+            reply.body(),
+            json!({"credential": null, "may": nothing}),
+            "{label}"
+        );
+    }
     let before = common::stored_rows(&cluster.database_url).await;
 
     // Refusals: every route with every credential not in force (401), and every valid
@@ -504,5 +551,32 @@ async fn every_route_lets_in_exactly_the_credentials_that_reach_it_and_refusals_
     );
     for tenant in ["acme", "globex"] {
         assert_eq!(node.revision(tenant).await, 10, "{tenant}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_every_route_but_the_key_endpoints_is_open_and_credential_says_so() {
+    for (tokens, open) in [
+        (
+            &[][..],
+            json!({"write": true, "read": true, "list_tenants": true, "view_instance": true, "manage_keys": false}),
+        ),
+        (
+            &[("ADMIN_TOKEN", ADMIN)][..],
+            json!({"write": false, "read": true, "list_tenants": false, "view_instance": true, "manage_keys": false}),
+        ),
+        (
+            &[("CHECK_TOKEN", CHECKER)][..],
+            json!({"write": true, "read": false, "list_tenants": false, "view_instance": false, "manage_keys": false}),
+        ),
+    ] {
+        let cluster = Cluster::start_with(1, tokens).await;
+        let node = &cluster[0];
+        let reply = send(node, &Call::get("/credential", json!({})), None).await;
+        assert_eq!(
+            reply.body(),
+            json!({"credential": null, "may": open}),
+            "{tokens:?}"
+        );
     }
 }

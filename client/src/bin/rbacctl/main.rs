@@ -238,8 +238,9 @@ async fn run(client: &Client, command: Command, out: &Output) -> Result<u8, Fail
                 Err(Error::Api { message, .. }) => Err(message),
                 Err(e) => return Err(e.into()),
             };
+            let credential = client.credential().await?;
             let stats = client.cache_stats().await.ok();
-            out.status(&health, &ready, stats.as_ref());
+            out.status(&health, &ready, &credential, stats.as_ref());
             return Ok(if ready.is_ok() { 0 } else { DENIED });
         }
         Command::Completions { .. } => {}

@@ -3,8 +3,9 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use rbac_client::{
-    Applied, ChangeEntry, Changed, ChangesPage, CheckAnswer, Created, GroupsPage, Health, KeysPage,
-    MembersPage, NewKey, Paged, PermissionsPage, Revoked, TenantsPage, WhoCanPage,
+    Applied, ChangeEntry, Changed, ChangesPage, CheckAnswer, Created, CredentialInfo, GroupsPage,
+    Health, KeysPage, MembersPage, NewKey, Paged, PermissionsPage, Revoked, TenantsPage,
+    WhoCanPage,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -266,14 +267,20 @@ impl Output {
         println!("key {id} {what}");
     }
 
-    pub fn status(&self, health: &Health, ready: &Result<(), String>, stats: Option<&Value>) {
+    pub fn status(
+        &self,
+        health: &Health,
+        ready: &Result<(), String>,
+        credential: &CredentialInfo,
+        stats: Option<&Value>,
+    ) {
         if self.json {
             let ready = match ready {
                 Ok(()) => serde_json::json!({"ready": true}),
                 Err(why) => serde_json::json!({"ready": false, "why": why}),
             };
-            return self
-                .line(&serde_json::json!({"health": health, "ready": ready, "cache": stats}));
+            return self.line(&serde_json::json!({"health": health, "ready": ready,
+                "credential": credential, "cache": stats}));
         }
         let mut table = table(&[]);
         table.add_row(["server", &health.server_id]);
@@ -285,6 +292,23 @@ impl Output {
             Err(why) => why.clone(),
         };
         table.add_row(["ready", &ready]);
+        let who = match &credential.credential {
+            Some(c) => format!("{} ({}, tenant {})", c.actor, c.role, c.tenant),
+            None => "none".to_owned(),
+        };
+        table.add_row(["credential", &who]);
+        let may = &credential.may;
+        let allowed: Vec<&str> = [
+            (may.read, "read"),
+            (may.write, "write"),
+            (may.list_tenants, "list tenants"),
+            (may.view_instance, "view the instance"),
+            (may.manage_keys, "manage keys"),
+        ]
+        .into_iter()
+        .filter_map(|(yes, what)| yes.then_some(what))
+        .collect();
+        table.add_row(["may", &allowed.join(", ")]);
         if let Some(stats) = stats {
             for field in [
                 "tenants_known",
