@@ -148,8 +148,18 @@ impl Client {
     /// credential when given.
     pub fn new(base: &str, token: Option<&str>) -> Result<Self, Error> {
         let base = base.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::BadUrl(base.to_owned()));
+        let scheme = base
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("http") => {}
+            Some("https") if cfg!(feature = "tls") => {}
+            Some("https") => {
+                return Err(Error::BadUrl(format!(
+                    "{base} (this build of rbac-client has no TLS: its `tls` feature is off)"
+                )));
+            }
+            _ => return Err(Error::BadUrl(base.to_owned())),
         }
         // rustls needs its cryptography chosen once per process; another caller may have.
         #[cfg(feature = "tls")]

@@ -367,12 +367,19 @@ enum Format {
 }
 
 impl Format {
-    /// YAML when `Accept` names it, JSON otherwise.
+    /// YAML when `Accept` names it (and not with `q=0`, which refuses it), JSON otherwise.
     fn accepted(headers: &HeaderMap) -> Self {
+        let refused = |range: &str| {
+            range.split(';').skip(1).any(|parameter| {
+                let (name, value) = parameter.split_once('=').unwrap_or_default();
+                name.trim().eq_ignore_ascii_case("q")
+                    && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
+        };
         let yaml = (headers.get_all(header::ACCEPT).iter())
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .any(|range| Self::of_media_type(range) == Some(Format::Yaml));
+            .any(|range| Self::of_media_type(range) == Some(Format::Yaml) && !refused(range));
         if yaml { Format::Yaml } else { Format::Json }
     }
 
@@ -501,4 +508,27 @@ fn yaml_refused(error: serde_saphyr::Error) -> ApiError {
 /// `value` as YAML: strings, numbers and lists of them, which always serialize.
 fn yaml(value: &impl Serialize) -> String {
     serde_saphyr::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepting(value: &str) -> Format {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, value.parse().unwrap());
+        Format::accepted(&headers)
+    }
+
+    #[test]
+    fn yaml_is_written_when_accept_names_it_and_does_not_refuse_it() {
+        assert_eq!(accepting("application/yaml"), Format::Yaml);
+        assert_eq!(accepting("text/html, application/yaml;q=0.5"), Format::Yaml);
+        assert_eq!(accepting("Application/X-YAML"), Format::Yaml);
+        assert_eq!(accepting("application/yaml;q=0"), Format::Json);
+        assert_eq!(accepting("application/yaml; q=0.0, */*"), Format::Json);
+        assert_eq!(accepting("application/json"), Format::Json);
+        assert_eq!(accepting("*/*"), Format::Json);
+        assert_eq!(Format::accepted(&HeaderMap::new()), Format::Json);
+    }
 }

@@ -16,7 +16,7 @@ pub struct Server {
     pub server_id: String,
     /// The API, with the server's ADMIN_TOKEN when it has one.
     pub client: Client,
-    _process: Child,
+    process: Child,
     data: PathBuf,
 }
 
@@ -91,7 +91,7 @@ impl Server {
             base,
             server_id,
             client,
-            _process: process,
+            process,
             data,
         }
     }
@@ -129,6 +129,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The process first, so that it does not write into a directory being removed.
+        let _ = self.process.start_kill();
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }
