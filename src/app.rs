@@ -226,6 +226,8 @@ impl App {
     /// still at the snapshot's revision: with `if_revision`, the caller's, and a tenant
     /// elsewhere is a mismatch; without, a tenant that moved (or a snapshot behind the store)
     /// is read again and the difference worked out anew, a few times before giving up.
+    /// `writing` is called just before the store is asked to write: from then on the outcome
+    /// is the store's to give (the HTTP layer lifts the request's deadline).
     pub async fn apply_document(
         self: &Arc<Self>,
         tenant: &TenantName,
@@ -233,6 +235,7 @@ impl App {
         if_revision: Option<u64>,
         dry_run: bool,
         actor: Option<&str>,
+        writing: impl Fn(),
     ) -> Result<Applied, AppError> {
         const ATTEMPTS: usize = 3;
         let mut at_least = if_revision;
@@ -274,6 +277,7 @@ impl App {
                     changes,
                 });
             }
+            writing();
             match self
                 .write_many(tenant, changes, Some(revision), actor)
                 .await

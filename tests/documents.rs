@@ -1190,7 +1190,7 @@ fn bad_documents() -> Vec<Case> {
             "a parent nowhere",
             set("/groups/0/parents/0", json!("nowhere")),
         )
-        .mentioning(elsewhere),
+        .mentioning("`groups[0].parents[0]`: group 'nowhere' is not a group of the document"),
         Case::edit(
             "a parent only the tenant has",
             set("/groups/0/parents/0", json!("keep")),

@@ -232,9 +232,6 @@ pub async fn apply(
     PolicyBody(request): PolicyBody,
 ) -> Result<Json<AppliedResponse>, ApiError> {
     let tenant = caller.tenant("tenant", &request.tenant)?;
-    if !request.dry_run {
-        super::request::write_begun();
-    }
     let applied = state
         .app
         .apply_document(
@@ -243,6 +240,7 @@ pub async fn apply(
             request.if_revision,
             request.dry_run,
             caller.actor(),
+            super::request::write_begun,
         )
         .await?;
     Ok(Json(AppliedResponse {
@@ -263,7 +261,8 @@ pub async fn apply(
 /// in the document it is.
 fn desired(groups: Vec<MapOnly<GroupDocument>>) -> Result<Desired, ApiError> {
     let mut desired = Desired::default();
-    let mut places = BTreeMap::new();
+    // Every parent named, with its place: each must be a group of the document.
+    let mut parents: Vec<(String, GroupName)> = Vec::new();
     for (at, MapOnly(document)) in groups.into_iter().enumerate() {
         let place = |within: &str| format!("groups[{at}]{within}");
         let name = GroupName::parse("name", &document.name)
@@ -297,6 +296,7 @@ fn desired(groups: Vec<MapOnly<GroupDocument>>) -> Result<Desired, ApiError> {
             let here = place(&format!(".parents[{i}]"));
             let parent =
                 GroupName::parse("parents", parent).map_err(|e| ApiError::from(e).at(&here))?;
+            parents.push((here.clone(), parent.clone()));
             if !group.parents.insert(parent) {
                 return Err(twice(&here, "the parent"));
             }
@@ -304,15 +304,15 @@ fn desired(groups: Vec<MapOnly<GroupDocument>>) -> Result<Desired, ApiError> {
         if desired.groups.insert(name.clone(), group).is_some() {
             return Err(twice(&place(""), &format!("group '{name}'")));
         }
-        places.insert(name, at);
     }
-    for (name, group) in &desired.groups {
-        if let Some(parent) = (group.parents.iter()).find(|p| !desired.groups.contains_key(*p)) {
-            let at = places.get(name).copied().unwrap_or_default();
-            return Err(ApiError::InvalidRequest(format!(
-                "`groups[{at}].parents`: group '{parent}' is not a group of the document"
-            )));
-        }
+    // In the document's order, so that the first one named is the first one written.
+    if let Some((place, parent)) =
+        (parents.into_iter()).find(|(_, p)| !desired.groups.contains_key(p))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "group '{parent}' is not a group of the document"
+        ))
+        .at(&place));
     }
     Ok(desired)
 }
