@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::reply::{Reply, error_mismatch};
+use common::reply::{Reply, assert_error, error_mismatch};
 use common::{Api, Cluster, Instance, PROPAGATION, eventually};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -163,14 +163,6 @@ async fn reaches(cluster: &Cluster, tenant: &str, revision: u64) {
             instance.server_id,
             instance.revision(tenant).await
         );
-    }
-}
-
-/// Asserts that `reply` is the documented error `status`/`code`.
-#[track_caller]
-fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
-    if let Some(problem) = error_mismatch(reply, status, code) {
-        panic!("{what}: {problem}");
     }
 }
 

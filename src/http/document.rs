@@ -23,14 +23,12 @@ use super::error::ApiError;
 use super::extract::{MapOnly, QueryParams, body_of};
 use super::responses::WriteRefused;
 use super::state::AppState;
-use super::timestamp::{instant, parse_instant};
-use super::writes::WriteChange;
+use super::timestamp::instant;
+use super::writes::{self, WriteChange};
 use std::sync::Arc;
 
 use crate::app::AppError;
-use crate::policy::{
-    Action, Desired, DesiredGroup, GroupName, GroupView, Permission, Resource, TenantName, UserName,
-};
+use crate::policy::{Desired, DesiredGroup, GroupName, GroupView, TenantName, UserName};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -270,12 +268,8 @@ fn desired(groups: Vec<MapOnly<GroupDocument>>) -> Result<Desired, ApiError> {
         let mut group = DesiredGroup::default();
         for (i, MapOnly(permission)) in document.permissions.into_iter().enumerate() {
             let here = || place(&format!(".permissions[{i}]"));
-            let permission = Permission {
-                resource: Resource::parse("resource", &permission.resource)
-                    .map_err(|e| ApiError::from(e).at(&here()))?,
-                action: Action::parse("action", &permission.action)
-                    .map_err(|e| ApiError::from(e).at(&here()))?,
-            };
+            let permission = writes::permission(&permission.resource, &permission.action)
+                .map_err(|e| e.at(&here()))?;
             if !group.permissions.insert(permission) {
                 return Err(twice(&here(), "the permission"));
             }
@@ -284,10 +278,7 @@ fn desired(groups: Vec<MapOnly<GroupDocument>>) -> Result<Desired, ApiError> {
             let here = || place(&format!(".members[{i}]"));
             let user =
                 UserName::parse("user", &member.user).map_err(|e| ApiError::from(e).at(&here()))?;
-            let end = (member.expires_at.as_deref())
-                .map(|at| parse_instant("expires_at", at))
-                .transpose()
-                .map_err(|e| e.at(&here()))?;
+            let end = writes::end(member.expires_at.as_deref()).map_err(|e| e.at(&here()))?;
             if group.members.insert(user, end).is_some() {
                 return Err(twice(&here(), "the member"));
             }

@@ -318,12 +318,6 @@ impl From<&Change> for WriteChange {
 impl WriteChange {
     fn change(&self) -> Result<Change, ApiError> {
         let group = |name: &str| GroupName::parse("group", name);
-        let permission = |resource: &str, action: &str| {
-            Ok::<_, ApiError>(Permission {
-                resource: Resource::parse("resource", resource)?,
-                action: Action::parse("action", action)?,
-            })
-        };
         Ok(match self {
             WriteChange::CreateGroup { group: g } => Change::CreateGroup { group: group(g)? },
             WriteChange::DeleteGroup { group: g } => Change::DeleteGroup { group: group(g)? },
@@ -350,10 +344,7 @@ impl WriteChange {
             } => Change::AssignUser {
                 group: group(g)?,
                 user: UserName::parse("user", user)?,
-                expires_at: expires_at
-                    .as_deref()
-                    .map(|at| parse_instant("expires_at", at))
-                    .transpose()?,
+                expires_at: end(expires_at.as_deref())?,
             },
             WriteChange::UnassignUser { group: g, user } => Change::UnassignUser {
                 group: group(g)?,
@@ -488,6 +479,21 @@ async fn changed(
     }))
 }
 
+/// A permission as a request names it, in its fields `resource` and `action`.
+pub(super) fn permission(resource: &str, action: &str) -> Result<Permission, ApiError> {
+    Ok(Permission {
+        resource: Resource::parse("resource", resource)?,
+        action: Action::parse("action", action)?,
+    })
+}
+
+/// When a membership ends, as a request's `expires_at` says (RFC 3339), if it does.
+pub(super) fn end(expires_at: Option<&str>) -> Result<Option<UnixMillis>, ApiError> {
+    expires_at
+        .map(|at| parse_instant("expires_at", at))
+        .transpose()
+}
+
 /// A body that names a tenant and what one change touches in it; which change, the route
 /// says.
 trait ChangeRequest {
@@ -516,10 +522,7 @@ impl ChangeRequest for PermissionRequest {
             caller.tenant("tenant", &self.tenant)?,
             (
                 GroupName::parse("group", &self.group)?,
-                Permission {
-                    resource: Resource::parse("resource", &self.resource)?,
-                    action: Action::parse("action", &self.action)?,
-                },
+                permission(&self.resource, &self.action)?,
             ),
         ))
     }
@@ -534,10 +537,7 @@ impl ChangeRequest for AssignRequest {
             (
                 GroupName::parse("group", &self.group)?,
                 UserName::parse("user", &self.user)?,
-                self.expires_at
-                    .as_deref()
-                    .map(|at| parse_instant("expires_at", at))
-                    .transpose()?,
+                end(self.expires_at.as_deref())?,
             ),
         ))
     }

@@ -18,7 +18,7 @@ mod tokens;
 use std::time::Duration;
 
 use common::process::{Environment, Process};
-use common::reply::{Reply, assert_no_failures, error_mismatch};
+use common::reply::{Reply, assert_error, assert_no_failures, error_mismatch};
 use common::{Cluster, Instance};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -95,12 +95,6 @@ async fn send(node: &Instance, request: &Request, authorization: Option<&str>) -
         )
     });
     Reply::read(response).await
-}
-
-fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
-    if let Some(problem) = error_mismatch(reply, status, code) {
-        panic!("{what}: {problem}");
-    }
 }
 
 /// A bad request and the error it must get.

@@ -95,6 +95,14 @@ pub fn error_mismatch(reply: &Reply, status: u16, code: &str) -> Option<String> 
 }
 
 /// Fails listing every request that did not get its documented answer, out of `total`.
+/// Asserts that `reply` is the documented error `status`/`code`; `what` names the request.
+#[track_caller]
+pub fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
+    if let Some(problem) = error_mismatch(reply, status, code) {
+        panic!("{what}: {problem}");
+    }
+}
+
 pub fn assert_no_failures(failures: &[String], total: usize) {
     assert!(
         failures.is_empty(),

@@ -19,7 +19,7 @@ mod spread;
 
 use std::time::{Duration, Instant};
 
-use common::reply::{Reply, assert_no_failures, error_mismatch};
+use common::reply::{Reply, assert_error, assert_no_failures, error_mismatch};
 use common::{Cluster, Instance, PROPAGATION, eventually};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
@@ -127,13 +127,6 @@ async fn send(node: &Instance, call: &Call, credential: Option<&str>) -> Reply {
         )
     });
     Reply::read(response).await
-}
-
-#[track_caller]
-fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
-    if let Some(problem) = error_mismatch(reply, status, code) {
-        panic!("{what}: {problem}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
