@@ -64,11 +64,11 @@ impl Answer {
 }
 
 /// Sends one request with the admin token; `body` is sent as JSON. A tenant in the path
-/// (`{tenant}`) is the tenant `t`, as in the samples.
+/// (`{tenant}`) is the tenant `t`, as in the samples; a console file (`{asset}`), its script.
 async fn call(router: &Router, method: Method, uri: &str, body: Option<&Value>) -> Answer {
     let mut request = Request::builder()
         .method(method)
-        .uri(uri.replace("{tenant}", "t"))
+        .uri(uri.replace("{tenant}", "t").replace("{asset}", "app.js"))
         .header(header::HOST, "rbac.test")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
     if body.is_some() {
@@ -196,8 +196,11 @@ fn inputs<'a>(doc: &'a Value, operation: &'a Value) -> BTreeMap<&'a str, (&'a Va
             continue;
         }
         if parameter["in"] == "path" {
-            // The one parameter of a path: its tenant, which `call` fills in.
-            assert_eq!(parameter["name"], "tenant", "{parameter}");
+            // The parameters of paths, which `call` fills in: a tenant, a console file.
+            assert!(
+                ["tenant", "asset"].contains(&parameter["name"].as_str().unwrap()),
+                "{parameter}"
+            );
             continue;
         }
         assert_eq!(parameter["in"], "query", "{parameter}");

@@ -9,6 +9,7 @@ mod auth;
 mod authzen;
 mod batch;
 mod changes;
+mod console;
 mod credential;
 mod document;
 mod error;

@@ -48,6 +48,7 @@ use super::responses::{
         (name = "operations", description = "What an operator and a load balancer watch."),
         (name = "tenants", description = "The tenants that exist, read from the store; an admin credential for every tenant."),
         (name = "API keys", description = "Issue, revoke and list API keys; `ADMIN_TOKEN` only."),
+        (name = "console", description = "The web console: a page and its files, embedded in the binary; it calls this API with the credential its user signs in with."),
         (name = "AuthZEN", description = "The OpenID AuthZEN Authorization API 1.0, for each tenant at `/tenants/{tenant}` and at the root; answered from the same in-memory copy as the reads, with the same credentials."),
     )
 )]

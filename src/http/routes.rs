@@ -25,8 +25,8 @@ use super::metrics::RouteLabels;
 use super::request::RequestLayer;
 use super::state::AppState;
 use super::{
-    auth, batch, changes, credential, document, keys, listings, metrics, openapi, ops, reads,
-    tenants, watch, writes,
+    auth, batch, changes, console, credential, document, keys, listings, metrics, openapi, ops,
+    reads, tenants, watch, writes,
 };
 
 /// Every route, in groups by the credential it needs. With `state`, each group is guarded as
@@ -102,7 +102,10 @@ fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(credential::credential))
         .routes(routes!(metadata::tenant))
         .routes(routes!(metadata::root))
-        .routes(routes!(document));
+        .routes(routes!(document))
+        .routes(routes!(console::page))
+        .routes(routes!(console::asset))
+        .route("/console/", axum::routing::get(console::folder));
     if let Some(state) = state {
         let guarded = |router: OpenApiRouter<AppState>, guard: Guard| {
             if guard.applies(&state.tokens) {

@@ -1,0 +1,143 @@
+// The API, as the console calls it. Every request carries the credential signed in with, as
+// a bearer token: never in a URL, where logs and history would keep it. Every failure comes
+// back as an ApiError with the server's own code and message, so the console shows exactly
+// what curl would.
+
+const STORAGE_KEY = 'rbac-console-credential';
+
+// The API is served where the console is, less `/console`: behind a proxy that mounts the
+// server under a prefix, the prefix comes along.
+const base = location.pathname.replace(/\/console\/?$/, '');
+
+export class ApiError extends Error {
+  constructor(status, code, message, body) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.body = body;
+  }
+
+  // One line for people: the code for searching the docs, the message for reading.
+  describe() {
+    return `${this.message} (${this.code})`;
+  }
+}
+
+// The credential of this tab: a token, '' for none (an open server), or null before signing in.
+// Session storage ends with the tab, and is not shared with other tabs or sites.
+export function credential() {
+  return sessionStorage.getItem(STORAGE_KEY);
+}
+
+export function remember(token) {
+  if (token === null) {
+    sessionStorage.removeItem(STORAGE_KEY);
+  } else {
+    sessionStorage.setItem(STORAGE_KEY, token);
+  }
+}
+
+function headers(token, extra) {
+  const all = { Accept: 'application/json', ...extra };
+  if (token) {
+    all.Authorization = `Bearer ${token}`;
+  }
+  return all;
+}
+
+function url(path, params) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params ?? {})) {
+    if (value !== undefined && value !== null && value !== '') {
+      query.set(name, String(value));
+    }
+  }
+  const text = query.toString();
+  return base + path + (text ? `?${text}` : '');
+}
+
+async function send(path, init) {
+  let response;
+  try {
+    response = await fetch(path, { cache: 'no-store', ...init });
+  } catch (error) {
+    if (error.name === 'AbortError') {
+      throw error;
+    }
+    throw new ApiError(0, 'unreachable', `the server could not be reached (${error.message})`);
+  }
+  return response;
+}
+
+async function answer(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // A body that is not JSON: the status says what there is to say.
+  }
+  if (!response.ok) {
+    const error = body?.error;
+    throw new ApiError(
+      response.status,
+      error?.code ?? `http_${response.status}`,
+      error?.message ?? (response.statusText || `status ${response.status}`),
+      body,
+    );
+  }
+  return body;
+}
+
+// GET a JSON answer. `token` overrides the signed-in credential (to try one before keeping it).
+export async function get(path, params, { token = credential(), signal } = {}) {
+  return answer(await send(url(path, params), { headers: headers(token), signal }));
+}
+
+export async function post(path, body) {
+  const init = {
+    method: 'POST',
+    headers: headers(credential(), { 'Content-Type': 'application/json' }),
+    body: JSON.stringify(body),
+  };
+  return answer(await send(url(path), init));
+}
+
+// A tenant's changes as they come, from /watch as Server-Sent Events. EventSource cannot send
+// an Authorization header, so the stream is read with fetch. Yields each event as
+// {event, data}; returns when the server ends the stream; throws ApiError if it is refused.
+export async function* watch(tenant, after, signal) {
+  const response = await send(url('/watch', { tenant, after }), {
+    headers: headers(credential(), { Accept: 'text/event-stream' }),
+    signal,
+  });
+  if (!response.ok) {
+    await answer(response);
+  }
+  yield { event: 'open', data: null };
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) {
+      return;
+    }
+    buffer += value.replace(/\r\n?/g, '\n');
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) {
+          event = line.slice(6).trim();
+        } else if (line.startsWith('data:')) {
+          data.push(line.slice(5).replace(/^ /, ''));
+        }
+      }
+      if (data.length > 0) {
+        yield { event, data: JSON.parse(data.join('\n')) };
+      }
+    }
+  }
+}

@@ -1,0 +1,175 @@
+// The console: signing in, the header, and which view a location shows. Locations are
+// fragments (#/t/acme/g/editors), so that every view has a link, the back button works, and
+// the server serves one page.
+
+import { credential, get, remember } from './api.js';
+import { changesView } from './changes.js';
+import { checkView } from './check.js';
+import { describe, form, h, problem, route } from './dom.js';
+import { instanceView } from './instance.js';
+import { groupView, tenantView } from './tenant.js';
+import { tenantsView } from './tenants.js';
+
+const main = document.getElementById('main');
+
+// What the signed-in credential is and may do (GET /credential), or null before signing in.
+let session = null;
+// Ends what the view shown last still does (a live stream of changes) when another is shown.
+let leaving = new AbortController();
+
+async function signIn(token) {
+  const answer = await get('/credential', undefined, { token });
+  remember(token);
+  session = answer;
+  return answer;
+}
+
+// Shows `hash`, also when it is already the location (signing in on the start page).
+function go(hash) {
+  if (location.hash === hash) {
+    show();
+  } else {
+    location.hash = hash;
+  }
+}
+
+function signOut() {
+  remember(null);
+  session = null;
+  go('#/signin');
+}
+
+function signInView(main) {
+  const explained = h(
+    'p',
+    {},
+    'Sign in with an admin or check token, or an API key. It is kept in this browser tab only, ',
+    'and sent to this server as a bearer token with each request.',
+  );
+  const withToken = form({
+    title: 'Sign in with a token',
+    className: 'stacked',
+    fields: [
+      {
+        key: 'token',
+        label: 'Token or API key',
+        attributes: { type: 'password', autocomplete: 'off', required: true, spellcheck: 'false' },
+      },
+    ],
+    submit: 'Sign in',
+    action: async ({ token }) => {
+      await signIn(token);
+      go('#/');
+    },
+  });
+  const without = h('button', { type: 'button', class: 'secondary' }, 'Continue without a token');
+  const outcome = h('div');
+  without.addEventListener('click', async () => {
+    try {
+      await signIn('');
+      go('#/');
+    } catch (error) {
+      outcome.replaceChildren(problem(error));
+    }
+  });
+  main.replaceChildren(
+    h('h1', {}, 'Sign in'),
+    explained,
+    withToken,
+    h('p', {}, 'On a server that needs no token for what you want to do:'),
+    without,
+    outcome,
+  );
+}
+
+function header() {
+  const nav = document.getElementById('nav');
+  const who = document.getElementById('who');
+  if (!session) {
+    nav.replaceChildren();
+    who.replaceChildren();
+    return;
+  }
+  const { credential: held } = session;
+  nav.replaceChildren(
+    h('a', { href: '#/' }, 'Tenants'),
+    h('a', { href: '#/instance' }, 'This instance'),
+  );
+  const name = held ? `${held.actor} · ${held.role} · ${held.tenant === '*' ? 'every tenant' : held.tenant}` : 'no credential';
+  who.replaceChildren(
+    h('span', { class: 'credential' }, name),
+    h('button', { type: 'button', class: 'secondary', onclick: signOut }, 'Sign out'),
+  );
+}
+
+// The view for a location: its name and the names in its path.
+function resolve(hash) {
+  const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  const [first, tenant, third, group] = parts;
+  if (first === 'signin') return [signInView];
+  if (first === 'instance') return [instanceView];
+  if (first === 't' && tenant !== undefined) {
+    if (third === undefined) return [tenantView, { tenant }];
+    if (third === 'check') return [checkView, { tenant }];
+    if (third === 'changes') return [changesView, { tenant }];
+    if (third === 'g' && group !== undefined) return [groupView, { tenant, group }];
+  }
+  if (parts.length === 0) return [home];
+  return [notFound];
+}
+
+// Where a credential starts: the tenants if it may list them, its own tenant if it has one.
+function home(main, context) {
+  const held = context.session.credential;
+  if (!context.session.may.list_tenants && held && held.tenant !== '*') {
+    location.replace(route('t', held.tenant));
+    return;
+  }
+  tenantsView(main, context);
+}
+
+function notFound(main) {
+  main.replaceChildren(
+    h('h1', {}, 'Not found'),
+    h('p', {}, 'The console has no such page. ', h('a', { href: '#/' }, 'Start again')),
+  );
+}
+
+async function show() {
+  leaving.abort();
+  leaving = new AbortController();
+  if (session === null && credential() !== null) {
+    try {
+      await signIn(credential());
+    } catch (error) {
+      remember(null);
+      main.replaceChildren(problem(error));
+    }
+  }
+  let [view, params] = resolve(location.hash);
+  if (session === null && view !== signInView) {
+    view = signInView;
+  }
+  header();
+  const signal = leaving.signal;
+  try {
+    await view(main, { session, params: params ?? {}, signal });
+  } catch (error) {
+    if (error.name !== 'AbortError') {
+      main.replaceChildren(h('h1', {}, 'Something went wrong'), h('p', { role: 'alert' }, describe(error)));
+    }
+  }
+  if (!signal.aborted) {
+    // Keyboard and screen-reader users start at the new view's heading, not at the link
+    // that led there.
+    const heading = main.querySelector('h1');
+    if (heading) {
+      heading.setAttribute('tabindex', '-1');
+      heading.focus({ preventScroll: true });
+      document.title = `${heading.textContent} · rbac-server console`;
+    }
+  }
+}
+
+window.addEventListener('hashchange', show);
+show();
