@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod browser;
 pub mod in_process;
 pub mod process;
 pub mod reply;

@@ -1,0 +1,371 @@
+//! The web console at /console, driven in a headless Chromium at a phone's width
+//! ([`common::browser`]) against real server processes, and held to axe-core's
+//! accessibility rules on every view.
+
+mod common;
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header;
+use serde_json::json;
+
+use common::browser::{Browser, VIEWPORT};
+use common::{Cluster, Instance};
+
+const ADMIN: &str = "console-admin-token";
+
+/// A tenant and a group whose names need encoding in a URL and in the console's locations.
+const TENANT: &str = "acme corp/é";
+const GROUP: &str = "editors & co";
+
+/// Instances whose writes need `ADMIN`, and whose reads, `CHECK_TOKEN` or a key.
+async fn cluster(count: usize) -> Cluster {
+    Cluster::start_with(
+        count,
+        &[
+            ("ADMIN_TOKEN", ADMIN),
+            ("CHECK_TOKEN", "console-check-token"),
+        ],
+    )
+    .await
+}
+
+/// Opens the console of `instance` and signs in with `token`.
+async fn sign_in(browser: &Browser, instance: &Instance, token: &str) {
+    browser.goto(&instance.url("/console")).await;
+    browser.wait_for_text("h1", "Sign in").await;
+    browser.assert_accessible("the sign-in page").await;
+    browser.fill("Token or API key", token).await;
+    browser.click_button("Sign in").await;
+}
+
+/// The check view's verdict for `user`, `resource`, `action`, once it reads `expected`.
+async fn check(
+    browser: &Browser,
+    user: &str,
+    resource: &str,
+    action: &str,
+    expected: &str,
+) -> String {
+    browser.fill_in("#check", "User", user).await;
+    browser.fill_in("#check", "Resource", resource).await;
+    browser.fill_in("#check", "Action", action).await;
+    browser.click_button_in("#check", "Check").await;
+    browser.wait_for_text(".verdict", expected).await
+}
+
+/// The whole round an administrator makes, every view checked for accessibility on the way:
+/// a group made, given a permission and a member in the console; the check allowed, with
+/// its reason; who-can; the permission revoked and the check denied; a write made on
+/// another instance arriving in the live list of changes; and the instance's own view.
+#[tokio::test]
+async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
+    let cluster = cluster(2).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &cluster[0], ADMIN).await;
+    browser.wait_for_text("h1", "Tenants").await;
+    browser.wait_for_text("#who", "admin · every tenant").await;
+    browser
+        .wait_for_text("main", "No tenant has been written yet.")
+        .await;
+    browser.assert_accessible("the tenants").await;
+
+    browser.fill("Tenant name", TENANT).await;
+    browser.click_button("Open").await;
+    browser
+        .wait_for_text("h1", &format!("Tenant {TENANT}"))
+        .await;
+    browser.fill("New group", GROUP).await;
+    browser.click_button("Create group").await;
+    browser
+        .wait_for_text(".outcome", &format!("Group {GROUP} created at revision 1."))
+        .await;
+    browser.assert_accessible("a tenant").await;
+
+    browser.click_link(GROUP).await;
+    browser.wait_for_text("h1", &format!("Group {GROUP}")).await;
+    browser.wait_for_text("main", "No permissions.").await;
+    browser.fill("Resource", "docs/*").await;
+    browser.fill("Action", "read").await;
+    browser.click_button("Add permission").await;
+    browser
+        .wait_for_text(".outcome", "Permission added at revision 2.")
+        .await;
+    browser.fill("User", "alice").await;
+    browser.click_button("Assign user").await;
+    browser
+        .wait_for_text(".outcome", "alice assigned at revision 3.")
+        .await;
+    browser.wait_for_text("table", "for good").await;
+    browser.assert_accessible("a group").await;
+    // What the console did is in the store, as the API reads it on the other instance.
+    let api = &cluster[1];
+    assert!(api.check(TENANT, "alice", "docs/readme", "read").await);
+
+    browser.click_link("Check access").await;
+    browser
+        .wait_for_text("h1", &format!("Check access in {TENANT}"))
+        .await;
+    let verdict = check(&browser, "alice", "docs/readme", "read", "Allowed").await;
+    assert!(
+        verdict.contains(&format!("Group {GROUP} grants read on docs/* directly")),
+        "{verdict}"
+    );
+    if std::env::var_os("CONSOLE_SCREENSHOT").is_some() {
+        // The README's picture, at a laptop's width.
+        browser.resize(1000, 560).await;
+        browser.execute("window.scrollTo(0, 0)", vec![]).await;
+        browser.screenshot_if_asked().await;
+        browser.resize(VIEWPORT.0, VIEWPORT.1).await;
+    }
+    browser.fill_in("#who-can", "Resource", "docs/plan").await;
+    browser.fill_in("#who-can", "Action", "read").await;
+    browser.click_button_in("#who-can", "List users").await;
+    browser.wait_for_text("#who-can li", "alice").await;
+    browser.assert_accessible("the check").await;
+
+    browser.click_link("Groups").await;
+    browser.click_link(GROUP).await;
+    browser
+        .click_button("Remove permission read on docs/*")
+        .await;
+    browser.wait_for_text("main", "No permissions.").await;
+    assert!(!api.check(TENANT, "alice", "docs/readme", "read").await);
+    browser.click_link("Check access").await;
+    let verdict = check(&browser, "alice", "docs/readme", "read", "Denied").await;
+    assert!(
+        verdict.contains("No group alice is a member of"),
+        "{verdict}"
+    );
+
+    browser.click_link("Changes").await;
+    browser.wait_for_text("[role=status]", "Live").await;
+    browser
+        .wait_for_text("table.changes", "took read on docs/* from")
+        .await;
+    // A write on the other instance, as any client makes it.
+    let answer = api.assign_user(TENANT, "bob", GROUP).await;
+    assert_eq!(answer["revision"], 5, "{answer}");
+    let row = browser
+        .wait_for_text("table.changes tr", "assigned bob to")
+        .await;
+    assert!(row.starts_with('5'), "{row}");
+    assert!(row.contains("token:"), "{row}");
+    browser.assert_accessible("the changes").await;
+
+    browser.click_link("This instance").await;
+    browser.wait_for_text("h1", "This instance").await;
+    browser.wait_for_text("main", &cluster[0].server_id).await;
+    let held = browser.wait_for_text("table", TENANT).await;
+    assert!(held.contains("up to date"), "{held}");
+    browser.assert_accessible("the instance").await;
+}
+
+/// A key that may only read one tenant starts at that tenant, and is offered no form that
+/// writes; a token that is not in force is refused at sign-in with the server's own words.
+#[tokio::test]
+async fn a_credential_is_offered_only_what_it_may_do() {
+    let cluster = cluster(1).await;
+    let node = &cluster[0];
+    node.create_group(TENANT, GROUP).await;
+    node.add_permission(TENANT, GROUP, "docs/*", "read").await;
+    let (status, key) = node
+        .post(
+            "/create-api-key",
+            json!({"tenant": TENANT, "role": "check", "name": "reader"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+
+    let browser = Browser::start().await;
+    sign_in(&browser, node, "not-a-token").await;
+    browser
+        .wait_for_text("[role=alert]", "(unauthorized)")
+        .await;
+    browser
+        .fill("Token or API key", key["key"].as_str().unwrap())
+        .await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("h1", &format!("Tenant {TENANT}"))
+        .await;
+    browser.wait_for_text("#who", "check").await;
+    browser.wait_for_text("table", GROUP).await;
+    browser.click_link(GROUP).await;
+    browser.wait_for_text("table", "docs/*").await;
+    let forms = browser
+        .execute(
+            "return document.querySelectorAll('main form, main button').length",
+            vec![],
+        )
+        .await;
+    assert_eq!(forms, 0, "a reader is offered a form or a button");
+    browser.click_link("This instance").await;
+    browser
+        .wait_for_text(
+            "main",
+            "What this instance holds in memory takes a credential for every tenant.",
+        )
+        .await;
+
+    browser.click_button("Sign out").await;
+    browser.wait_for_text("h1", "Sign in").await;
+    let kept = browser
+        .execute("return sessionStorage.length", vec![])
+        .await;
+    assert_eq!(kept, 0, "signing out forgets the credential");
+
+    // The check can fail on the console's own pages, under their policy.
+    browser
+        .execute("document.querySelector('label').remove()", vec![])
+        .await;
+    let violations = browser.accessibility_violations().await;
+    assert!(
+        violations.iter().any(|v| v.id == "label" && v.is_serious()),
+        "{violations:#?}"
+    );
+}
+
+/// The page and every file it loads come from the binary, with the policy that keeps any
+/// other script out, and a tag that spares a browser downloading them again.
+#[tokio::test]
+async fn the_console_is_served_whole_and_under_a_strict_policy() {
+    let cluster = cluster(1).await;
+    let node = &cluster[0];
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(node.url("/console")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "inline code: {html}"
+    );
+
+    let files: Vec<&str> = html
+        .split("\"console/")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3, "{html}");
+    for file in files {
+        let url = node.url(&format!("/console/{file}"));
+        let answer = client.get(&url).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{file}");
+        assert!(
+            answer
+                .headers()
+                .contains_key(header::CONTENT_SECURITY_POLICY)
+        );
+        let tag = answer.headers()[header::ETAG].clone();
+        let again = client
+            .get(&url)
+            .header(header::IF_NONE_MATCH, tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{file}");
+    }
+
+    let missing = client
+        .get(node.url("/console/secrets.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    let folder = client.get(node.url("/console/")).send().await.unwrap();
+    assert_eq!(folder.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(folder.headers()[header::LOCATION], "../console");
+}
+
+/// `html` as a page to open: a data: URL.
+fn page(html: &str) -> String {
+    format!(
+        "data:text/html;charset=utf-8,{}",
+        utf8_percent_encode(html, NON_ALPHANUMERIC)
+    )
+}
+
+/// A PNG's width and height, from its header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let number = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (number(16), number(20))
+}
+
+/// A form that writes a greeting, accessible as it stands.
+const GREETER: &str = r#"<!doctype html>
+<html lang="en"><title>Greeter</title>
+<main>
+  <h1>Greeter</h1>
+  <form onsubmit="event.preventDefault();
+      document.querySelector('output').textContent = `Hello, ${this.elements.name.value}!`">
+    <label for="name">Your name</label> <input id="name" name="name" value="someone">
+    <button>Greet</button>
+  </form>
+  <output aria-live="polite"></output>
+</main>"#;
+
+/// The same field without its label: axe's `label` rule, of critical impact.
+const UNLABELLED: &str = r#"<!doctype html>
+<html lang="en"><title>Unlabelled</title>
+<main><h1>Unlabelled</h1><input id="name"></main>"#;
+
+/// The harness itself: it fills a field found by its label, clicks a button found by its
+/// text and reads what the page wrote, in a viewport of the width it promises; and its
+/// accessibility check passes a page that breaks no rule and fails one that does.
+#[tokio::test]
+async fn the_browser_harness_drives_a_page_and_runs_axe() {
+    let browser = Browser::start().await;
+    browser.goto(&page(GREETER)).await;
+    browser.fill("Your name", "Ada").await;
+    browser.click_button("Greet").await;
+    assert_eq!(browser.wait_for_text("output", "Ada").await, "Hello, Ada!");
+    assert_eq!(browser.viewport().await, VIEWPORT);
+    let folder = common::temp_dir("console");
+    browser.screenshot_to(folder.join("greeter.png")).await;
+    assert_eq!(
+        png_size(&std::fs::read(folder.join("greeter.png")).unwrap()),
+        VIEWPORT
+    );
+    std::fs::remove_dir_all(folder).unwrap();
+    browser.assert_accessible("the greeter").await;
+
+    browser.goto(&page(UNLABELLED)).await;
+    let violations = browser.accessibility_violations().await;
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.id == "label" && v.is_serious() && v.nodes == ["#name"]),
+        "axe missed the unlabelled field: {violations:#?}"
+    );
+    let failed = AssertUnwindSafe(browser.assert_accessible("the unlabelled page"))
+        .catch_unwind()
+        .await
+        .expect_err("an unlabelled field passes the accessibility check");
+    let message = failed
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.contains("the unlabelled page") && message.contains("#name"),
+        "{message}"
+    );
+}
