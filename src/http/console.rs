@@ -58,10 +58,7 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
     // The files change only with the binary: a tag of their content lets a browser keep them
     // and ask, each time, whether they are still current.
     let tag = fingerprint(asset.body);
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let fresh = current(request, &tag);
     let headers = [
         (
             header::CONTENT_TYPE,
@@ -95,6 +92,19 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
     } else {
         (headers, asset.body).into_response()
     }
+}
+
+/// Whether the request's If-None-Match names `tag`, the file's current tag. The comparison is
+/// weak, as the header's is: a proxy that compresses the file may have made the tag weak
+/// (`W/"..."`) on its way to the browser.
+fn current(request: &HeaderMap, tag: &str) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|tags| tags.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
 }
 
 /// The tag of a file: the start of its SHA-256, the same for the same file in every build.
@@ -162,6 +172,26 @@ mod tests {
                 "index.html loads console/{name}, which is not served"
             );
         }
+    }
+
+    #[test]
+    fn a_tag_is_current_when_named_strong_or_weak_among_others() {
+        let tag = fingerprint("body");
+        let asked = |values: &[&str]| {
+            let mut request = HeaderMap::new();
+            for value in values {
+                request.append(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
+            }
+            current(&request, &tag)
+        };
+        assert!(asked(&[&tag]));
+        assert!(asked(&[&format!("W/{tag}")]));
+        assert!(asked(&[&format!("\"other\", {tag}")]));
+        assert!(asked(&["\"other\"", &tag]));
+        assert!(asked(&["*"]));
+        assert!(!asked(&[]));
+        assert!(!asked(&["\"other\""]));
+        assert!(!asked(&[&fingerprint("another body")]));
     }
 
     #[test]

@@ -98,7 +98,14 @@ struct Driver {
 
 impl Driver {
     fn start() -> Self {
-        let dir = super::temp_dir("chromium");
+        // Chromium makes a Unix socket in its temp folder, and a socket's path holds at most
+        // 107 bytes: under a deep TMPDIR (the test command's is) it cannot start at all. A
+        // short folder of its own under /tmp keeps well within that.
+        let dir = Path::new("/tmp").join(format!(
+            "chromium-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+        std::fs::create_dir_all(&dir).expect("create Chromium's folder");
         let log = std::fs::File::create(dir.join("chromedriver.log")).expect("create a log file");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())

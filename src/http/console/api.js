@@ -113,15 +113,29 @@ export async function* watch(tenant, after, signal) {
   if (!response.ok) {
     await answer(response);
   }
-  yield { event: 'open', data: null };
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    yield { event: 'open', data: null };
+    yield* events(reader);
+  } finally {
+    // A consumer that stops early (`break`) closes the stream rather than leave it unread.
+    reader.cancel().catch(() => {});
+  }
+}
+
+async function* events(reader) {
   let buffer = '';
+  // A line ending may be CR LF, and a chunk may end between the two.
+  let carriage = '';
   for (;;) {
     const { value, done } = await reader.read();
     if (done) {
       return;
     }
-    buffer += value.replace(/\r\n?/g, '\n');
+    let text = carriage + value;
+    carriage = text.endsWith('\r') ? '\r' : '';
+    text = carriage ? text.slice(0, -1) : text;
+    buffer += text.replace(/\r\n?/g, '\n');
     let end;
     while ((end = buffer.indexOf('\n\n')) >= 0) {
       const block = buffer.slice(0, end);

@@ -39,7 +39,7 @@ function signOut() {
   go('#/signin');
 }
 
-function signInView(main) {
+function signInView(main, { refused } = {}) {
   const explained = h(
     'p',
     {},
@@ -74,6 +74,7 @@ function signInView(main) {
   });
   main.replaceChildren(
     h('h1', {}, 'Sign in'),
+    refused ? h('p', { class: 'problem', role: 'alert' }, `The credential this tab held is no longer in force: ${describe(refused)}`) : '',
     explained,
     withToken,
     h('p', {}, 'On a server that needs no token for what you want to do:'),
@@ -104,7 +105,12 @@ function header() {
 
 // The view for a location: its name and the names in its path.
 function resolve(hash) {
-  const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return [notFound];
+  }
   const [first, tenant, third, group] = parts;
   if (first === 'signin') return [signInView];
   if (first === 'instance') return [instanceView];
@@ -135,34 +141,55 @@ function notFound(main) {
   );
 }
 
+// Asks the server again what the stored credential may do (a reload, a new tab's first view).
+// A credential no longer in force is forgotten, and said so at sign-in; a server that cannot
+// answer keeps it, for a retry.
+async function restore(container) {
+  try {
+    await signIn(credential());
+    return true;
+  } catch (error) {
+    if (error.status === 401) {
+      remember(null);
+      signInView(container, { refused: error });
+      return false;
+    }
+    const retry = h('button', { type: 'button', onclick: show }, 'Try again');
+    container.replaceChildren(h('h1', {}, 'The server did not answer'), problem(error), retry);
+    return false;
+  }
+}
+
 async function show() {
   leaving.abort();
   leaving = new AbortController();
-  if (session === null && credential() !== null) {
-    try {
-      await signIn(credential());
-    } catch (error) {
-      remember(null);
-      main.replaceChildren(problem(error));
-    }
-  }
+  const signal = leaving.signal;
+  // Each view draws into a container of its own: one still busy when another is shown
+  // draws into a container no longer on the page, never into its successor.
+  const container = h('div');
+  main.replaceChildren(container);
   let [view, params] = resolve(location.hash);
-  if (session === null && view !== signInView) {
+  if (session === null && credential() !== null && !(await restore(container))) {
+    view = null;
+  } else if (session === null) {
     view = signInView;
   }
+  if (signal.aborted) {
+    return;
+  }
   header();
-  const signal = leaving.signal;
   try {
-    await view(main, { session, params: params ?? {}, signal });
+    await view?.(container, { session, params: params ?? {}, signal });
   } catch (error) {
-    if (error.name !== 'AbortError') {
-      main.replaceChildren(h('h1', {}, 'Something went wrong'), h('p', { role: 'alert' }, describe(error)));
+    if (signal.aborted || error.name === 'AbortError') {
+      return;
     }
+    container.replaceChildren(h('h1', {}, 'Something went wrong'), problem(error));
   }
   if (!signal.aborted) {
     // Keyboard and screen-reader users start at the new view's heading, not at the link
     // that led there.
-    const heading = main.querySelector('h1');
+    const heading = container.querySelector('h1');
     if (heading) {
       heading.setAttribute('tabindex', '-1');
       heading.focus({ preventScroll: true });

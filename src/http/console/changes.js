@@ -40,10 +40,12 @@ function summary(change, tenant) {
 export async function changesView(main, { params: { tenant }, signal }) {
   const state = h('p', { class: 'meta', role: 'status' }, 'Connecting…');
   const rows = h('tbody');
+  const notice = h('div');
   main.replaceChildren(
     h('h1', {}, `Changes in ${tenant}`),
     tenantNav(tenant, 'Changes'),
     state,
+    notice,
     h(
       'table',
       { class: 'changes' },
@@ -59,13 +61,13 @@ export async function changesView(main, { params: { tenant }, signal }) {
 
   const start = await read(tenant, '/groups', { limit: 1 });
   // `after`: the last revision whose changes have all arrived, where a new stream resumes.
-  follow(tenant, { after: Math.max(0, start.revision - RECENT) }, rows, state, signal);
+  follow(tenant, { after: Math.max(0, start.revision - RECENT) }, rows, state, notice, signal);
 }
 
 // Reads the stream until the view is left, starting again where it stopped whenever it
 // ends: the server restarting, a proxy cutting it, the server telling a slow reader to
 // resume (`reset`).
-async function follow(tenant, position, rows, state, signal) {
+async function follow(tenant, position, rows, state, notice, signal) {
   let pause = 500;
   while (!signal.aborted) {
     // A revision cut off in the middle comes again whole.
@@ -91,6 +93,7 @@ async function follow(tenant, position, rows, state, signal) {
           position.after = data.after;
           break;
         } else if (event === 'expired') {
+          forgotten(rows, notice, data.oldest_revision);
           position.after = data.oldest_revision - 1;
           break;
         }
@@ -101,6 +104,7 @@ async function follow(tenant, position, rows, state, signal) {
         return;
       }
       if (error instanceof ApiError && error.code === 'changes_expired') {
+        forgotten(rows, notice, error.body.error.oldest_revision);
         position.after = error.body.error.oldest_revision - 1;
         continue;
       }
@@ -113,6 +117,15 @@ async function follow(tenant, position, rows, state, signal) {
     await new Promise((resolve) => setTimeout(resolve, pause));
     pause = Math.min(pause * 2, 10_000);
   }
+}
+
+// Retention deleted changes the view had yet to show: what it shows from here on does not
+// follow on from the rows it has, so they go, and the gap is said.
+function forgotten(rows, notice, oldest) {
+  rows.replaceChildren();
+  notice.replaceChildren(
+    h('p', { class: 'problem' }, `Changes before revision ${oldest} are no longer kept; the list starts there.`),
+  );
 }
 
 function row(change, tenant) {

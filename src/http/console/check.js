@@ -73,6 +73,7 @@ export function checkView(main, { params: { tenant } }) {
         },
         (items) => h('ul', { class: 'users' }, items.map((user) => h('li', {}, user))),
         `No user may ${action} ${resource}.`,
+        'users',
       ),
   });
 

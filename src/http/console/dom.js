@@ -127,28 +127,44 @@ export function table(caption, columns, items) {
 
 // A paged listing: loads the first page into `container`, and one more each time its button
 // is pressed, until the server says there is no next page. `load(cursor)` resolves to
-// {items, next_cursor}; `show(items)` makes the elements of a page.
-export function paged(container, load, show, empty) {
-  const more = h('button', { type: 'button', class: 'secondary' }, 'Show more');
+// {items, next_cursor}; `show(items)` makes a table or list of a page's items, whose rows
+// join those shown already. `what` names the items, for the button's accessible name.
+export function paged(container, load, show, empty, what) {
+  const more = h('button', { type: 'button', class: 'secondary', 'aria-label': `Show more ${what}`, hidden: true }, 'Show more');
   const list = h('div', { class: 'pages' });
   const outcome = h('div');
-  container.replaceChildren(list, outcome);
+  container.replaceChildren(list, outcome, more);
   let cursor = null;
   let count = 0;
   const next = async () => {
     more.disabled = true;
+    outcome.replaceChildren();
     try {
       const page = await load(cursor);
+      const first = count === 0;
       count += page.items.length;
       if (count === 0) {
         list.replaceChildren(h('p', { class: 'empty' }, empty));
       } else if (page.items.length > 0) {
-        list.append(show(page.items));
+        const shown = show(page.items);
+        const rows = (element) => element.tBodies?.[0] ?? element;
+        const kept = list.firstElementChild;
+        if (kept && kept.tagName === shown.tagName) {
+          const added = [...rows(shown).children];
+          rows(kept).append(...added);
+          if (!first && !page.next_cursor) {
+            // The button goes with the last page: the focus goes to what it brought.
+            added[0].setAttribute('tabindex', '-1');
+            added[0].focus();
+          }
+        } else {
+          list.append(shown);
+        }
       }
       cursor = page.next_cursor;
-      outcome.replaceChildren(cursor ? more : '');
+      more.hidden = !cursor;
     } catch (error) {
-      outcome.replaceChildren(problem(error), more);
+      outcome.replaceChildren(problem(error));
     } finally {
       more.disabled = false;
     }

@@ -39,6 +39,9 @@ export async function instanceView(main, { session }) {
     refresh.disabled = true;
     try {
       body.replaceChildren(...(await sections(session)));
+    } catch (error) {
+      // Figures left from before would look current: show the failure in their place.
+      body.replaceChildren(problem(error));
     } finally {
       refresh.disabled = false;
     }

@@ -59,6 +59,7 @@ export function tenantView(main, { session, params: { tenant } }) {
           items,
         ),
       'This tenant has no groups.',
+      'groups',
     );
   const revision = h('p', { class: 'meta' });
   main.replaceChildren(h('h1', {}, `Tenant ${tenant}`), tenantNav(tenant, 'Groups'), revision);
@@ -81,17 +82,25 @@ export function tenantView(main, { session, params: { tenant } }) {
   return list();
 }
 
-// A button that makes one write and then shows the list it changed again.
+// A button that makes one write and then shows the list it changed again. The list is
+// drawn anew without the button, so the focus goes to the heading of its section; a refusal
+// is shown beside the button, which stays for another try.
 function writeButton(label, name, write, after) {
   const button = h('button', { type: 'button', class: 'secondary small', 'aria-label': name }, label);
   button.addEventListener('click', async () => {
+    const heading = button.closest('section')?.querySelector('h2');
     button.disabled = true;
+    button.nextElementSibling?.remove();
     try {
       await write();
       announce(`${name}: done.`);
       await after();
+      heading?.setAttribute('tabindex', '-1');
+      heading?.focus();
     } catch (error) {
-      button.replaceWith(problem(error));
+      button.after(problem(error));
+    } finally {
+      button.disabled = false;
     }
   });
   return button;
@@ -131,6 +140,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
           },
         ].filter(Boolean), items),
       'No permissions.',
+      'permissions',
     );
   const permissionsSection = h('section', { 'aria-labelledby': 'permissions-heading' },
     h('h2', { id: 'permissions-heading' }, 'Permissions'), permissions);
@@ -178,6 +188,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
           },
         ].filter(Boolean), items),
       'No members.',
+      'members',
     );
   const membersSection = h('section', { 'aria-labelledby': 'members-heading' },
     h('h2', { id: 'members-heading' }, 'Members'), members);
@@ -191,7 +202,8 @@ export async function groupView(main, { session, params: { tenant, group } }) {
           {
             key: 'ends',
             label: 'Membership ends (optional)',
-            attributes: { type: 'datetime-local' },
+            // The API takes years up to 9999, as RFC 3339 writes them.
+            attributes: { type: 'datetime-local', max: '9999-12-31T23:59' },
             hint: 'In this browser’s time zone. Empty: the membership does not end.',
           },
         ],
@@ -218,7 +230,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
       !linkOnly && may && {
         header: 'Change',
         cell: (name) =>
-          writeButton('Take out', `Take ${group} out of ${name}`, () => change('/unnest-group', { parent: name }), listParents),
+          writeButton('Take out', `Take out ${group} from ${name}`, () => change('/unnest-group', { parent: name }), listParents),
       },
     ].filter(Boolean), list);
   const listParents = () =>
@@ -230,6 +242,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
       },
       (items) => names(items, false, `Groups ${group} is nested in`),
       `${group} is not nested in any group.`,
+      'parent groups',
     );
   const listChildren = () =>
     paged(
@@ -240,6 +253,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
       },
       (items) => names(items, true, `Groups nested in ${group}`),
       `No group is nested in ${group}.`,
+      'nested groups',
     );
   const nestingSection = h(
     'section',
@@ -283,32 +297,42 @@ export async function groupView(main, { session, params: { tenant, group } }) {
 function deleteSection(tenant, group, change) {
   const section = h('section', { 'aria-labelledby': 'delete-heading' }, h('h2', { id: 'delete-heading' }, 'Delete'));
   const ask = h('button', { type: 'button', class: 'danger' }, 'Delete group…');
-  const confirm = h('div', { class: 'confirm', hidden: true });
-  const yes = h('button', { type: 'button', class: 'danger' }, `Delete ${group}`);
-  const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it');
-  confirm.append(
-    h('p', {}, `Delete ${group} with its permissions and memberships? Groups nested in it lose what came through it.`),
-    yes,
-    no,
+  const question = h(
+    'p',
+    { id: 'delete-question' },
+    `Delete ${group} with its permissions and memberships? Groups nested in it lose what came through it.`,
   );
+  const yes = h('button', { type: 'button', class: 'danger', 'aria-describedby': 'delete-question' }, `Delete ${group}`);
+  const no = h('button', { type: 'button', class: 'secondary', 'aria-describedby': 'delete-question' }, 'Keep it');
+  const outcome = h('div');
+  const confirm = h('div', { class: 'confirm', role: 'group', 'aria-labelledby': 'delete-question', hidden: true }, question, yes, no, outcome);
+  const cancel = () => {
+    confirm.hidden = true;
+    ask.hidden = false;
+    outcome.replaceChildren();
+    ask.focus();
+  };
   ask.addEventListener('click', () => {
     confirm.hidden = false;
     ask.hidden = true;
     no.focus();
   });
-  no.addEventListener('click', () => {
-    confirm.hidden = true;
-    ask.hidden = false;
-    ask.focus();
+  no.addEventListener('click', cancel);
+  confirm.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      cancel();
+    }
   });
   yes.addEventListener('click', async () => {
     yes.disabled = true;
+    outcome.replaceChildren();
     try {
       await change('/delete-group', {});
       announce(`Group ${group} deleted.`);
       location.hash = route('t', tenant);
     } catch (error) {
-      confirm.append(problem(error));
+      outcome.replaceChildren(problem(error));
+    } finally {
       yes.disabled = false;
     }
   });

@@ -40,6 +40,7 @@ export function tenantsView(main, { session }) {
           tenants,
         ),
       prefix ? `No tenant's name starts with “${prefix}”.` : 'No tenant has been written yet.',
+      'tenants',
     );
   const search = form({
     title: 'Find tenants',
