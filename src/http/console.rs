@@ -6,13 +6,13 @@
 //! calls the same routes, with the token its user signs in with, so it can do nothing that
 //! curl with that token could not. Its files are therefore public, like `/openapi.json`.
 
-use axum::extract::Path;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::extract::PathParam;
 use super::responses::NotFound;
 
 /// An embedded file of the console.
@@ -139,7 +139,10 @@ pub async fn page(request: HeaderMap) -> Response {
         (status = 404, response = NotFound),
     )
 )]
-pub async fn asset(Path(name): Path<String>, request: HeaderMap) -> Result<Response, ApiError> {
+pub async fn asset(
+    PathParam(name): PathParam<String>,
+    request: HeaderMap,
+) -> Result<Response, ApiError> {
     ASSETS
         .iter()
         .find(|asset| asset.name == name)
