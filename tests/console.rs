@@ -231,6 +231,13 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
         json!([]),
         "the policy blocked something"
     );
+
+    browser.click_button("Sign out").await;
+    browser.wait_for_text("h1", "Sign in").await;
+    let kept = browser
+        .execute("return sessionStorage.length", vec![])
+        .await;
+    assert_eq!(kept, 0, "signing out forgets the credential");
 }
 
 /// A key that may only read one tenant starts at that tenant, and is offered no form that
@@ -250,7 +257,15 @@ async fn a_credential_is_offered_only_what_it_may_do() {
     assert_eq!(status, StatusCode::CREATED, "{key}");
 
     let browser = Browser::start().await;
-    sign_in(&browser, node, "not-a-token").await;
+    // A link to a group, followed before signing in, leads there once signed in.
+    let tenant = utf8_percent_encode(TENANT, NON_ALPHANUMERIC);
+    let group = utf8_percent_encode(GROUP, NON_ALPHANUMERIC);
+    let link = node.url(&format!("/console#/t/{tenant}/g/{group}"));
+    browser.goto(&link).await;
+    browser.wait_for_text("h1", "Sign in").await;
+    watch_policy(&browser).await;
+    browser.fill("Token or API key", "not-a-token").await;
+    press_enter(&browser).await;
     browser
         .wait_for_text("[role=alert]", "(unauthorized)")
         .await;
@@ -258,15 +273,17 @@ async fn a_credential_is_offered_only_what_it_may_do() {
         .fill("Token or API key", key["key"].as_str().unwrap())
         .await;
     browser.click_button("Sign in").await;
+    browser.wait_for_text("h1", &format!("Group {GROUP}")).await;
+    browser.wait_for_text("#who", "check").await;
+    browser.wait_for_text("table", "docs/*").await;
+    assert_eq!(offered(&browser).await, 0, "a reader is offered a write");
+    browser.click_link("Groups").await;
     browser
         .wait_for_text("h1", &format!("Tenant {TENANT}"))
         .await;
-    browser.wait_for_text("#who", "check").await;
     browser.wait_for_text("table", GROUP).await;
-    assert_eq!(offered(&browser).await, 0, "a reader is offered a write");
-    browser.click_link(GROUP).await;
-    browser.wait_for_text("table", "docs/*").await;
-    assert_eq!(offered(&browser).await, 0, "a reader is offered a write");
+    // Looking up a user is a read: the one form, with its button, a reader has here.
+    assert_eq!(offered(&browser).await, 2, "a reader is offered a write");
     browser.click_link("This instance").await;
     browser
         .wait_for_text(
@@ -275,12 +292,18 @@ async fn a_credential_is_offered_only_what_it_may_do() {
         )
         .await;
 
-    browser.click_button("Sign out").await;
+    // The key revoked meanwhile: the next request is refused, and the console forgets it.
+    let (status, revoked) = node.post("/revoke-api-key", json!({"id": key["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    browser.click_link("Tenants").await;
+    browser
+        .wait_for_text("[role=alert]", "no longer in force")
+        .await;
     browser.wait_for_text("h1", "Sign in").await;
     let kept = browser
         .execute("return sessionStorage.length", vec![])
         .await;
-    assert_eq!(kept, 0, "signing out forgets the credential");
+    assert_eq!(kept, 0, "a refused credential is kept");
 
     // The policy is in force, and the record of what it blocks records it.
     browser
@@ -388,6 +411,21 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
         "{verdict}"
     );
 
+    browser
+        .click_link(&format!("Everything carol may do in {TENANT}"))
+        .await;
+    browser.wait_for_text("h1", "User carol").await;
+    browser
+        .wait_for_text("table", "engineering through nesting")
+        .await;
+    browser.wait_for_text("table", "db member").await;
+    let permissions = browser.wait_for_text("table", "wiki/*").await;
+    assert!(
+        permissions.contains("wiki/* read engineering"),
+        "{permissions}"
+    );
+    browser.assert_accessible("a user").await;
+
     browser.click_link("Groups").await;
     browser.click_link("db").await;
     browser.click_button("Delete group…").await;
@@ -481,7 +519,7 @@ async fn the_console_is_served_whole_and_under_a_strict_policy() {
             files.push(module.to_owned());
         }
     }
-    assert_eq!(fetched.len(), 10, "{fetched:?}");
+    assert_eq!(fetched.len(), 11, "{fetched:?}");
 
     let missing = client
         .get(node.url("/console/secrets.js"))

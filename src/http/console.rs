@@ -46,6 +46,7 @@ const ASSETS: &[Asset] = &[
     asset!("instance.js", "text/javascript; charset=utf-8"),
     asset!("tenant.js", "text/javascript; charset=utf-8"),
     asset!("tenants.js", "text/javascript; charset=utf-8"),
+    asset!("user.js", "text/javascript; charset=utf-8"),
 ];
 
 /// Nothing but this origin's own files and API: no inline script or style, no other host, no

@@ -10,16 +10,19 @@ const STORAGE_KEY = 'rbac-console-credential';
 const base = location.pathname.replace(/\/console\/?$/, '');
 
 export class ApiError extends Error {
-  constructor(status, code, message, body) {
+  constructor(status, code, message, body, requestId) {
     super(message);
     this.status = status;
     this.code = code;
     this.body = body;
+    this.requestId = requestId;
   }
 
-  // One line for people: the code for searching the docs, the message for reading.
+  // One line for people: the code for searching the docs, the message for reading, and for a
+  // failure of the server, the request's id, under which its log tells the cause.
   describe() {
-    return `${this.message} (${this.code})`;
+    const id = this.status >= 500 && this.requestId ? `, request ${this.requestId}` : '';
+    return `${this.message} (${this.code}${id})`;
   }
 }
 
@@ -69,7 +72,7 @@ async function send(path, init) {
   return response;
 }
 
-async function answer(response) {
+async function answer(response, stored) {
   let body = null;
   try {
     body = await response.json();
@@ -78,19 +81,26 @@ async function answer(response) {
   }
   if (!response.ok) {
     const error = body?.error;
-    throw new ApiError(
+    const refusal = new ApiError(
       response.status,
       error?.code ?? `http_${response.status}`,
       error?.message ?? (response.statusText || `status ${response.status}`),
       body,
+      response.headers.get('x-request-id'),
     );
+    if (stored && response.status === 401) {
+      window.dispatchEvent(new CustomEvent('credential-refused', { detail: refusal }));
+    }
+    throw refusal;
   }
   return body;
 }
 
 // GET a JSON answer. `token` overrides the signed-in credential (to try one before keeping it).
-export async function get(path, params, { token = credential(), signal } = {}) {
-  return answer(await send(url(path, params), { headers: headers(token), signal }));
+export async function get(path, params, { token, signal } = {}) {
+  const stored = token === undefined;
+  const used = stored ? credential() : token;
+  return answer(await send(url(path, params), { headers: headers(used), signal }), stored);
 }
 
 export async function post(path, body) {
@@ -99,7 +109,7 @@ export async function post(path, body) {
     headers: headers(credential(), { 'Content-Type': 'application/json' }),
     body: JSON.stringify(body),
   };
-  return answer(await send(url(path), init));
+  return answer(await send(url(path), init), true);
 }
 
 // A tenant's changes as they come, from /watch as Server-Sent Events. EventSource cannot send
@@ -111,7 +121,7 @@ export async function* watch(tenant, after, signal) {
     signal,
   });
   if (!response.ok) {
-    await answer(response);
+    await answer(response, true);
   }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   try {

@@ -9,6 +9,7 @@ import { describe, form, h, problem, route } from './dom.js';
 import { instanceView } from './instance.js';
 import { groupView, tenantView } from './tenant.js';
 import { tenantsView } from './tenants.js';
+import { userView } from './user.js';
 
 const main = document.getElementById('main');
 
@@ -31,6 +32,12 @@ function go(hash) {
   } else {
     location.hash = hash;
   }
+}
+
+// Where signing in leads: the view the location named, if it was one (a link followed before
+// signing in), else the start.
+function destination() {
+  return location.hash && location.hash !== '#/signin' ? location.hash : '#/';
 }
 
 function signOut() {
@@ -59,7 +66,7 @@ function signInView(main, { refused } = {}) {
     submit: 'Sign in',
     action: async ({ token }) => {
       await signIn(token);
-      go('#/');
+      go(destination());
     },
   });
   const without = h('button', { type: 'button', class: 'secondary' }, 'Continue without a token');
@@ -67,7 +74,7 @@ function signInView(main, { refused } = {}) {
   without.addEventListener('click', async () => {
     try {
       await signIn('');
-      go('#/');
+      go(destination());
     } catch (error) {
       outcome.replaceChildren(problem(error));
     }
@@ -119,6 +126,7 @@ function resolve(hash) {
     if (third === 'check') return [checkView, { tenant }];
     if (third === 'changes') return [changesView, { tenant }];
     if (third === 'g' && group !== undefined) return [groupView, { tenant, group }];
+    if (third === 'u' && group !== undefined) return [userView, { tenant, user: group }];
   }
   if (parts.length === 0) return [home];
   return [notFound];
@@ -197,6 +205,22 @@ async function show() {
     }
   }
 }
+
+// A credential refused in the middle of a session (a key revoked meanwhile): back to signing
+// in, saying why, at the same location.
+window.addEventListener('credential-refused', (event) => {
+  if (session === null) {
+    return;
+  }
+  remember(null);
+  session = null;
+  leaving.abort();
+  const container = h('div');
+  main.replaceChildren(container);
+  header();
+  signInView(container, { refused: event.detail });
+  container.querySelector('h1').focus();
+});
 
 window.addEventListener('hashchange', show);
 show();

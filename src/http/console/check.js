@@ -1,6 +1,6 @@
 // Trying the check: may this user do this action on this resource, and why; and who may.
 
-import { form, h, paged } from './dom.js';
+import { form, h, paged, route } from './dom.js';
 import { read, tenantNav } from './tenant.js';
 
 // Why a check came out as it did: each matching permission, and the chain of nestings it
@@ -51,6 +51,7 @@ export function checkView(main, { params: { tenant } }) {
           ` · ${user} may ${answer.allowed ? '' : 'not '}${action} ${resource} · revision ${answer.revision}`,
         ),
         because(answer, user),
+        h('p', {}, h('a', { href: route('t', tenant, 'u', user) }, `Everything ${user} may do in ${tenant}`)),
       );
     },
   });

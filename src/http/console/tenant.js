@@ -78,7 +78,19 @@ export function tenantView(main, { session, params: { tenant } }) {
       }),
     );
   }
-  main.append(h('h2', {}, 'Groups'), groups);
+  main.append(
+    h('h2', {}, 'Groups'),
+    groups,
+    h('h2', {}, 'Users'),
+    form({
+      title: 'Look up a user',
+      fields: [{ key: 'user', label: 'User name', attributes: { required: true } }],
+      submit: 'Show user',
+      action: async ({ user }) => {
+        location.hash = route('t', tenant, 'u', user);
+      },
+    }),
+  );
   return list();
 }
 
@@ -175,7 +187,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
       },
       (items) =>
         table(`Members of ${group}`, [
-          { header: 'User', cell: (m) => m.user },
+          { header: 'User', cell: (m) => h('a', { href: route('t', tenant, 'u', m.user) }, m.user) },
           {
             header: 'Membership',
             cell: (m) =>
