@@ -31,7 +31,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 provide_services
 # tests/tls.rs makes its certificates with the openssl command.
 command -v openssl >/dev/null || apt_install openssl || die "the openssl command is needed by tests/tls.rs"
-# tests/console.rs drives the web console in a headless Chromium, through chromedriver.
+# tests/console.rs writes with the curl command, and drives the web console in a headless
+# Chromium, through chromedriver.
+command -v curl >/dev/null || apt_install curl || die "the curl command is needed by tests/console.rs"
 command -v chromedriver >/dev/null || apt_install chromium chromium-driver \
     || die "chromium and chromedriver are needed by tests/console.rs: apt-get install chromium chromium-driver"
 

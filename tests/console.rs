@@ -82,6 +82,27 @@ async fn focused(browser: &Browser) -> String {
     tag.as_str().unwrap().to_owned()
 }
 
+/// POSTs `body` to `path` of `instance` with the curl command, as an operator would, with the
+/// admin token; returns the answer.
+async fn curl_write(instance: &Instance, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail-with-body",
+            "--request",
+            "POST",
+        ])
+        .args(["--header", "Content-Type: application/json"])
+        .args(["--header", &format!("Authorization: Bearer {ADMIN}")])
+        .args(["--data", &body.to_string(), &instance.url(path)])
+        .output()
+        .await
+        .expect("the curl command (scripts/test.sh installs it)");
+    assert!(output.status.success(), "curl: {output:?}");
+    serde_json::from_slice(&output.stdout).expect("a JSON answer")
+}
+
 /// How many forms and buttons the view shows.
 async fn offered(browser: &Browser) -> u64 {
     let shown = browser
@@ -210,8 +231,13 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
     browser
         .wait_for_text("table.changes", "took read on docs/* from")
         .await;
-    // A write on the other instance, as any client makes it.
-    let answer = api.assign_user(TENANT, "bob", GROUP).await;
+    // A write made with curl on the other instance.
+    let answer = curl_write(
+        api,
+        "/assign-user",
+        json!({"tenant": TENANT, "user": "bob", "group": GROUP}),
+    )
+    .await;
     assert_eq!(answer["revision"], 5, "{answer}");
     let row = browser
         .wait_for_text("table.changes tr", "assigned bob to")
