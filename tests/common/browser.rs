@@ -33,11 +33,12 @@ const AXE_RUN: &str = "return axe.run(document, {resultTypes: ['violations']}).t
     r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, \
     nodes: v.nodes.map(n => [n.target].flat(Infinity).join(' '))})))";
 
-/// How long a helper waits for the page to get where it wants.
-pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a helper waits for the page to get where it wants: a few seconds at most here,
+/// but a test machine of two cores runs several browsers and servers at once.
+pub const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 /// Chromium's first start on a cold machine takes a few seconds.
-const START: Duration = Duration::from_secs(20);
+const START: Duration = Duration::from_secs(30);
 /// The viewport [`Browser::start`] gives: a small phone's.
 pub const VIEWPORT: (u32, u32) = (375, 800);
 /// The most of the page's text a failure shows.
