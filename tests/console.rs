@@ -33,6 +33,23 @@ async fn cluster(count: usize) -> Cluster {
     .await
 }
 
+/// Holds the view on screen to what every view must be: accessible by axe-core's rules, and
+/// as wide as the screen at most, so that nothing needs scrolling sideways on a phone.
+async fn check_view(browser: &Browser, view: &str) {
+    browser.assert_accessible(view).await;
+    let widths = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth]",
+            vec![],
+        )
+        .await;
+    let (page, screen): (u64, u64) = serde_json::from_value(widths).unwrap();
+    assert!(
+        page <= screen,
+        "{view} is {page} px wide on a screen of {screen}"
+    );
+}
+
 /// WebDriver's code for the Enter key.
 const ENTER: &str = "\u{E007}";
 
@@ -42,7 +59,7 @@ async fn sign_in(browser: &Browser, instance: &Instance, token: &str) {
     browser.goto(&instance.url("/console")).await;
     browser.wait_for_text("h1", "Sign in").await;
     watch_policy(browser).await;
-    browser.assert_accessible("the sign-in page").await;
+    check_view(browser, "the sign-in page").await;
     browser.fill("Token or API key", token).await;
     press_enter(browser).await;
 }
@@ -144,7 +161,7 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
     browser
         .wait_for_text("main", "No tenant has been written yet.")
         .await;
-    browser.assert_accessible("the tenants").await;
+    check_view(&browser, "the tenants").await;
 
     assert_eq!(
         focused(&browser).await,
@@ -168,7 +185,7 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
     browser
         .wait_for_text(".outcome", &format!("Group {GROUP} created at revision 1."))
         .await;
-    browser.assert_accessible("a tenant").await;
+    check_view(&browser, "a tenant").await;
 
     browser.click_link(GROUP).await;
     browser.wait_for_text("h1", &format!("Group {GROUP}")).await;
@@ -185,10 +202,14 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
         .wait_for_text(".outcome", "alice assigned at revision 3.")
         .await;
     browser.wait_for_text("table", "for good").await;
-    browser.assert_accessible("a group").await;
+    check_view(&browser, "a group").await;
     // What the console did is in the store, as the API reads it on the other instance.
     let api = &cluster[1];
-    assert!(api.check(TENANT, "alice", "docs/readme", "read").await);
+    // (At the console's revision: the bus may not have brought it there yet.)
+    let checked = api
+        .check_at(TENANT, "alice", "docs/readme", "read", 3)
+        .await;
+    assert_eq!(checked["allowed"], true, "{checked}");
 
     browser.click_link("Check access").await;
     browser
@@ -210,7 +231,7 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
     browser.fill_in("#who-can", "Action", "read").await;
     browser.click_button_in("#who-can", "List users").await;
     browser.wait_for_text("#who-can li", "alice").await;
-    browser.assert_accessible("the check").await;
+    check_view(&browser, "the check").await;
 
     browser.click_link("Groups").await;
     browser.click_link(GROUP).await;
@@ -218,7 +239,10 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
         .click_button("Remove permission read on docs/*")
         .await;
     browser.wait_for_text("main", "No permissions.").await;
-    assert!(!api.check(TENANT, "alice", "docs/readme", "read").await);
+    let checked = api
+        .check_at(TENANT, "alice", "docs/readme", "read", 4)
+        .await;
+    assert_eq!(checked["allowed"], false, "{checked}");
     browser.click_link("Check access").await;
     let verdict = check(&browser, "alice", "docs/readme", "read", "Denied").await;
     assert!(
@@ -244,14 +268,47 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
         .await;
     assert!(row.starts_with('5'), "{row}");
     assert!(row.contains("token:"), "{row}");
-    browser.assert_accessible("the changes").await;
+    check_view(&browser, "the changes").await;
 
     browser.click_link("This instance").await;
     browser.wait_for_text("h1", "This instance").await;
     browser.wait_for_text("main", &cluster[0].server_id).await;
     let held = browser.wait_for_text("table", TENANT).await;
     assert!(held.contains("up to date"), "{held}");
-    browser.assert_accessible("the instance").await;
+    check_view(&browser, "the instance").await;
+
+    // A key issued in the console works at once; revoked there, it is refused at once.
+    browser.click_link("API keys").await;
+    browser.wait_for_text("h1", "API keys").await;
+    browser.fill("Name (optional)", "console reader").await;
+    browser.fill("Tenant", TENANT).await;
+    browser.fill("Role", "check").await;
+    browser.click_button("Issue key").await;
+    let issued = browser.wait_for_text(".outcome", "issued for").await;
+    let id = issued.split(' ').nth(1).unwrap().to_owned();
+    let key = browser
+        .execute("return document.getElementById('issued-key').value", vec![])
+        .await;
+    let reader = cluster[0].with_token(key.as_str());
+    let read = [
+        ("tenant", TENANT),
+        ("user", "bob"),
+        ("resource", "docs/a"),
+        ("action", "read"),
+    ];
+    assert_eq!(reader.get("/check-access", &read).await.0, StatusCode::OK);
+    browser.wait_for_text("table", "console reader").await;
+    check_view(&browser, "the API keys").await;
+    browser.click_button(&format!("Revoke key {id}")).await;
+    browser
+        .click_button(&format!("Revoke now: key {id}, refused from then on"))
+        .await;
+    browser.wait_for_text("table", "revoked").await;
+    assert_eq!(
+        reader.get("/check-access", &read).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
     assert_eq!(
         blocked(&browser).await,
         json!([]),
@@ -310,6 +367,17 @@ async fn a_credential_is_offered_only_what_it_may_do() {
     browser.wait_for_text("table", GROUP).await;
     // Looking up a user is a read: the one form, with its button, a reader has here.
     assert_eq!(offered(&browser).await, 2, "a reader is offered a write");
+    let keys = browser
+        .execute(
+            "return [...document.querySelectorAll('#nav a')].map((a) => a.textContent)",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        keys,
+        json!(["Tenants", "This instance"]),
+        "a reader is offered the keys"
+    );
     browser.click_link("This instance").await;
     browser
         .wait_for_text(
@@ -378,7 +446,12 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
     // Every tenant is listed, found by the start of its name.
     browser.fill("Name starts with", "acme").await;
     browser.click_button("Find").await;
-    browser.wait_for_text("table", TENANT).await;
+    let found = browser.wait_for_text("table", TENANT).await;
+    assert!(
+        found.contains("2 groups, 1 permission, 1 membership"),
+        "{found}"
+    );
+    check_view(&browser, "the tenants found").await;
     browser.click_link(TENANT).await;
     browser.click_link("db").await;
     browser.wait_for_text("h1", "Group db").await;
@@ -428,7 +501,7 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
         .await;
     assert_eq!(same, json!(true), "{members}");
     browser.wait_for_text("table", "until").await;
-    browser.assert_accessible("a nested group").await;
+    check_view(&browser, "a nested group").await;
 
     browser.click_link("Check access").await;
     let verdict = check(&browser, "carol", "wiki/home", "read", "Allowed").await;
@@ -450,7 +523,7 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
         permissions.contains("wiki/* read engineering"),
         "{permissions}"
     );
-    browser.assert_accessible("a user").await;
+    check_view(&browser, "a user").await;
 
     browser.click_link("Groups").await;
     browser.click_link("db").await;
@@ -467,9 +540,7 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
 
     browser.goto(&node.url("/console#/nowhere/at/all")).await;
     browser.wait_for_text("h1", "Not found").await;
-    browser
-        .assert_accessible("a location the console does not have")
-        .await;
+    check_view(&browser, "a location the console does not have").await;
 }
 
 /// The page and every file it loads come from the binary, with the policy that keeps any
@@ -545,7 +616,7 @@ async fn the_console_is_served_whole_and_under_a_strict_policy() {
             files.push(module.to_owned());
         }
     }
-    assert_eq!(fetched.len(), 11, "{fetched:?}");
+    assert_eq!(fetched.len(), 12, "{fetched:?}");
 
     let missing = client
         .get(node.url("/console/secrets.js"))

@@ -44,6 +44,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
     asset!("instance.js", "text/javascript; charset=utf-8"),
+    asset!("keys.js", "text/javascript; charset=utf-8"),
     asset!("tenant.js", "text/javascript; charset=utf-8"),
     asset!("tenants.js", "text/javascript; charset=utf-8"),
     asset!("user.js", "text/javascript; charset=utf-8"),

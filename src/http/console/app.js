@@ -7,6 +7,7 @@ import { changesView } from './changes.js';
 import { checkView } from './check.js';
 import { describe, form, h, problem, route } from './dom.js';
 import { instanceView } from './instance.js';
+import { keysView } from './keys.js';
 import { groupView, tenantView } from './tenant.js';
 import { tenantsView } from './tenants.js';
 import { userView } from './user.js';
@@ -102,6 +103,7 @@ function header() {
   nav.replaceChildren(
     h('a', { href: '#/' }, 'Tenants'),
     h('a', { href: '#/instance' }, 'This instance'),
+    session.may.manage_keys && h('a', { href: '#/keys' }, 'API keys'),
   );
   const name = held ? `${held.actor} · ${held.role} · ${held.tenant === '*' ? 'every tenant' : held.tenant}` : 'no credential';
   who.replaceChildren(
@@ -121,6 +123,7 @@ function resolve(hash) {
   const [first, tenant, third, group] = parts;
   if (first === 'signin') return [signInView];
   if (first === 'instance') return [instanceView];
+  if (first === 'keys') return [keysView];
   if (first === 't' && tenant !== undefined) {
     if (third === undefined) return [tenantView, { tenant }];
     if (third === 'check') return [checkView, { tenant }];

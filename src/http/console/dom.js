@@ -31,12 +31,15 @@ function flatten(children) {
 
 let fields = 0;
 
-// A labelled control; `label` is what it is found by, for people and for tests alike.
-export function field(label, attributes = {}, hint = null) {
+// A labelled control; `label` is what it is found by, for people and for tests alike. With
+// `options`, a choice among them; else a text field.
+export function field(label, attributes = {}, hint = null, options = null) {
   fields += 1;
   const id = `field-${fields}`;
   const hintId = hint && `${id}-hint`;
-  const input = h('input', { id, name: id, type: 'text', 'aria-describedby': hintId, ...attributes });
+  const input = options
+    ? h('select', { id, name: id, 'aria-describedby': hintId, ...attributes }, options.map((o) => h('option', { value: o }, o)))
+    : h('input', { id, name: id, type: 'text', 'aria-describedby': hintId, ...attributes });
   return {
     input,
     element: h(
@@ -74,7 +77,7 @@ export function describe(error) {
 export function form({ title, fields: specs, submit, action, className, clears = false }) {
   const controls = {};
   const rows = specs.map((spec) => {
-    const { input, element } = field(spec.label, spec.attributes, spec.hint);
+    const { input, element } = field(spec.label, spec.attributes, spec.hint, spec.options);
     controls[spec.key] = input;
     return element;
   });
@@ -176,6 +179,11 @@ export function paged(container, load, show, empty, what) {
 // A link within the console: its route's parts, each encoded, so that any name is a path.
 export function route(...parts) {
   return `#/${parts.map(encodeURIComponent).join('/')}`;
+}
+
+// `n` things: `count(1, 'group')` is "1 group", `count(2, 'group')` "2 groups".
+export function count(n, thing) {
+  return `${n} ${thing}${n === 1 ? '' : 's'}`;
 }
 
 export function when(instant) {

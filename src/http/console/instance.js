@@ -2,7 +2,7 @@
 // what it holds in memory, and how far behind the store each tenant it holds is.
 
 import { ApiError, get } from './api.js';
-import { describe, form, h, problem, route, table, when } from './dom.js';
+import { count, describe, form, h, problem, route, table, when } from './dom.js';
 
 function facts(caption, rows) {
   return h(
@@ -12,15 +12,15 @@ function facts(caption, rows) {
   );
 }
 
-function bytes(count) {
+function bytes(size) {
   const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = count;
+  let value = size;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit += 1;
   }
-  return unit === 0 ? `${count} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+  return unit === 0 ? `${size} bytes` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 // The revision the store has for a tenant, beside the one this instance holds: how many
@@ -106,10 +106,11 @@ async function sections(session) {
           'Largest tenants held, with their lag behind the store',
           [
             { header: 'Tenant', cell: ({ held }) => h('a', { href: route('t', held.tenant) }, held.tenant) },
-            { header: 'Revision held', cell: ({ held }) => held.revision },
-            { header: 'Lag', cell: ({ lag: behind }) => behind },
-            { header: 'Memory', cell: ({ held }) => bytes(held.estimated_bytes) },
-            { header: 'Refreshed', cell: ({ held }) => `${when(held.refreshed_at)} (${held.refreshed_by})` },
+            { header: 'Revision held', cell: ({ held, lag: behind }) => `${held.revision}, ${behind}` },
+            {
+              header: 'Memory',
+              cell: ({ held }) => `${bytes(held.estimated_bytes)}; ${held.refreshed_by} ${when(held.refreshed_at)}`,
+            },
           ],
           largest.map((held, index) => ({ held, lag: lags[index] })),
         ),
@@ -129,7 +130,7 @@ function oneTenant() {
       if (!held) {
         return `${tenant} is not held in memory here: a read loads it.`;
       }
-      return `${tenant}: revision ${held.revision} held, ${await lag(held)}; ${held.groups} groups, ${bytes(held.estimated_bytes)}.`;
+      return `${tenant}: revision ${held.revision} held, ${await lag(held)}; ${count(held.groups, 'group')}, ${bytes(held.estimated_bytes)}.`;
     },
   });
 }

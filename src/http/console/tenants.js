@@ -1,7 +1,7 @@
 // The tenants: found by the start of their names, or opened by name.
 
 import { get } from './api.js';
-import { form, h, paged, route, table } from './dom.js';
+import { count, form, h, paged, route, table } from './dom.js';
 
 export function tenantsView(main, { session }) {
   const open = form({
@@ -33,9 +33,11 @@ export function tenantsView(main, { session }) {
           [
             { header: 'Tenant', cell: (t) => h('a', { href: route('t', t.name) }, t.name) },
             { header: 'Revision', cell: (t) => t.revision },
-            { header: 'Groups', cell: (t) => t.group_count },
-            { header: 'Permissions', cell: (t) => t.permission_count },
-            { header: 'Memberships', cell: (t) => t.assignment_count },
+            {
+              header: 'Size',
+              cell: (t) =>
+                [count(t.group_count, 'group'), count(t.permission_count, 'permission'), count(t.assignment_count, 'membership')].join(', '),
+            },
           ],
           tenants,
         ),

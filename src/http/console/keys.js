@@ -1,0 +1,110 @@
+// API keys: issue one (shown once), see each key's tenant, role and last use, revoke one.
+// Only for ADMIN_TOKEN, which alone manages keys, so that a leaked key cannot make more.
+
+import { get, post } from './api.js';
+import { announce, form, h, paged, problem, table, when } from './dom.js';
+
+export function keysView(main) {
+  const keys = h('div');
+  const list = () =>
+    paged(
+      keys,
+      async (cursor) => {
+        const page = await get('/api-keys', { cursor });
+        return { items: page.keys, next_cursor: page.next_cursor };
+      },
+      (items) =>
+        table('API keys', [
+          {
+            header: 'Key',
+            cell: (k) => [
+              k.name ? h('strong', {}, k.name) : '',
+              h('div', {}, h('code', {}, k.id)),
+              h('div', {}, `${k.role} · ${k.tenant === '*' ? 'every tenant' : k.tenant}`),
+            ],
+          },
+          {
+            header: 'Use',
+            cell: (k) => [
+              h('div', {}, `created ${when(k.created_at)} by ${k.created_by}`),
+              h('div', {}, k.last_used_at ? `last used ${when(k.last_used_at)}` : 'not used yet'),
+            ],
+          },
+          {
+            header: 'State',
+            cell: (k) => (k.revoked_at ? h('span', { class: 'ended' }, `revoked ${when(k.revoked_at)}`) : revokeButton(k, list)),
+          },
+        ], items),
+      'No API keys yet.',
+      'keys',
+    );
+  const issued = h('div', { 'aria-live': 'polite' });
+  const issue = form({
+    title: 'Issue a key',
+    className: 'stacked',
+    clears: true,
+    fields: [
+      { key: 'name', label: 'Name (optional)', hint: 'Who or what uses the key, for people reading this list.' },
+      { key: 'tenant', label: 'Tenant', attributes: { required: true }, hint: '* for every tenant, and the instance-wide views.' },
+      { key: 'role', label: 'Role', options: ['check', 'admin'], hint: 'check: reads only; admin: writes and reads.' },
+    ],
+    submit: 'Issue key',
+    action: async ({ name, tenant, role }) => {
+      issued.replaceChildren();
+      const body = { tenant, role };
+      if (name) {
+        body.name = name;
+      }
+      const key = await post('/create-api-key', body);
+      const shown = h('input', { id: 'issued-key', type: 'text', readonly: true, value: key.key, spellcheck: 'false' });
+      issued.replaceChildren(
+        h(
+          'div',
+          { class: 'confirm' },
+          h('label', { for: 'issued-key' }, `The new key ${key.id}`),
+          shown,
+          h('p', {}, 'Copy it now: the server keeps only its hash, and it is not shown again.'),
+        ),
+      );
+      shown.select();
+      await list();
+      return `Key ${key.id} issued for ${key.tenant === '*' ? 'every tenant' : key.tenant}, role ${key.role}.`;
+    },
+  });
+  main.replaceChildren(
+    h('h1', {}, 'API keys'),
+    h('section', { 'aria-labelledby': 'issue-heading' }, h('h2', { id: 'issue-heading' }, 'Issue a key'), issue, issued),
+    h('section', { 'aria-labelledby': 'keys-heading' }, h('h2', { id: 'keys-heading' }, 'Keys'), keys),
+  );
+  return list();
+}
+
+// Revoking takes two presses: the first asks, the second revokes, at once on every instance.
+function revokeButton(key, after) {
+  const name = `Revoke key ${key.id}`;
+  const button = h('button', { type: 'button', class: 'secondary small', 'aria-label': name }, 'Revoke');
+  let asked = false;
+  button.addEventListener('click', async () => {
+    if (!asked) {
+      asked = true;
+      button.textContent = 'Revoke now';
+      button.setAttribute('aria-label', `Revoke now: key ${key.id}, refused from then on`);
+      button.classList.replace('secondary', 'danger');
+      return;
+    }
+    button.disabled = true;
+    button.nextElementSibling?.remove();
+    try {
+      await post('/revoke-api-key', { id: key.id });
+      announce(`Key ${key.id} revoked.`);
+      const heading = document.getElementById('keys-heading');
+      await after();
+      heading?.setAttribute('tabindex', '-1');
+      heading?.focus();
+    } catch (error) {
+      button.after(problem(error));
+      button.disabled = false;
+    }
+  });
+  return button;
+}
