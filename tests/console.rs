@@ -299,10 +299,12 @@ async fn an_administrator_grants_checks_and_revokes_and_sees_changes_arrive() {
     assert_eq!(reader.get("/check-access", &read).await.0, StatusCode::OK);
     browser.wait_for_text("table", "console reader").await;
     check_view(&browser, "the API keys").await;
+    // Asked first; kept, it still works.
     browser.click_button(&format!("Revoke key {id}")).await;
-    browser
-        .click_button(&format!("Revoke now: key {id}, refused from then on"))
-        .await;
+    browser.click_button(&format!("Keep key {id}")).await;
+    assert_eq!(reader.get("/check-access", &read).await.0, StatusCode::OK);
+    browser.click_button(&format!("Revoke key {id}")).await;
+    browser.click_button(&format!("Revoke now: key {id}")).await;
     browser.wait_for_text("table", "revoked").await;
     assert_eq!(
         reader.get("/check-access", &read).await.0,
@@ -541,6 +543,23 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
     browser.goto(&node.url("/console#/nowhere/at/all")).await;
     browser.wait_for_text("h1", "Not found").await;
     check_view(&browser, "a location the console does not have").await;
+}
+
+/// Where reads need a token, going on without one is stopped at the first read, saying so.
+#[tokio::test]
+async fn going_on_without_a_token_where_reads_need_one_says_so() {
+    let cluster = Cluster::start_with(1, &[("CHECK_TOKEN", "console-check-token")]).await;
+    let browser = Browser::start().await;
+    browser.goto(&cluster[0].url("/console")).await;
+    browser.click_button("Continue without a token").await;
+    browser.wait_for_text("h1", "Tenants").await;
+    browser.fill("Tenant name", TENANT).await;
+    browser.click_button("Open").await;
+    browser
+        .wait_for_text("[role=alert]", "This server needs a token for that")
+        .await;
+    browser.wait_for_text("h1", "Sign in").await;
+    assert_eq!(focused(&browser).await, "H1");
 }
 
 /// The page and every file it loads come from the binary, with the policy that keeps any

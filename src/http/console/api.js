@@ -72,7 +72,9 @@ async function send(path, init) {
   return response;
 }
 
-async function answer(response, stored) {
+// `used`: the stored credential the request was sent with, if it was; a refusal of it is
+// told to the console, unless another has been stored meanwhile.
+async function answer(response, used) {
   let body = null;
   try {
     body = await response.json();
@@ -88,7 +90,7 @@ async function answer(response, stored) {
       body,
       response.headers.get('x-request-id'),
     );
-    if (stored && response.status === 401) {
+    if (used !== undefined && response.status === 401 && credential() === used) {
       window.dispatchEvent(new CustomEvent('credential-refused', { detail: refusal }));
     }
     throw refusal;
@@ -98,30 +100,32 @@ async function answer(response, stored) {
 
 // GET a JSON answer. `token` overrides the signed-in credential (to try one before keeping it).
 export async function get(path, params, { token, signal } = {}) {
-  const stored = token === undefined;
-  const used = stored ? credential() : token;
-  return answer(await send(url(path, params), { headers: headers(used), signal }), stored);
+  const stored = token === undefined ? credential() : undefined;
+  const response = await send(url(path, params), { headers: headers(stored ?? token), signal });
+  return answer(response, stored);
 }
 
 export async function post(path, body) {
+  const used = credential();
   const init = {
     method: 'POST',
-    headers: headers(credential(), { 'Content-Type': 'application/json' }),
+    headers: headers(used, { 'Content-Type': 'application/json' }),
     body: JSON.stringify(body),
   };
-  return answer(await send(url(path), init), true);
+  return answer(await send(url(path), init), used);
 }
 
 // A tenant's changes as they come, from /watch as Server-Sent Events. EventSource cannot send
 // an Authorization header, so the stream is read with fetch. Yields each event as
 // {event, data}; returns when the server ends the stream; throws ApiError if it is refused.
 export async function* watch(tenant, after, signal) {
+  const used = credential();
   const response = await send(url('/watch', { tenant, after }), {
-    headers: headers(credential(), { Accept: 'text/event-stream' }),
+    headers: headers(used, { Accept: 'text/event-stream' }),
     signal,
   });
   if (!response.ok) {
-    await answer(response, true);
+    await answer(response, used);
   }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   try {

@@ -47,7 +47,9 @@ function signOut() {
   go('#/signin');
 }
 
-function signInView(main, { refused } = {}) {
+// `refused`: why the credential this tab held was refused; `needed`: why going on without one
+// was.
+function signInView(main, { refused, needed } = {}) {
   const explained = h(
     'p',
     {},
@@ -83,6 +85,7 @@ function signInView(main, { refused } = {}) {
   main.replaceChildren(
     h('h1', {}, 'Sign in'),
     refused ? h('p', { class: 'problem', role: 'alert' }, `The credential this tab held is no longer in force: ${describe(refused)}`) : '',
+    needed ? h('p', { class: 'problem', role: 'alert' }, `This server needs a token for that: ${describe(needed)}`) : '',
     explained,
     withToken,
     h('p', {}, 'On a server that needs no token for what you want to do:'),
@@ -215,14 +218,18 @@ window.addEventListener('credential-refused', (event) => {
   if (session === null) {
     return;
   }
+  const held = credential();
   remember(null);
   session = null;
   leaving.abort();
   const container = h('div');
   main.replaceChildren(container);
   header();
-  signInView(container, { refused: event.detail });
-  container.querySelector('h1').focus();
+  signInView(container, held ? { refused: event.detail } : { needed: event.detail });
+  const heading = container.querySelector('h1');
+  heading.setAttribute('tabindex', '-1');
+  heading.focus();
+  document.title = `${heading.textContent} · rbac-server console`;
 });
 
 window.addEventListener('hashchange', show);

@@ -155,7 +155,7 @@ export function paged(container, load, show, empty, what) {
         if (kept && kept.tagName === shown.tagName) {
           const added = [...rows(shown).children];
           rows(kept).append(...added);
-          if (!first && !page.next_cursor) {
+          if (!first && !page.next_cursor && added.length > 0) {
             // The button goes with the last page: the focus goes to what it brought.
             added[0].setAttribute('tabindex', '-1');
             added[0].focus();

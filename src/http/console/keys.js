@@ -38,7 +38,8 @@ export function keysView(main) {
       'No API keys yet.',
       'keys',
     );
-  const issued = h('div', { 'aria-live': 'polite' });
+  // Not a live region: a screen reader would read the key out. The form announces the issue.
+  const issued = h('div');
   const issue = form({
     title: 'Issue a key',
     className: 'stacked',
@@ -79,21 +80,34 @@ export function keysView(main) {
   return list();
 }
 
-// Revoking takes two presses: the first asks, the second revokes, at once on every instance.
+// Revoking asks first, with the focus on keeping the key: a double press or a held key
+// cannot revoke by accident. Revoked, a key is refused at once on every instance.
 function revokeButton(key, after) {
-  const name = `Revoke key ${key.id}`;
-  const button = h('button', { type: 'button', class: 'secondary small', 'aria-label': name }, 'Revoke');
-  let asked = false;
-  button.addEventListener('click', async () => {
-    if (!asked) {
-      asked = true;
-      button.textContent = 'Revoke now';
-      button.setAttribute('aria-label', `Revoke now: key ${key.id}, refused from then on`);
-      button.classList.replace('secondary', 'danger');
-      return;
+  const ask = h('button', { type: 'button', class: 'secondary small', 'aria-label': `Revoke key ${key.id}` }, 'Revoke');
+  const yes = h('button', { type: 'button', class: 'danger small', 'aria-label': `Revoke now: key ${key.id}` }, 'Revoke now');
+  const no = h('button', { type: 'button', class: 'secondary small', 'aria-label': `Keep key ${key.id}` }, 'Keep');
+  const outcome = h('div');
+  const confirm = h('span', { hidden: true }, yes, ' ', no, outcome);
+  const cancel = () => {
+    confirm.hidden = true;
+    ask.hidden = false;
+    outcome.replaceChildren();
+    ask.focus();
+  };
+  ask.addEventListener('click', () => {
+    ask.hidden = true;
+    confirm.hidden = false;
+    no.focus();
+  });
+  no.addEventListener('click', cancel);
+  confirm.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      cancel();
     }
-    button.disabled = true;
-    button.nextElementSibling?.remove();
+  });
+  yes.addEventListener('click', async () => {
+    yes.disabled = true;
+    outcome.replaceChildren();
     try {
       await post('/revoke-api-key', { id: key.id });
       announce(`Key ${key.id} revoked.`);
@@ -102,9 +116,10 @@ function revokeButton(key, after) {
       heading?.setAttribute('tabindex', '-1');
       heading?.focus();
     } catch (error) {
-      button.after(problem(error));
-      button.disabled = false;
+      outcome.replaceChildren(problem(error));
+    } finally {
+      yes.disabled = false;
     }
   });
-  return button;
+  return h('span', {}, ask, confirm);
 }

@@ -61,6 +61,11 @@ export async function userView(main, { params: { tenant, user } }) {
         );
       }
       cursor = page.next_cursor;
+      if (!cursor && document.activeElement === more) {
+        // The button goes with the last page: the focus goes to the list it filled.
+        permissions.closest('table').setAttribute('tabindex', '-1');
+        permissions.closest('table').focus();
+      }
       more.hidden = !cursor;
       if (!cursor && groups.children.length === 0) {
         outcome.replaceChildren(h('p', { class: 'empty' }, `${user} is in no group of ${tenant}, and may do nothing there.`));
