@@ -50,8 +50,9 @@ async fn check_view(browser: &Browser, view: &str) {
     );
 }
 
-/// WebDriver's code for the Enter key.
+/// WebDriver's codes for the Enter and Escape keys.
 const ENTER: &str = "\u{E007}";
+const ESCAPE: &str = "\u{E00C}";
 
 /// Opens the console of `instance`, and signs in with `token` from the keyboard: typed, then
 /// Enter.
@@ -66,12 +67,17 @@ async fn sign_in(browser: &Browser, instance: &Instance, token: &str) {
 
 /// Presses Enter in the field that has the focus.
 async fn press_enter(browser: &Browser) {
+    press(browser, ENTER).await;
+}
+
+/// Presses `key` where the focus is.
+async fn press(browser: &Browser, key: &str) {
     let focused = browser
         .client()
         .active_element()
         .await
         .expect("a focused element");
-    focused.send_keys(ENTER).await.expect("press Enter");
+    focused.send_keys(key).await.expect("press a key");
 }
 
 /// Records, from now until the page is loaded again, whatever the Content-Security-Policy
@@ -529,8 +535,16 @@ async fn nestings_ends_and_deletions_on_an_open_server() {
 
     browser.click_link("Groups").await;
     browser.click_link("db").await;
+    // Asked, then kept: by the button, and by Escape, the focus back on the first button.
     browser.click_button("Delete group…").await;
     browser.click_button("Keep it").await;
+    browser.click_button("Delete group…").await;
+    assert_eq!(focused(&browser).await, "BUTTON");
+    press(&browser, ESCAPE).await;
+    let back = browser
+        .execute("return document.activeElement.textContent", vec![])
+        .await;
+    assert_eq!(back, json!("Delete group…"));
     browser.click_button("Delete group…").await;
     browser.click_button("Delete db").await;
     browser

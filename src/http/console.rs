@@ -6,6 +6,8 @@
 //! calls the same routes, with the token its user signs in with, so it can do nothing that
 //! curl with that token could not. Its files are therefore public, like `/openapi.json`.
 
+use std::sync::OnceLock;
+
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,37 +20,60 @@ use super::responses::NotFound;
 /// An embedded file of the console.
 struct Asset {
     name: &'static str,
-    content_type: &'static str,
     body: &'static str,
+    /// Its tag, worked out the first time it is served.
+    tag: OnceLock<String>,
 }
 
 macro_rules! asset {
-    ($name:literal, $content_type:literal) => {
+    ($name:literal) => {
         Asset {
             name: $name,
-            content_type: $content_type,
             body: include_str!(concat!("console/", $name)),
+            tag: OnceLock::new(),
         }
     };
 }
 
-const PAGE: Asset = asset!("index.html", "text/html; charset=utf-8");
+static PAGE: Asset = asset!("index.html");
 
 /// Every file the page loads, by the name it is asked for under `/console/`.
-const ASSETS: &[Asset] = &[
-    asset!("api.js", "text/javascript; charset=utf-8"),
-    asset!("app.js", "text/javascript; charset=utf-8"),
-    asset!("changes.js", "text/javascript; charset=utf-8"),
-    asset!("check.js", "text/javascript; charset=utf-8"),
-    asset!("console.css", "text/css; charset=utf-8"),
-    asset!("dom.js", "text/javascript; charset=utf-8"),
-    asset!("icon.svg", "image/svg+xml"),
-    asset!("instance.js", "text/javascript; charset=utf-8"),
-    asset!("keys.js", "text/javascript; charset=utf-8"),
-    asset!("tenant.js", "text/javascript; charset=utf-8"),
-    asset!("tenants.js", "text/javascript; charset=utf-8"),
-    asset!("user.js", "text/javascript; charset=utf-8"),
+static ASSETS: [Asset; 12] = [
+    asset!("api.js"),
+    asset!("app.js"),
+    asset!("changes.js"),
+    asset!("check.js"),
+    asset!("console.css"),
+    asset!("dom.js"),
+    asset!("icon.svg"),
+    asset!("instance.js"),
+    asset!("keys.js"),
+    asset!("tenant.js"),
+    asset!("tenants.js"),
+    asset!("user.js"),
 ];
+
+impl Asset {
+    /// Its type, by its name's extension: the console has files of four kinds.
+    fn content_type(&self) -> &'static str {
+        match self.name.rsplit('.').next() {
+            Some("html") => "text/html; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some("svg") => "image/svg+xml",
+            _ => unreachable!("an embedded file of a kind content_type does not know"),
+        }
+    }
+
+    /// The files change only with the binary: a tag of their content, the start of its
+    /// SHA-256, lets a browser keep them and ask, each time, whether they are still current.
+    fn tag(&self) -> &str {
+        self.tag.get_or_init(|| {
+            let digest = Sha256::digest(self.body.as_bytes());
+            format!("\"{}\"", hex::encode(&digest[..12]))
+        })
+    }
+}
 
 /// Nothing but this origin's own files and API: no inline script or style, no other host, no
 /// framing. A script injected into the page through some data shown in it could not run.
@@ -57,19 +82,17 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      base-uri 'none'";
 
 fn serve(asset: &Asset, request: &HeaderMap) -> Response {
-    // The files change only with the binary: a tag of their content lets a browser keep them
-    // and ask, each time, whether they are still current.
-    let tag = fingerprint(asset.body);
-    let fresh = current(request, &tag);
+    let tag = asset.tag();
+    let fresh = current(request, tag);
     let headers = [
         (
             header::CONTENT_TYPE,
-            HeaderValue::from_static(asset.content_type),
+            HeaderValue::from_static(asset.content_type()),
         ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (
             header::ETAG,
-            HeaderValue::from_str(&tag).expect("hex digits in quotes"),
+            HeaderValue::from_str(tag).expect("hex digits in quotes"),
         ),
         (
             header::CONTENT_SECURITY_POLICY,
@@ -107,12 +130,6 @@ fn current(request: &HeaderMap, tag: &str) -> bool {
         .flat_map(|tags| tags.split(','))
         .map(str::trim)
         .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
-}
-
-/// The tag of a file: the start of its SHA-256, the same for the same file in every build.
-fn fingerprint(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    format!("\"{}\"", hex::encode(&digest[..12]))
 }
 
 #[utoipa::path(
@@ -181,22 +198,34 @@ mod tests {
 
     #[test]
     fn a_tag_is_current_when_named_strong_or_weak_among_others() {
-        let tag = fingerprint("body");
+        let tag = PAGE.tag();
         let asked = |values: &[&str]| {
             let mut request = HeaderMap::new();
             for value in values {
                 request.append(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
             }
-            current(&request, &tag)
+            current(&request, tag)
         };
-        assert!(asked(&[&tag]));
+        assert!(asked(&[tag]));
         assert!(asked(&[&format!("W/{tag}")]));
         assert!(asked(&[&format!("\"other\", {tag}")]));
-        assert!(asked(&["\"other\"", &tag]));
+        assert!(asked(&["\"other\"", tag]));
         assert!(asked(&["*"]));
         assert!(!asked(&[]));
         assert!(!asked(&["\"other\""]));
-        assert!(!asked(&[&fingerprint("another body")]));
+        assert!(!asked(&[ASSETS[0].tag()]));
+    }
+
+    #[test]
+    fn every_file_has_a_type_and_a_tag_of_its_own() {
+        let mut tags: Vec<&str> = ASSETS.iter().chain([&PAGE]).map(Asset::tag).collect();
+        for asset in ASSETS.iter().chain([&PAGE]) {
+            assert!(!asset.content_type().is_empty());
+            assert!(std::ptr::eq(asset.tag(), asset.tag()), "worked out once");
+        }
+        tags.sort_unstable();
+        tags.dedup();
+        assert_eq!(tags.len(), ASSETS.len() + 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 import { credential, get, remember } from './api.js';
 import { changesView } from './changes.js';
 import { checkView } from './check.js';
-import { describe, form, h, problem, route } from './dom.js';
+import { describe, focusOn, form, h, problem, route } from './dom.js';
 import { instanceView } from './instance.js';
 import { keysView } from './keys.js';
 import { groupView, tenantView } from './tenant.js';
@@ -201,14 +201,17 @@ async function show() {
     container.replaceChildren(h('h1', {}, 'Something went wrong'), problem(error));
   }
   if (!signal.aborted) {
-    // Keyboard and screen-reader users start at the new view's heading, not at the link
-    // that led there.
-    const heading = container.querySelector('h1');
-    if (heading) {
-      heading.setAttribute('tabindex', '-1');
-      heading.focus({ preventScroll: true });
-      document.title = `${heading.textContent} · rbac-server console`;
-    }
+    arrive(container);
+  }
+}
+
+// Keyboard and screen-reader users start at a new view's heading, not at the link that led
+// there; the tab's title names the view.
+function arrive(container) {
+  const heading = container.querySelector('h1');
+  if (heading) {
+    focusOn(heading, { preventScroll: true });
+    document.title = `${heading.textContent} · rbac-server console`;
   }
 }
 
@@ -226,10 +229,7 @@ window.addEventListener('credential-refused', (event) => {
   main.replaceChildren(container);
   header();
   signInView(container, held ? { refused: event.detail } : { needed: event.detail });
-  const heading = container.querySelector('h1');
-  heading.setAttribute('tabindex', '-1');
-  heading.focus();
-  document.title = `${heading.textContent} · rbac-server console`;
+  arrive(container);
 });
 
 window.addEventListener('hashchange', show);

@@ -1,7 +1,7 @@
 // A tenant's recent changes, newest first, and each new one as it happens, from /watch.
 
 import { ApiError, watch } from './api.js';
-import { describe, h, route, when } from './dom.js';
+import { describe, frame, h, route, when } from './dom.js';
 import { read, tenantNav } from './tenant.js';
 
 // How many of the latest revisions are shown when the view opens, and how many rows it keeps:
@@ -46,17 +46,9 @@ export async function changesView(main, { params: { tenant }, signal }) {
     tenantNav(tenant, 'Changes'),
     state,
     notice,
-    h(
-      'table',
-      { class: 'changes' },
-      h('caption', { class: 'visually-hidden' }, `Changes of ${tenant}, newest first`),
-      h(
-        'thead',
-        {},
-        h('tr', {}, ['Revision', 'When', 'Change', 'By', 'Instance'].map((c) => h('th', { scope: 'col' }, c))),
-      ),
-      rows,
-    ),
+    frame(`Changes of ${tenant}, newest first`, ['Revision', 'When', 'Change', 'By', 'Instance'], rows, {
+      class: 'changes',
+    }),
   );
 
   const start = await read(tenant, '/groups', { limit: 1 });

@@ -1,7 +1,7 @@
 // Trying the check: may this user do this action on this resource, and why; and who may.
 
 import { form, h, paged, route } from './dom.js';
-import { read, tenantNav } from './tenant.js';
+import { pages, read, tenantNav } from './tenant.js';
 
 // Why a check came out as it did: each matching permission, and the chain of nestings it
 // came through.
@@ -68,10 +68,7 @@ export function checkView(main, { params: { tenant } }) {
     action: ({ resource, action }) =>
       paged(
         users,
-        async (cursor) => {
-          const page = await read(tenant, '/who-can', { resource, action, cursor, limit: 100 });
-          return { items: page.users, next_cursor: page.next_cursor };
-        },
+        pages(tenant, '/who-can', 'users', { resource, action, limit: 100 }),
         (items) => h('ul', { class: 'users' }, items.map((user) => h('li', {}, user))),
         `No user may ${action} ${resource}.`,
         'users',

@@ -29,13 +29,10 @@ function flatten(children) {
     .map((child) => (child instanceof Node ? child : document.createTextNode(String(child))));
 }
 
-let fields = 0;
-
 // A labelled control; `label` is what it is found by, for people and for tests alike. With
 // `options`, a choice among them; else a text field.
 export function field(label, attributes = {}, hint = null, options = null) {
-  fields += 1;
-  const id = `field-${fields}`;
+  const id = unique('field');
   const hintId = hint && `${id}-hint`;
   const input = options
     ? h('select', { id, name: id, 'aria-describedby': hintId, ...attributes }, options.map((o) => h('option', { value: o }, o)))
@@ -70,6 +67,30 @@ export function describe(error) {
   return error instanceof ApiError ? error.describe() : String(error?.message ?? error);
 }
 
+// Runs `work` with `button` disabled, so that a second press cannot start it twice.
+export async function busy(button, work) {
+  button.disabled = true;
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Moves the focus to an element that is not a control (a heading, a row), so that keyboard
+// and screen-reader users go on from what changed rather than from the top of the page.
+export function focusOn(element, options) {
+  element.setAttribute('tabindex', '-1');
+  element.focus(options);
+}
+
+let ids = 0;
+
+function unique(prefix) {
+  ids += 1;
+  return `${prefix}-${ids}`;
+}
+
 // A form that runs `action(values)` when submitted, with its button disabled meanwhile and
 // the server's refusal shown in it, next to the fields it is about. `values` maps each
 // field's key to its trimmed value. The action's result, if a string, is announced. A form
@@ -96,36 +117,93 @@ export function form({ title, fields: specs, submit, action, className, clears =
     for (const [key, input] of Object.entries(controls)) {
       values[key] = input.value.trim();
     }
-    button.disabled = true;
     outcome.replaceChildren();
-    try {
-      const said = await action(values);
-      if (clears) {
-        element.reset();
+    await busy(button, async () => {
+      try {
+        const said = await action(values);
+        if (clears) {
+          element.reset();
+        }
+        if (typeof said === 'string') {
+          outcome.replaceChildren(h('p', { class: 'done' }, said));
+          announce(said);
+        }
+      } catch (error) {
+        outcome.replaceChildren(problem(error));
       }
-      if (typeof said === 'string') {
-        outcome.replaceChildren(h('p', { class: 'done' }, said));
-        announce(said);
-      }
-    } catch (error) {
-      outcome.replaceChildren(problem(error));
-    } finally {
-      button.disabled = false;
-    }
+    });
   });
   return element;
 }
 
-// A table with a caption, a header row and a row per item; columns give their header and a
-// function of the item that gives the cell's content.
-export function table(caption, columns, items) {
+// A button that asks before it acts. Pressed, it shows `question` with a button that acts
+// and one that keeps things as they are, the focus on keeping, so that a double press or a
+// held key cannot act by accident; Escape keeps too. `act()` runs once confirmed; a refusal
+// is shown under the question. Each of `ask`, `yes` and `keep` is [text, accessible name],
+// the name optional.
+export function confirmation({ ask, question, yes, keep, act }) {
+  const button = ([text, name], className) =>
+    h('button', { type: 'button', class: className, 'aria-label': name }, text);
+  const asker = button(ask, 'secondary');
+  const doer = button(yes, 'danger');
+  const keeper = button(keep, 'secondary');
+  const questionId = unique('question');
+  const outcome = h('div');
+  const asking = h(
+    'div',
+    { class: 'confirm', role: 'group', 'aria-labelledby': questionId, hidden: true },
+    h('p', { id: questionId }, question),
+    doer,
+    keeper,
+    outcome,
+  );
+  const cancel = () => {
+    asking.hidden = true;
+    asker.hidden = false;
+    outcome.replaceChildren();
+    asker.focus();
+  };
+  asker.addEventListener('click', () => {
+    asking.hidden = false;
+    asker.hidden = true;
+    keeper.focus();
+  });
+  keeper.addEventListener('click', cancel);
+  asking.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      cancel();
+    }
+  });
+  doer.addEventListener('click', () =>
+    busy(doer, async () => {
+      outcome.replaceChildren();
+      try {
+        await act();
+      } catch (error) {
+        outcome.replaceChildren(problem(error));
+      }
+    }),
+  );
+  return h('div', {}, asker, asking);
+}
+
+// A table with a caption for screen readers, a header row of `headers`, and `body`, its
+// <tbody>.
+export function frame(caption, headers, body, attributes = {}) {
   return h(
     'table',
-    {},
+    attributes,
     h('caption', { class: 'visually-hidden' }, caption),
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c.header)))),
-    h('tbody', {}, items.map((item) => h('tr', {}, columns.map((c) => h('td', {}, c.cell(item)))))),
+    h('thead', {}, h('tr', {}, headers.map((header) => h('th', { scope: 'col' }, header)))),
+    body,
   );
+}
+
+// A table with a row per item; columns give their header and a function of the item that
+// gives the cell's content.
+export function table(caption, columns, items) {
+  const rows = items.map((item) => h('tr', {}, columns.map((c) => h('td', {}, c.cell(item)))));
+  return frame(caption, columns.map((c) => c.header), h('tbody', {}, rows));
 }
 
 // A paged listing: loads the first page into `container`, and one more each time its button
@@ -138,40 +216,36 @@ export function paged(container, load, show, empty, what) {
   const outcome = h('div');
   container.replaceChildren(list, outcome, more);
   let cursor = null;
-  let count = 0;
-  const next = async () => {
-    more.disabled = true;
-    outcome.replaceChildren();
-    try {
-      const page = await load(cursor);
-      const first = count === 0;
-      count += page.items.length;
-      if (count === 0) {
-        list.replaceChildren(h('p', { class: 'empty' }, empty));
-      } else if (page.items.length > 0) {
-        const shown = show(page.items);
-        const rows = (element) => element.tBodies?.[0] ?? element;
-        const kept = list.firstElementChild;
-        if (kept && kept.tagName === shown.tagName) {
-          const added = [...rows(shown).children];
-          rows(kept).append(...added);
-          if (!first && !page.next_cursor && added.length > 0) {
-            // The button goes with the last page: the focus goes to what it brought.
-            added[0].setAttribute('tabindex', '-1');
-            added[0].focus();
+  let listed = 0;
+  const next = () =>
+    busy(more, async () => {
+      outcome.replaceChildren();
+      try {
+        const page = await load(cursor);
+        listed += page.items.length;
+        if (listed === 0) {
+          list.replaceChildren(h('p', { class: 'empty' }, empty));
+        } else if (page.items.length > 0) {
+          const shown = show(page.items);
+          const rows = (element) => element.tBodies?.[0] ?? element;
+          const kept = list.firstElementChild;
+          if (kept && kept.tagName === shown.tagName) {
+            const added = [...rows(shown).children];
+            rows(kept).append(...added);
+            if (!page.next_cursor) {
+              // The button goes with the last page: the focus goes to what it brought.
+              focusOn(added[0]);
+            }
+          } else {
+            list.append(shown);
           }
-        } else {
-          list.append(shown);
         }
+        cursor = page.next_cursor;
+        more.hidden = !cursor;
+      } catch (error) {
+        outcome.replaceChildren(problem(error));
       }
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-    } catch (error) {
-      outcome.replaceChildren(problem(error));
-    } finally {
-      more.disabled = false;
-    }
-  };
+    });
   more.addEventListener('click', next);
   return next();
 }

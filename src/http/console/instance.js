@@ -2,7 +2,7 @@
 // what it holds in memory, and how far behind the store each tenant it holds is.
 
 import { ApiError, get } from './api.js';
-import { count, describe, form, h, problem, route, table, when } from './dom.js';
+import { busy, count, describe, form, h, problem, route, table, when } from './dom.js';
 
 function facts(caption, rows) {
   return h(
@@ -35,17 +35,15 @@ export async function instanceView(main, { session }) {
   const refresh = h('button', { type: 'button', class: 'secondary' }, 'Refresh');
   const body = h('div');
   main.replaceChildren(h('h1', {}, 'This instance'), refresh, body);
-  const load = async () => {
-    refresh.disabled = true;
-    try {
-      body.replaceChildren(...(await sections(session)));
-    } catch (error) {
-      // Figures left from before would look current: show the failure in their place.
-      body.replaceChildren(problem(error));
-    } finally {
-      refresh.disabled = false;
-    }
-  };
+  const load = () =>
+    busy(refresh, async () => {
+      try {
+        body.replaceChildren(...(await sections(session)));
+      } catch (error) {
+        // Figures left from before would look current: show the failure in their place.
+        body.replaceChildren(problem(error));
+      }
+    });
   refresh.addEventListener('click', load);
   await load();
 }

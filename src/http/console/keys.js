@@ -2,7 +2,7 @@
 // Only for ADMIN_TOKEN, which alone manages keys, so that a leaked key cannot make more.
 
 import { get, post } from './api.js';
-import { announce, form, h, paged, problem, table, when } from './dom.js';
+import { announce, confirmation, focusOn, form, h, paged, table, when } from './dom.js';
 
 export function keysView(main) {
   const keys = h('div');
@@ -80,46 +80,19 @@ export function keysView(main) {
   return list();
 }
 
-// Revoking asks first, with the focus on keeping the key: a double press or a held key
-// cannot revoke by accident. Revoked, a key is refused at once on every instance.
+// Revoking asks first, as deleting a group does. Revoked, a key is refused at once on every
+// instance.
 function revokeButton(key, after) {
-  const ask = h('button', { type: 'button', class: 'secondary small', 'aria-label': `Revoke key ${key.id}` }, 'Revoke');
-  const yes = h('button', { type: 'button', class: 'danger small', 'aria-label': `Revoke now: key ${key.id}` }, 'Revoke now');
-  const no = h('button', { type: 'button', class: 'secondary small', 'aria-label': `Keep key ${key.id}` }, 'Keep');
-  const outcome = h('div');
-  const confirm = h('span', { hidden: true }, yes, ' ', no, outcome);
-  const cancel = () => {
-    confirm.hidden = true;
-    ask.hidden = false;
-    outcome.replaceChildren();
-    ask.focus();
-  };
-  ask.addEventListener('click', () => {
-    ask.hidden = true;
-    confirm.hidden = false;
-    no.focus();
-  });
-  no.addEventListener('click', cancel);
-  confirm.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      cancel();
-    }
-  });
-  yes.addEventListener('click', async () => {
-    yes.disabled = true;
-    outcome.replaceChildren();
-    try {
+  return confirmation({
+    ask: ['Revoke', `Revoke key ${key.id}`],
+    question: `Revoke ${key.id}? Whoever uses it is refused from then on.`,
+    yes: ['Revoke now', `Revoke now: key ${key.id}`],
+    keep: ['Keep', `Keep key ${key.id}`],
+    act: async () => {
       await post('/revoke-api-key', { id: key.id });
       announce(`Key ${key.id} revoked.`);
-      const heading = document.getElementById('keys-heading');
       await after();
-      heading?.setAttribute('tabindex', '-1');
-      heading?.focus();
-    } catch (error) {
-      outcome.replaceChildren(problem(error));
-    } finally {
-      yes.disabled = false;
-    }
+      focusOn(document.getElementById('keys-heading'));
+    },
   });
-  return h('span', {}, ask, confirm);
 }

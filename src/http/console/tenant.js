@@ -3,7 +3,7 @@
 // same here as from curl, and a change made here is recorded with this credential as actor.
 
 import { get, post } from './api.js';
-import { announce, form, h, paged, problem, route, table, when } from './dom.js';
+import { announce, busy, confirmation, focusOn, form, h, paged, problem, route, table, when } from './dom.js';
 
 // The newest revision each tenant was seen at after a write from this tab. Reads ask for it
 // (min_revision), so that behind a load balancer a page never shows a state before a change
@@ -17,6 +17,14 @@ function wrote(tenant, answer) {
 
 export function read(tenant, path, params) {
   return get(path, { tenant, min_revision: seen.get(tenant), ...params });
+}
+
+// A listing's pages, for `paged`: each read as `read` does, its items the answer's `field`.
+export function pages(tenant, path, field, params) {
+  return async (cursor) => {
+    const answer = await read(tenant, path, { ...params, cursor });
+    return { items: answer[field], next_cursor: answer.next_cursor, answer };
+  };
 }
 
 // The links between a tenant's views, the current one marked.
@@ -40,13 +48,14 @@ function outcome(answer, changed, unchanged) {
 
 export function tenantView(main, { session, params: { tenant } }) {
   const groups = h('div');
+  const load = pages(tenant, '/groups', 'groups', { limit: 50 });
   const list = () =>
     paged(
       groups,
       async (cursor) => {
-        const page = await read(tenant, '/groups', { cursor, limit: 50 });
-        revision.textContent = `Revision ${page.revision}`;
-        return { items: page.groups, next_cursor: page.next_cursor };
+        const page = await load(cursor);
+        revision.textContent = `Revision ${page.answer.revision}`;
+        return page;
       },
       (items) =>
         table(
@@ -99,22 +108,20 @@ export function tenantView(main, { session, params: { tenant } }) {
 // is shown beside the button, which stays for another try.
 function writeButton(label, name, write, after) {
   const button = h('button', { type: 'button', class: 'secondary small', 'aria-label': name }, label);
-  button.addEventListener('click', async () => {
-    const heading = button.closest('section')?.querySelector('h2');
-    button.disabled = true;
-    button.nextElementSibling?.remove();
-    try {
-      await write();
-      announce(`${name}: done.`);
-      await after();
-      heading?.setAttribute('tabindex', '-1');
-      heading?.focus();
-    } catch (error) {
-      button.after(problem(error));
-    } finally {
-      button.disabled = false;
-    }
-  });
+  button.addEventListener('click', () =>
+    busy(button, async () => {
+      const heading = button.closest('section')?.querySelector('h2');
+      button.nextElementSibling?.remove();
+      try {
+        await write();
+        announce(`${name}: done.`);
+        await after();
+        focusOn(heading);
+      } catch (error) {
+        button.after(problem(error));
+      }
+    }),
+  );
   return button;
 }
 
@@ -132,10 +139,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
   const listPermissions = () =>
     paged(
       permissions,
-      async (cursor) => {
-        const page = await read(tenant, '/group-permissions', { group, cursor });
-        return { items: page.permissions, next_cursor: page.next_cursor };
-      },
+      pages(tenant, '/group-permissions', 'permissions', { group }),
       (items) =>
         table(`Permissions of ${group}`, [
           { header: 'Resource', cell: (p) => h('code', {}, p.resource) },
@@ -181,9 +185,9 @@ export async function groupView(main, { session, params: { tenant, group } }) {
     paged(
       members,
       async (cursor) => {
-        const page = await read(tenant, '/group-members', { group, cursor });
-        const ends = new Map(page.expiring.map((e) => [e.user, e]));
-        return { items: page.members.map((user) => ({ user, end: ends.get(user) })), next_cursor: page.next_cursor };
+        const page = await pages(tenant, '/group-members', 'members', { group })(cursor);
+        const ends = new Map(page.answer.expiring.map((e) => [e.user, e]));
+        return { ...page, items: page.items.map((user) => ({ user, end: ends.get(user) })) };
       },
       (items) =>
         table(`Members of ${group}`, [
@@ -248,10 +252,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
   const listParents = () =>
     paged(
       parents,
-      async (cursor) => {
-        const page = await read(tenant, '/group-parents', { group, cursor });
-        return { items: page.parents, next_cursor: page.next_cursor };
-      },
+      pages(tenant, '/group-parents', 'parents', { group }),
       (items) => names(items, false, `Groups ${group} is nested in`),
       `${group} is not nested in any group.`,
       'parent groups',
@@ -259,10 +260,7 @@ export async function groupView(main, { session, params: { tenant, group } }) {
   const listChildren = () =>
     paged(
       children,
-      async (cursor) => {
-        const page = await read(tenant, '/group-children', { group, cursor });
-        return { items: page.children, next_cursor: page.next_cursor };
-      },
+      pages(tenant, '/group-children', 'children', { group }),
       (items) => names(items, true, `Groups nested in ${group}`),
       `No group is nested in ${group}.`,
       'nested groups',
@@ -307,47 +305,20 @@ export async function groupView(main, { session, params: { tenant, group } }) {
 }
 
 function deleteSection(tenant, group, change) {
-  const section = h('section', { 'aria-labelledby': 'delete-heading' }, h('h2', { id: 'delete-heading' }, 'Delete'));
-  const ask = h('button', { type: 'button', class: 'danger' }, 'Delete group…');
-  const question = h(
-    'p',
-    { id: 'delete-question' },
-    `Delete ${group} with its permissions and memberships? Groups nested in it lose what came through it.`,
+  return h(
+    'section',
+    { 'aria-labelledby': 'delete-heading' },
+    h('h2', { id: 'delete-heading' }, 'Delete'),
+    confirmation({
+      ask: ['Delete group…'],
+      question: `Delete ${group} with its permissions and memberships? Groups nested in it lose what came through it.`,
+      yes: [`Delete ${group}`],
+      keep: ['Keep it'],
+      act: async () => {
+        await change('/delete-group', {});
+        announce(`Group ${group} deleted.`);
+        location.hash = route('t', tenant);
+      },
+    }),
   );
-  const yes = h('button', { type: 'button', class: 'danger', 'aria-describedby': 'delete-question' }, `Delete ${group}`);
-  const no = h('button', { type: 'button', class: 'secondary', 'aria-describedby': 'delete-question' }, 'Keep it');
-  const outcome = h('div');
-  const confirm = h('div', { class: 'confirm', role: 'group', 'aria-labelledby': 'delete-question', hidden: true }, question, yes, no, outcome);
-  const cancel = () => {
-    confirm.hidden = true;
-    ask.hidden = false;
-    outcome.replaceChildren();
-    ask.focus();
-  };
-  ask.addEventListener('click', () => {
-    confirm.hidden = false;
-    ask.hidden = true;
-    no.focus();
-  });
-  no.addEventListener('click', cancel);
-  confirm.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      cancel();
-    }
-  });
-  yes.addEventListener('click', async () => {
-    yes.disabled = true;
-    outcome.replaceChildren();
-    try {
-      await change('/delete-group', {});
-      announce(`Group ${group} deleted.`);
-      location.hash = route('t', tenant);
-    } catch (error) {
-      outcome.replaceChildren(problem(error));
-    } finally {
-      yes.disabled = false;
-    }
-  });
-  section.append(ask, confirm);
-  return section;
 }

@@ -1,7 +1,7 @@
 // One user of a tenant: the groups they are in, as a member or through nesting, and every
 // permission those groups give them now. For "why can't Alice open this?", beside the check.
 
-import { h, problem, route, when } from './dom.js';
+import { busy, focusOn, frame, h, problem, route, when } from './dom.js';
 import { read, tenantNav } from './tenant.js';
 
 export async function userView(main, { params: { tenant, user } }) {
@@ -10,31 +10,23 @@ export async function userView(main, { params: { tenant, user } }) {
   const outcome = h('div');
   const more = h('button', { type: 'button', class: 'secondary', hidden: true }, 'Show more');
   const revision = h('p', { class: 'meta' });
-  const headed = (columns, rows, caption) =>
-    h(
-      'table',
-      {},
-      h('caption', { class: 'visually-hidden' }, caption),
-      h('thead', {}, h('tr', {}, columns.map((column) => h('th', { scope: 'col' }, column)))),
-      rows,
-    );
   main.replaceChildren(
     h('h1', {}, `User ${user}`),
     h('p', { class: 'meta' }, 'In tenant ', h('a', { href: route('t', tenant) }, tenant)),
     tenantNav(tenant, null),
     revision,
     h('h2', {}, 'Groups'),
-    headed(['Group', 'Membership'], groups, `Groups of ${user}`),
+    frame(`Groups of ${user}`, ['Group', 'Membership'], groups),
     h('h2', {}, 'Permissions'),
-    headed(['Resource', 'Action', 'From group'], permissions, `Permissions of ${user}`),
+    frame(`Permissions of ${user}`, ['Resource', 'Action', 'From group'], permissions),
     outcome,
     more,
   );
 
-  // One listing, the groups first and then the permissions, a page of either or both at a time.
+  // One listing, the groups first and then the permissions, a page of either or both at a
+  // time: two tables filled from one sequence, which `paged` does not do.
   let cursor = null;
-  const next = async () => {
-    more.disabled = true;
+  const next = () => busy(more, async () => {
     outcome.replaceChildren();
     try {
       const page = await read(tenant, '/user-permissions', { user, cursor });
@@ -63,8 +55,7 @@ export async function userView(main, { params: { tenant, user } }) {
       cursor = page.next_cursor;
       if (!cursor && document.activeElement === more) {
         // The button goes with the last page: the focus goes to the list it filled.
-        permissions.closest('table').setAttribute('tabindex', '-1');
-        permissions.closest('table').focus();
+        focusOn(permissions.closest('table'));
       }
       more.hidden = !cursor;
       if (!cursor && groups.children.length === 0) {
@@ -72,10 +63,8 @@ export async function userView(main, { params: { tenant, user } }) {
       }
     } catch (error) {
       outcome.replaceChildren(problem(error));
-    } finally {
-      more.disabled = false;
     }
-  };
+  });
   more.addEventListener('click', next);
   await next();
 }
